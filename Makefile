@@ -1,0 +1,62 @@
+# v6lab — IPv6-only Kubernetes labs with Cilium, and conformance proven from packets.
+# `make help` lists the targets.
+
+SHELL      := /bin/bash
+GO         ?= go
+BIN        := bin/v6lab
+SPEC       ?=
+SPEC_FLAG  := $(if $(SPEC),--spec $(SPEC),)
+RUNS       ?= runs
+FUZZTIME   ?= 30s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/v6lab
+	$(GO) build -o $(BIN) ./cmd/v6lab
+
+.PHONY: conformance
+conformance: build ## the main job: lab up, conformance suites, report, down (default lab; SPEC=... for another)
+	@scripts/conformance.sh $(BIN) $(RUNS) $(SPEC_FLAG)
+
+.PHONY: test
+test: ## everything CI runs: vet, unit and golden tests, FRR syntax checks
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+.PHONY: unit
+unit: ## unit tests only (no external tools)
+	$(GO) test -short ./...
+
+.PHONY: fuzz
+fuzz: ## fuzz the spec decoder and the planner for FUZZTIME each
+	$(GO) test ./labs/spec -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./labs/plan -run '^$$' -fuzz FuzzPlan -fuzztime $(FUZZTIME)
+
+.PHONY: golden
+golden: ## rewrite the renderers' golden files after an intended change
+	$(GO) test ./labs/render -run TestGolden -update
+
+.PHONY: plan
+plan: build ## print the address plan (SPEC=... for another lab)
+	@$(BIN) plan $(SPEC_FLAG)
+
+.PHONY: render
+render: build ## render every config of the lab into $(RUNS)/render
+	@$(BIN) render $(SPEC_FLAG) -o $(RUNS)/render
+
+.PHONY: lab-up
+lab-up: build ## stand up the lab (SPEC=... for another)
+	@echo "v6lab: lab-up needs the lab runtime (v6lab up), which is not built yet." >&2; exit 2
+
+.PHONY: lab-down
+lab-down: build ## remove the lab (SPEC=... for another)
+	@echo "v6lab: lab-down needs the lab runtime (v6lab down), which is not built yet." >&2; exit 2
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf bin $(RUNS)

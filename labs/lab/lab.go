@@ -1,0 +1,67 @@
+// Package lab ties a spec to its plan: it is what every command loads first.
+package lab
+
+import (
+	"errors"
+	"fmt"
+
+	"v6lab.dev/v6lab/labs/plan"
+	"v6lab.dev/v6lab/labs/spec"
+	"v6lab.dev/v6lab/topologies"
+)
+
+// Lab is a validated spec and its address plan.
+type Lab struct {
+	Spec   *spec.Lab
+	Plan   *plan.Plan
+	Source string // the file it came from, or "embedded:<name>"
+}
+
+// Load reads a spec file (or the embedded default lab when path is empty), validates it
+// and plans it. Every problem of the spec and of its plan is returned at once, as a
+// spec.ErrorList.
+func Load(path string) (*Lab, error) {
+	var (
+		data []byte
+		err  error
+		src  = path
+	)
+	if path == "" {
+		src = "embedded:" + topologies.DefaultName
+		data, err = topologies.Get(topologies.DefaultName)
+	} else {
+		data, err = readFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, src)
+}
+
+// Parse is Load for a document already in memory.
+func Parse(data []byte, source string) (*Lab, error) {
+	l, errs := spec.Decode(data)
+	if l == nil {
+		return nil, fmt.Errorf("%s: %w", source, errs)
+	}
+	spec.SetDefaults(l)
+	errs = append(errs, spec.Validate(l)...)
+	if len(errs) > 0 {
+		// Planning a spec with structural errors would only add noise.
+		return nil, fmt.Errorf("%s: %w", source, errs)
+	}
+	p, err := plan.New(l)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	return &Lab{Spec: l, Plan: p, Source: source}, nil
+}
+
+// Problems returns the spec problems inside an error returned by Load, if any.
+func Problems(err error) spec.ErrorList {
+	var list spec.ErrorList
+	if errors.As(err, &list) {
+		return list
+	}
+	return nil
+}

@@ -1,0 +1,175 @@
+// Package cilium renders Cilium's Helm values (per datapath and keyed by Cilium minor
+// version where they differ) and the Cilium objects of a lab: a CiliumPodIPPool per
+// application, a CiliumLoadBalancerIPPool per application, and the BGP control plane
+// v2 resources (CiliumBGPClusterConfig, CiliumBGPPeerConfig, CiliumBGPAdvertisement,
+// CiliumBGPNodeConfigOverride with an explicit router-id per node).
+package cilium
+
+import (
+	"fmt"
+
+	"v6lab.dev/v6lab/labs/plan"
+	"v6lab.dev/v6lab/labs/spec"
+)
+
+// Values is the subset of the chart's values v6lab sets. Field names are the chart's.
+type Values struct {
+	KubeProxyReplacement  bool            `json:"kubeProxyReplacement"`
+	K8sServiceHost        string          `json:"k8sServiceHost"`
+	K8sServicePort        string          `json:"k8sServicePort"`
+	IPv4                  Enabled         `json:"ipv4"`
+	IPv6                  Enabled         `json:"ipv6"`
+	RoutingMode           string          `json:"routingMode"`
+	TunnelProtocol        string          `json:"tunnelProtocol,omitempty"`
+	UnderlayProtocol      string          `json:"underlayProtocol,omitempty"`
+	IPv6NativeRoutingCIDR string          `json:"ipv6NativeRoutingCIDR,omitempty"`
+	AutoDirectNodeRoutes  bool            `json:"autoDirectNodeRoutes"`
+	EnableIPv4Masquerade  bool            `json:"enableIPv4Masquerade"`
+	EnableIPv6Masquerade  bool            `json:"enableIPv6Masquerade"`
+	BPF                   BPF             `json:"bpf"`
+	Devices               string          `json:"devices"`
+	IPAM                  IPAM            `json:"ipam"`
+	LoadBalancer          LoadBalancer    `json:"loadBalancer"`
+	BGPControlPlane       BGPControlPlane `json:"bgpControlPlane"`
+	Envoy                 Enabled         `json:"envoy"`
+	L7Proxy               bool            `json:"l7Proxy"`
+	Hubble                Enabled         `json:"hubble"`
+	Operator              Operator        `json:"operator"`
+	Image                 *Image          `json:"image,omitempty"`
+	PreferIPv6            *bool           `json:"preferIpv6,omitempty"`
+}
+
+// Enabled is the chart's common {enabled: bool} block.
+type Enabled struct {
+	Enabled bool `json:"enabled"`
+}
+
+// BPF holds bpf.* values.
+type BPF struct {
+	Masquerade bool `json:"masquerade"`
+}
+
+// IPAM holds ipam.* values.
+type IPAM struct {
+	Mode     string       `json:"mode"`
+	Operator IPAMOperator `json:"operator"`
+}
+
+// IPAMOperator holds ipam.operator.* values.
+type IPAMOperator struct {
+	AutoCreateCiliumPodIPPools map[string]AutoPool `json:"autoCreateCiliumPodIPPools,omitempty"`
+}
+
+// AutoPool is a pool the operator creates at install time.
+type AutoPool struct {
+	IPv6 PoolFamily `json:"ipv6"`
+}
+
+// LoadBalancer holds loadBalancer.* values.
+type LoadBalancer struct {
+	Mode        string `json:"mode"`
+	DSRDispatch string `json:"dsrDispatch,omitempty"`
+	Algorithm   string `json:"algorithm"`
+}
+
+// BGPControlPlane holds bgpControlPlane.* values.
+type BGPControlPlane struct {
+	Enabled bool `json:"enabled"`
+}
+
+// Operator holds operator.* values.
+type Operator struct {
+	Replicas int    `json:"replicas"`
+	Image    *Image `json:"image,omitempty"`
+}
+
+// Image overrides an image reference (offline: the locally built images).
+type Image struct {
+	Override   string `json:"override,omitempty"`
+	PullPolicy string `json:"pullPolicy,omitempty"`
+}
+
+// Images are optional image overrides; empty means the chart's public images.
+type Images struct {
+	Agent    string
+	Operator string
+}
+
+// DefaultPoolName is the pool pods use when their namespace names none.
+const DefaultPoolName = "default"
+
+// ValuesFor renders the Helm values of a lab.
+func ValuesFor(p *plan.Plan, img Images) (Values, error) {
+	s := p.Spec
+	minor := spec.CiliumMinor(s.Versions.Cilium)
+	if minor == "" {
+		return Values{}, fmt.Errorf("cilium: unsupported version %q", s.Versions.Cilium)
+	}
+	server := p.Server()
+	if server == nil {
+		return Values{}, fmt.Errorf("cilium: the lab has no server node")
+	}
+	v := Values{
+		KubeProxyReplacement: true,
+		K8sServiceHost:       server.Address.String(),
+		K8sServicePort:       "6443",
+		IPv4:                 Enabled{false},
+		IPv6:                 Enabled{true},
+		// eth1 is every node's only data link; eth0 is management and must not
+		// carry NodePort/LB traffic.
+		Devices: "eth1",
+		LoadBalancer: LoadBalancer{
+			Mode:      string(s.LoadBalancer.Mode),
+			Algorithm: s.LoadBalancer.Algorithm,
+		},
+		BGPControlPlane: BGPControlPlane{Enabled: true},
+		// Envoy is C++ and not built offline; the lab uses no L7 feature.
+		Envoy:    Enabled{false},
+		L7Proxy:  false,
+		Hubble:   Enabled{false},
+		Operator: Operator{Replicas: 1},
+		// Multi-pool IPAM in both datapaths: the default pool is created at install
+		// time, the per-application pools are objects (see Objects).
+		IPAM: IPAM{Mode: "multi-pool", Operator: IPAMOperator{
+			AutoCreateCiliumPodIPPools: map[string]AutoPool{
+				DefaultPoolName: {IPv6: PoolFamily{CIDRs: []string{p.Pods.Default.String()}, MaskSize: p.PodMaskSize}},
+			},
+		}},
+	}
+	if s.LoadBalancer.Mode == spec.LBModeDSR {
+		// IPv6 extension-header dispatch ("opt" is the IPv4-option/IPv6-extension mode).
+		v.LoadBalancer.DSRDispatch = "opt"
+	}
+	switch s.Datapath {
+	case spec.DatapathNative:
+		v.RoutingMode = "native"
+		v.IPv6NativeRoutingCIDR = p.Pods.Block.String()
+	case spec.DatapathTunnel:
+		v.RoutingMode = "tunnel"
+		v.TunnelProtocol = "vxlan" // this kernel has no GENEVE
+		v.UnderlayProtocol = "ipv6"
+		// In tunnel mode pods egress through their node's address (the seed's trade-off).
+		v.EnableIPv6Masquerade = true
+		v.BPF.Masquerade = true
+	}
+	if minorAtLeast(minor, 1, 20) {
+		// 1.20 added preferIpv6 (health probes, Hubble peers); the lab is IPv6 only.
+		t := true
+		v.PreferIPv6 = &t
+	}
+	if img.Agent != "" {
+		v.Image = &Image{Override: img.Agent, PullPolicy: "Never"}
+	}
+	if img.Operator != "" {
+		v.Operator.Image = &Image{Override: img.Operator, PullPolicy: "Never"}
+	}
+	return v, nil
+}
+
+func minorAtLeast(minor string, major, min int) bool {
+	var a, b int
+	if _, err := fmt.Sscanf(minor, "%d.%d", &a, &b); err != nil {
+		return false
+	}
+	return a > major || (a == major && b >= min)
+}

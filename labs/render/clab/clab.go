@@ -1,0 +1,162 @@
+// Package clab renders the containerlab topology of a lab. The output is a plain
+// containerlab topology file that the stock `containerlab deploy -t` accepts; v6lab's
+// own deploy path reads the very same file.
+package clab
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+
+	yaml "go.yaml.in/yaml/v3"
+
+	"v6lab.dev/v6lab/labs/plan"
+)
+
+// Topology is the subset of containerlab's topology schema that v6lab uses.
+type Topology struct {
+	Name   string `yaml:"name"`
+	Prefix string `yaml:"prefix"`
+	Mgmt   Mgmt   `yaml:"mgmt"`
+	Topo   Topo   `yaml:"topology"`
+}
+
+// Mgmt is the management network: ULA for IPv6, a docker-chosen IPv4 subnet ("auto";
+// the engine cannot create an IPv6-only network). It is never a data plane.
+type Mgmt struct {
+	Network    string `yaml:"network"`
+	IPv4Subnet string `yaml:"ipv4-subnet"`
+	IPv6Subnet string `yaml:"ipv6-subnet"`
+}
+
+// Topo holds nodes and links.
+type Topo struct {
+	Nodes map[string]Node `yaml:"nodes"`
+	Links []Link          `yaml:"links"`
+}
+
+// Node is one containerlab node (always kind linux here).
+type Node struct {
+	Kind    string            `yaml:"kind"`
+	Image   string            `yaml:"image"`
+	Cmd     string            `yaml:"cmd,omitempty"`
+	Binds   []string          `yaml:"binds,omitempty"`
+	Exec    []string          `yaml:"exec,omitempty"`
+	Env     map[string]string `yaml:"env,omitempty"`
+	Labels  map[string]string `yaml:"labels,omitempty"`
+	Sysctls map[string]string `yaml:"sysctls,omitempty"`
+	Group   string            `yaml:"group,omitempty"`
+}
+
+// Link is a point-to-point veth.
+type Link struct {
+	Endpoints [2]string `yaml:"endpoints,flow"`
+}
+
+// Images names the image each kind of lab member runs.
+type Images struct {
+	Router string
+	Host   string
+	Node   string
+}
+
+// Label keys put on every container so that v6lab can find its labs.
+const (
+	LabelLab  = "v6lab.dev/lab"
+	LabelRole = "v6lab.dev/role"
+	LabelKind = "v6lab.dev/member"
+)
+
+// FileName is the topology file name for a lab.
+func FileName(p *plan.Plan) string { return p.Lab + ".clab.yml" }
+
+// FRRDir is where a router's FRR files live, relative to the topology file.
+func FRRDir(router string) string { return "frr/" + router }
+
+// Build makes the topology of a lab. nodeBinds adds per-node binds (e.g. k3s config).
+func Build(p *plan.Plan, img Images, nodeBinds func(plan.KubeNode) []string) Topology {
+	t := Topology{
+		Name:   p.Lab,
+		Prefix: "v6lab",
+		Mgmt:   Mgmt{Network: p.Management.Network, IPv4Subnet: "auto", IPv6Subnet: p.Management.IPv6Subnet.String()},
+		Topo:   Topo{Nodes: map[string]Node{}},
+	}
+	labels := func(kind, role string) map[string]string {
+		return map[string]string{LabelLab: p.Lab, LabelKind: kind, LabelRole: role}
+	}
+	for _, r := range p.Routers {
+		dir := FRRDir(r.Name)
+		t.Topo.Nodes[r.Name] = Node{
+			Kind:  "linux",
+			Image: img.Router,
+			Binds: []string{
+				dir + "/frr.conf:/etc/frr/frr.conf",
+				dir + "/daemons:/etc/frr/daemons",
+				dir + "/vtysh.conf:/etc/frr/vtysh.conf",
+			},
+			// The management network must never be a way out of the lab.
+			Exec:   []string{dropMgmtDefault},
+			Labels: labels("router", string(r.Role)),
+			Group:  "routers",
+		}
+	}
+	for _, h := range p.Hosts {
+		t.Topo.Nodes[h.Name] = Node{
+			Kind:   "linux",
+			Image:  img.Host,
+			Exec:   addressExec(h.Iface, []netip.Prefix{netip.PrefixFrom(h.Address, h.Subnet.Bits())}, h.Gateway),
+			Labels: labels("host", string(h.Role)),
+			Group:  "hosts",
+		}
+	}
+	for _, n := range p.KubeNodes {
+		node := Node{
+			Kind:  "linux",
+			Image: img.Node,
+			Exec: addressExec(n.Iface, []netip.Prefix{
+				netip.PrefixFrom(n.Address, n.Link.Bits()),
+				netip.PrefixFrom(n.SpeakerAddress, n.Link.Bits()),
+			}, n.Gateway),
+			Labels: labels("node", string(n.Role)),
+			Group:  "nodes",
+		}
+		if nodeBinds != nil {
+			node.Binds = nodeBinds(n)
+		}
+		t.Topo.Nodes[n.Name] = node
+	}
+	for _, l := range p.Links {
+		t.Topo.Links = append(t.Topo.Links, Link{Endpoints: [2]string{
+			l.A.Node + ":" + l.A.Iface, l.B.Node + ":" + l.B.Iface}})
+	}
+	return t
+}
+
+// dropMgmtDefault removes the IPv6 default route docker gives eth0, so that nothing in
+// the lab can route out through the management network.
+const dropMgmtDefault = `sh -c "ip -6 route del default dev eth0 2>/dev/null; true"`
+
+// addressExec configures a host or node data interface: its addresses (nodad: the
+// plan guarantees uniqueness) and a default route into the lab via its router.
+func addressExec(iface string, addrs []netip.Prefix, gw netip.Addr) []string {
+	var cmds []string
+	for _, a := range addrs {
+		cmds = append(cmds, fmt.Sprintf("ip -6 addr add %s dev %s nodad", a, iface))
+	}
+	return append(cmds, fmt.Sprintf("ip -6 route replace default via %s dev %s", gw, iface))
+}
+
+// Marshal renders a topology as YAML.
+func Marshal(t Topology) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString("# Rendered by v6lab. Deployable as is with: containerlab deploy -t " + t.Name + ".clab.yml\n")
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(t); err != nil {
+		return nil, fmt.Errorf("encoding topology: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}

@@ -1,0 +1,189 @@
+// Package render turns a planned lab into every file the lab needs, as bytes: the run
+// directory is the contract between v6lab's stages, and a user can stop after render,
+// edit a file, and deploy it with stock tools (containerlab, helm, kubectl).
+package render
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"v6lab.dev/v6lab/labs/lab"
+	"v6lab.dev/v6lab/labs/plan"
+	"v6lab.dev/v6lab/labs/render/cilium"
+	"v6lab.dev/v6lab/labs/render/clab"
+	"v6lab.dev/v6lab/labs/render/frr"
+	"v6lab.dev/v6lab/labs/render/k3s"
+	"v6lab.dev/v6lab/labs/render/kube"
+	"v6lab.dev/v6lab/labs/render/metallb"
+	"v6lab.dev/v6lab/labs/spec"
+)
+
+// File is one rendered file, its path relative to the run directory.
+type File struct {
+	Path string
+	Data []byte
+}
+
+// Files is a rendered lab.
+type Files []File
+
+// Get returns the file at path.
+func (fs Files) Get(path string) ([]byte, bool) {
+	for _, f := range fs {
+		if f.Path == path {
+			return f.Data, true
+		}
+	}
+	return nil, false
+}
+
+// Write writes every file under dir, creating directories as needed.
+func (fs Files) Write(dir string) error {
+	for _, f := range fs {
+		p := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("render: %w", err)
+		}
+		if err := os.WriteFile(p, f.Data, 0o644); err != nil {
+			return fmt.Errorf("render: %w", err)
+		}
+	}
+	return nil
+}
+
+// Options choose what render cannot know from the spec alone.
+type Options struct {
+	// Images for the containerlab nodes; empty fields take DefaultImages.
+	Images clab.Images
+	// Cilium image overrides (offline images); empty means the chart's public images.
+	CiliumImages cilium.Images
+}
+
+// DefaultImages are the image names of the offline path (built by `v6lab images build`);
+// for the k3s distribution the node image is the public rancher/k3s image.
+func DefaultImages(s *spec.LabSpec) clab.Images {
+	img := clab.Images{Router: "v6lab/frr:latest", Host: "v6lab/host:latest",
+		Node: "v6lab/node:" + s.Versions.Kubernetes.Version}
+	if s.Versions.Kubernetes.Distribution == spec.DistK3s {
+		img.Node = "rancher/k3s:" + strings.ReplaceAll(s.Versions.Kubernetes.Version, "+", "-")
+	}
+	return img
+}
+
+// All renders every file of a lab.
+func All(l *lab.Lab, opt Options) (Files, error) {
+	p := l.Plan
+	img := DefaultImages(&l.Spec.Spec)
+	if opt.Images.Router != "" {
+		img.Router = opt.Images.Router
+	}
+	if opt.Images.Host != "" {
+		img.Host = opt.Images.Host
+	}
+	if opt.Images.Node != "" {
+		img.Node = opt.Images.Node
+	}
+	var out Files
+	add := func(path string, data []byte) { out = append(out, File{Path: path, Data: data}) }
+
+	// The spec as understood (defaults filled in) and its plan, for people and later stages.
+	specYAML, err := spec.Marshal(l.Spec)
+	if err != nil {
+		return nil, err
+	}
+	add("spec.yaml", specYAML)
+	planJSON, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("render plan: %w", err)
+	}
+	add("plan.json", append(planJSON, '\n'))
+	var tree bytes.Buffer
+	if err := p.WriteTree(&tree); err != nil {
+		return nil, err
+	}
+	add("plan.txt", tree.Bytes())
+
+	topo := clab.Build(p, img, func(n plan.KubeNode) []string {
+		return []string{K3sConfigPath(n.Name) + ":" + k3s.Path}
+	})
+	topoYAML, err := clab.Marshal(topo)
+	if err != nil {
+		return nil, err
+	}
+	add(clab.FileName(p), topoYAML)
+
+	for i := range p.Routers {
+		r := &p.Routers[i]
+		conf, err := frr.Render(frr.ForRouter(p, r))
+		if err != nil {
+			return nil, err
+		}
+		dir := clab.FRRDir(r.Name)
+		add(dir+"/frr.conf", conf)
+		add(dir+"/daemons", frr.Daemons())
+		add(dir+"/vtysh.conf", frr.VtyshConf())
+	}
+	for _, n := range p.KubeNodes {
+		b, err := k3s.Marshal(k3s.ForNode(p, n))
+		if err != nil {
+			return nil, err
+		}
+		add(K3sConfigPath(n.Name), b)
+	}
+
+	ns, err := Documents(kube.Namespaces(p))
+	if err != nil {
+		return nil, err
+	}
+	add("kubernetes/namespaces.yaml", ns)
+
+	values, err := cilium.ValuesFor(p, opt.CiliumImages)
+	if err != nil {
+		return nil, err
+	}
+	vb, err := yaml.Marshal(values)
+	if err != nil {
+		return nil, fmt.Errorf("render cilium values: %w", err)
+	}
+	add("cilium/values.yaml", append([]byte(fmt.Sprintf("# Cilium %s Helm values, rendered by v6lab (datapath %s)\n",
+		l.Spec.Spec.Versions.Cilium, l.Spec.Spec.Datapath)), vb...))
+	cobj, err := Documents(cilium.Objects(p))
+	if err != nil {
+		return nil, err
+	}
+	add("cilium/objects.yaml", cobj)
+
+	if objs := metallb.Objects(p); objs != nil {
+		mb, err := Documents(objs)
+		if err != nil {
+			return nil, err
+		}
+		add("metallb/objects.yaml", mb)
+	}
+	return out, nil
+}
+
+// K3sConfigPath is where a node's k3s config is rendered, relative to the run directory.
+func K3sConfigPath(node string) string { return "k3s/" + node + "/config.yaml" }
+
+// Documents marshals objects into one multi-document YAML stream.
+func Documents(objs []any) ([]byte, error) {
+	var b bytes.Buffer
+	for i, o := range objs {
+		y, err := yaml.Marshal(o)
+		if err != nil {
+			return nil, fmt.Errorf("render: %w", err)
+		}
+		if i > 0 {
+			b.WriteString("---\n")
+		}
+		b.Write(y)
+	}
+	return b.Bytes(), nil
+}

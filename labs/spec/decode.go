@@ -1,0 +1,195 @@
+package spec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// Decode decodes a document strictly: unknown and duplicate fields are errors, and so
+// are values of the wrong type. All such errors are returned, each with its field path
+// and line. The Lab is nil only when the document is not YAML at all.
+func Decode(data []byte) (*Lab, ErrorList) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, ErrorList{{Detail: "not a valid YAML document: " + err.Error(),
+			Hint: "check indentation and quoting"}}
+	}
+	if root.Kind == 0 || len(root.Content) == 0 {
+		return nil, ErrorList{{Detail: "the document is empty",
+			Hint: "start from topologies/default.yaml (v6lab render --print-default)"}}
+	}
+	doc := root.Content[0]
+	var errs ErrorList
+	lines := map[int]string{}
+	checkFields(doc, reflect.TypeOf(Lab{}), "", &errs, lines)
+
+	var lab Lab
+	if err := doc.Decode(&lab); err != nil {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			errs = append(errs, FieldError{Detail: err.Error()})
+		} else {
+			for _, msg := range te.Errors {
+				errs = append(errs, typeError(msg, lines))
+			}
+		}
+	}
+	return &lab, errs
+}
+
+var lineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// typeError turns a yaml.v3 type error ("line 7: cannot unmarshal !!str `x` into uint32")
+// into a FieldError at the field path found on that line.
+func typeError(msg string, lines map[int]string) FieldError {
+	m := lineRE.FindStringSubmatch(msg)
+	if m == nil {
+		return FieldError{Detail: msg}
+	}
+	line, _ := strconv.Atoi(m[1])
+	detail := m[2]
+	hint := ""
+	if i := strings.Index(detail, " into "); i > 0 && strings.HasPrefix(detail, "cannot unmarshal") {
+		want := strings.TrimSpace(detail[i+len(" into "):])
+		got := strings.TrimPrefix(detail[:i], "cannot unmarshal ")
+		detail = fmt.Sprintf("wrong type: got %s", got)
+		hint = "expected " + friendlyType(want)
+	}
+	return FieldError{Path: lines[line], Line: line, Detail: detail, Hint: hint}
+}
+
+func friendlyType(t string) string {
+	switch {
+	case strings.HasPrefix(t, "uint"), strings.HasPrefix(t, "int"):
+		return "a whole number"
+	case t == "bool":
+		return "true or false"
+	case t == "string" || strings.HasPrefix(t, "spec."):
+		if strings.HasPrefix(t, "spec.") && !strings.Contains(t, "Role") && t != "spec.Datapath" &&
+			t != "spec.Announcer" && t != "spec.LBMode" && t != "spec.Distribution" {
+			return "a mapping (" + strings.TrimPrefix(t, "spec.") + ")"
+		}
+		return "a string"
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
+	}
+	return t
+}
+
+// checkFields walks the YAML tree beside the Go type, reporting unknown and duplicate
+// keys, and records which field path each line holds (for type errors).
+func checkFields(n *yaml.Node, t reflect.Type, path string, errs *ErrorList, lines map[int]string) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if path != "" {
+		lines[n.Line] = path
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return // the decoder reports the type mismatch
+		}
+		fields := yamlFields(t)
+		seen := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := Field(path, k.Value)
+			lines[k.Line] = p
+			if first, dup := seen[k.Value]; dup {
+				*errs = append(*errs, FieldError{Path: p, Line: k.Line,
+					Detail: fmt.Sprintf("field given twice (first on line %d)", first),
+					Hint:   "keep one of them"})
+				continue
+			}
+			seen[k.Value] = k.Line
+			ft, ok := fields[k.Value]
+			if !ok {
+				*errs = append(*errs, FieldError{Path: p, Line: k.Line,
+					Detail: "unknown field", Hint: unknownHint(k.Value, fields)})
+				continue
+			}
+			checkFields(v, ft, p, errs, lines)
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return
+		}
+		for i, item := range n.Content {
+			checkFields(item, t.Elem(), Index(path, i), errs, lines)
+		}
+	}
+}
+
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if name == "" || name == "-" {
+			continue
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+func unknownHint(key string, fields map[string]reflect.Type) string {
+	names := make([]string, 0, len(fields))
+	for n := range fields {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	best, bestD := "", 1<<30
+	for _, n := range names {
+		if d := editDistance(strings.ToLower(key), strings.ToLower(n)); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if best != "" && bestD <= max(2, len(key)/3) {
+		return fmt.Sprintf("did you mean %q? known fields here: %s", best, strings.Join(names, ", "))
+	}
+	return "known fields here: " + strings.Join(names, ", ")
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// Marshal renders a lab back to YAML (used by `v6lab validate --print`).
+func Marshal(l *Lab) ([]byte, error) {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(l); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), enc.Close()
+}

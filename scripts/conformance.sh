@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# make conformance: setup -> images -> up -> suites -> report -> down.
+# Stages that are not built yet stop the run with a non-zero status: a conformance job
+# that verified nothing must never look like a pass to a nightly CI.
+set -euo pipefail
+bin=$1 runs=$2; shift 2
+run="$runs/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$run"
+"$bin" validate "$@"
+"$bin" render "$@" -o "$run/render" >/dev/null
+echo "rendered the lab into $run/render"
+cat >&2 <<MSG
+v6lab conformance: stopped after render.
+Not built yet: the lab runtime (host setup, images, containerlab up/down), Kubernetes
+nodes, Cilium, MetalLB, the capture/verdict engine and the suites. Nothing was tested.
+MSG
+echo "$run"
+exit 2
