@@ -168,3 +168,18 @@ func TestModesDiffer(t *testing.T) {
 	f, _ = tun.Get("frr/leaf1/frr.conf")
 	assert.NotContains(t, string(f), "2001:db8:0:a01::/64", "tunnel mode routes no pod pools")
 }
+
+// Values are keyed by Cilium minor where the charts differ.
+func TestCiliumValuesPerVersion(t *testing.T) {
+	for version, wantPrefer := range map[string]bool{"1.18.4": false, "1.20.2": true} {
+		l, err := lab.Load("embedded:default")
+		require.NoError(t, err)
+		l.Spec.Spec.Versions.Cilium = version
+		files, err := render.All(l, render.Options{})
+		require.NoError(t, err)
+		v, _ := files.Get("cilium/values.yaml")
+		assert.Equal(t, wantPrefer, strings.Contains(string(v), "preferIpv6: true"), version)
+		assert.Contains(t, string(v), "Cilium "+version)
+		assert.Contains(t, string(v), "mode: multi-pool", version)
+	}
+}
