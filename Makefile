@@ -16,15 +16,21 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## build bin/v6lab
+build: ## build bin/v6lab and bin/v6lab-runc (the OCI runtime wrapper some hosts need)
 	$(GO) build -o $(BIN) ./cmd/v6lab
+	$(GO) build -o bin/v6lab-runc ./cmd/v6lab-runc
+
+.PHONY: host-setup
+host-setup: build ## install/start Docker and apply the host adaptations this host needs
+	@$(BIN) host setup
 
 .PHONY: conformance
 conformance: build ## the main job: lab up, conformance suites, report, down (default lab; SPEC=... for another)
 	@scripts/conformance.sh $(BIN) $(RUNS) $(SPEC_FLAG)
 
 .PHONY: test
-test: ## everything CI runs: vet, unit and golden tests, FRR syntax checks
+test: build ## everything CI runs: host setup, vet, unit, golden and integration tests
+	$(BIN) host setup
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 

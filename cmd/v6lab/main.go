@@ -69,7 +69,7 @@ func newRoot(stderr io.Writer) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.specPath, "spec", "", "lab spec file (default: the embedded default lab; embedded:<name> picks another embedded lab)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
-	root.AddCommand(planCmd(g), validateCmd(g), renderCmd(g))
+	root.AddCommand(planCmd(g), validateCmd(g), renderCmd(g), hostCmd())
 	return root
 }
 

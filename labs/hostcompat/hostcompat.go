@@ -1,0 +1,105 @@
+// Package hostcompat holds the adaptations some hosts need before v6lab's labs can run,
+// and nothing else. Each adaptation is detected, explained and applied only where the
+// host needs it; on a normal host Detect reports nothing and nothing is installed.
+//
+// Known adaptations:
+//   - CapabilityFilter: the host's capability bounding set lacks capabilities that
+//     privileged containers ask for (e.g. CAP_SYS_RESOURCE on some VMs), so runc fails
+//     with "unable to apply caps". An OCI runtime wrapper (cmd/v6lab-runc) removes what
+//     the host cannot grant and execs runc.
+//   - NoKernelModules: the kernel has no module support (/proc/modules is missing), and
+//     containerlab's deploy stops reading it. v6lab then deploys the same topology file
+//     through its own sequence.
+package hostcompat
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Need is one adaptation a host needs, with the reason it was detected.
+type Need struct {
+	Name   string
+	Reason string
+}
+
+// Report is what Detect found.
+type Report struct {
+	MissingCaps []string
+	Needs       []Need
+}
+
+// Has reports whether the host needs the named adaptation.
+func (r Report) Has(name string) bool {
+	for _, n := range r.Needs {
+		if n.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Adaptation names.
+const (
+	CapabilityFilter = "capability-filter"
+	NoKernelModules  = "no-kernel-modules"
+)
+
+// Detect inspects the running host.
+func Detect() (Report, error) {
+	var r Report
+	bnd, err := BoundingSet("/proc/self/status")
+	if err != nil {
+		return r, err
+	}
+	last, err := lastCap("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return r, err
+	}
+	r.MissingCaps = Missing(bnd, last)
+	if len(r.MissingCaps) > 0 {
+		r.Needs = append(r.Needs, Need{CapabilityFilter, fmt.Sprintf(
+			"the capability bounding set lacks %s: privileged containers fail unless the OCI runtime drops them",
+			strings.Join(r.MissingCaps, ", "))})
+	}
+	if _, err := os.Stat("/proc/modules"); os.IsNotExist(err) {
+		r.Needs = append(r.Needs, Need{NoKernelModules,
+			"/proc/modules does not exist (kernel without module support): containerlab's deploy cannot run as is"})
+	}
+	return r, nil
+}
+
+// BoundingSet reads CapBnd from a /proc/<pid>/status file.
+func BoundingSet(statusPath string) (uint64, error) {
+	data, err := os.ReadFile(statusPath)
+	if err != nil {
+		return 0, fmt.Errorf("hostcompat: %w", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return 0, fmt.Errorf("hostcompat: no CapBnd in %s", statusPath)
+}
+
+func lastCap(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("hostcompat: %w", err)
+	}
+	return strconv.Atoi(strings.TrimSpace(string(data)))
+}
+
+// Missing lists the capabilities up to last that the bounding set lacks.
+func Missing(bnd uint64, last int) []string {
+	var out []string
+	for i := 0; i <= last && i < 64; i++ {
+		if bnd&(1<<uint(i)) == 0 {
+			out = append(out, CapName(i))
+		}
+	}
+	return out
+}

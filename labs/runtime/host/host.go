@@ -1,0 +1,199 @@
+// Package host prepares this machine for v6lab labs: a running Docker engine and, only
+// where labs/hostcompat detects the need, the capability-filtering OCI runtime. Setup is
+// idempotent and reports every change it made.
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"v6lab.dev/v6lab/labs/hostcompat"
+)
+
+// Paths used by the setup.
+const (
+	DaemonJSON     = "/etc/docker/daemon.json"
+	WrapperPath    = "/usr/local/lib/v6lab/v6lab-runc"
+	WrapperRuntime = "v6lab-runc"
+	DockerdLog     = "/var/log/v6lab-dockerd.log"
+)
+
+// Result says what Setup found and changed.
+type Result struct {
+	Needs   []hostcompat.Need
+	Changes []string
+}
+
+// Setup makes sure Docker runs, with the host adaptations this host needs.
+// wrapperSrc is the built v6lab-runc binary (installed only if needed).
+func Setup(ctx context.Context, wrapperSrc string, log *slog.Logger) (Result, error) {
+	var res Result
+	rep, err := hostcompat.Detect()
+	if err != nil {
+		return res, err
+	}
+	res.Needs = rep.Needs
+	if _, err := exec.LookPath("dockerd"); err != nil {
+		log.Info("installing Docker engine from the OS packages (docker.io)")
+		if err := run(ctx, 15*time.Minute, "apt-get", "update", "-qq"); err != nil {
+			return res, err
+		}
+		if err := run(ctx, 15*time.Minute, "apt-get", "install", "-y", "-qq", "docker.io"); err != nil {
+			return res, err
+		}
+		res.Changes = append(res.Changes, "installed docker.io")
+	}
+	configChanged := false
+	if rep.Has(hostcompat.CapabilityFilter) {
+		changed, err := installWrapper(wrapperSrc)
+		if err != nil {
+			return res, err
+		}
+		if changed {
+			res.Changes = append(res.Changes, "installed "+WrapperPath)
+		}
+		changed, err = registerRuntime(DaemonJSON)
+		if err != nil {
+			return res, err
+		}
+		if changed {
+			configChanged = true
+			res.Changes = append(res.Changes, fmt.Sprintf("registered %s as Docker's default runtime in %s", WrapperRuntime, DaemonJSON))
+		}
+	}
+	if !dockerUp(ctx) {
+		if err := startDockerd(ctx); err != nil {
+			return res, err
+		}
+		res.Changes = append(res.Changes, "started dockerd (log: "+DockerdLog+")")
+	} else if configChanged {
+		// dockerd reloads runtimes and default-runtime on SIGHUP.
+		if err := reloadDockerd(); err != nil {
+			return res, err
+		}
+		res.Changes = append(res.Changes, "reloaded dockerd's configuration")
+	}
+	return res, nil
+}
+
+func installWrapper(src string) (bool, error) {
+	want, err := os.ReadFile(src)
+	if err != nil {
+		return false, fmt.Errorf("host: the OCI runtime wrapper is needed on this host but %s is missing (make build): %w", src, err)
+	}
+	if have, err := os.ReadFile(WrapperPath); err == nil && string(have) == string(want) {
+		return false, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(WrapperPath), 0o755); err != nil {
+		return false, err
+	}
+	tmp := WrapperPath + ".new"
+	if err := os.WriteFile(tmp, want, 0o755); err != nil {
+		return false, err
+	}
+	return true, os.Rename(tmp, WrapperPath)
+}
+
+// registerRuntime merges the wrapper into daemon.json, keeping every other setting.
+func registerRuntime(path string) (bool, error) {
+	cfg := map[string]any{}
+	if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
+		if err := json.Unmarshal(data, &cfg); err != nil {
+			return false, fmt.Errorf("host: %s: %w", path, err)
+		}
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	runtimes, _ := cfg["runtimes"].(map[string]any)
+	if runtimes == nil {
+		runtimes = map[string]any{}
+	}
+	entry, _ := runtimes[WrapperRuntime].(map[string]any)
+	if entry != nil && entry["path"] == WrapperPath && cfg["default-runtime"] == WrapperRuntime {
+		return false, nil
+	}
+	runtimes[WrapperRuntime] = map[string]any{"path": WrapperPath}
+	cfg["runtimes"] = runtimes
+	cfg["default-runtime"] = WrapperRuntime
+	out, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return false, err
+	}
+	return true, os.WriteFile(path, append(out, '\n'), 0o644)
+}
+
+func dockerUp(ctx context.Context) bool {
+	return run(ctx, 10*time.Second, "docker", "info", "--format", "{{.ServerVersion}}") == nil
+}
+
+func startDockerd(ctx context.Context) error {
+	logf, err := os.OpenFile(DockerdLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command("dockerd")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("host: starting dockerd: %w", err)
+	}
+	_ = cmd.Process.Release()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if dockerUp(ctx) {
+			return nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return fmt.Errorf("host: dockerd did not come up within 60s; see %s", DockerdLog)
+}
+
+func reloadDockerd() error {
+	out, err := exec.Command("pidof", "dockerd").Output()
+	if err != nil {
+		return fmt.Errorf("host: dockerd pid: %w", err)
+	}
+	var pid int
+	if _, err := fmt.Sscanf(string(out), "%d", &pid); err != nil {
+		return fmt.Errorf("host: dockerd pid %q: %w", out, err)
+	}
+	return syscall.Kill(pid, syscall.SIGHUP)
+}
+
+// run executes a command with a timeout; its stderr is part of the error.
+func run(ctx context.Context, timeout time.Duration, name string, args ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdout = io.Discard
+	var stderr limitedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %v: %w: %s", name, args, err, stderr.String())
+	}
+	return nil
+}
+
+type limitedBuffer struct{ b []byte }
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if len(l.b) < 8192 {
+		l.b = append(l.b, p[:min(len(p), 8192-len(l.b))]...)
+	}
+	return len(p), nil
+}
+
+func (l *limitedBuffer) String() string { return string(l.b) }
