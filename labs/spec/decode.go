@@ -66,18 +66,22 @@ func typeError(msg string, lines map[int]string) FieldError {
 	return FieldError{Path: lines[line], Line: line, Detail: detail, Hint: hint}
 }
 
+// stringTypes are the spec's named string types (enums); other spec.* types are mappings.
+var stringTypes = map[string]bool{
+	"spec.RouterRole": true, "spec.NodeRole": true, "spec.HostRole": true, "spec.Datapath": true,
+	"spec.Announcer": true, "spec.LBMode": true, "spec.Distribution": true,
+}
+
 func friendlyType(t string) string {
 	switch {
 	case strings.HasPrefix(t, "uint"), strings.HasPrefix(t, "int"):
 		return "a whole number"
 	case t == "bool":
 		return "true or false"
-	case t == "string" || strings.HasPrefix(t, "spec."):
-		if strings.HasPrefix(t, "spec.") && !strings.Contains(t, "Role") && t != "spec.Datapath" &&
-			t != "spec.Announcer" && t != "spec.LBMode" && t != "spec.Distribution" {
-			return "a mapping (" + strings.TrimPrefix(t, "spec.") + ")"
-		}
+	case t == "string" || stringTypes[t]:
 		return "a string"
+	case strings.HasPrefix(t, "spec."):
+		return "a mapping (" + strings.TrimPrefix(t, "spec.") + ")"
 	case strings.HasPrefix(t, "[]"):
 		return "a list"
 	}

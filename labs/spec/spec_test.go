@@ -146,3 +146,16 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestTypeErrorHints(t *testing.T) {
+	doc := "apiVersion: v6lab.dev/v1alpha1\nkind: Lab\nmetadata: [x]\nspec:\n  datapath: [native]\n  bgp:\n    bfd:\n      enabled: maybe\n  routers: {a: b}\n"
+	_, errs := spec.Decode([]byte(doc))
+	hints := map[string]string{}
+	for _, e := range errs {
+		hints[e.Path] = e.Hint
+	}
+	assert.Equal(t, "expected a mapping (Metadata)", hints["metadata"])
+	assert.Equal(t, "expected a string", hints["spec.datapath"])
+	assert.Equal(t, "expected true or false", hints["spec.bgp.bfd.enabled"])
+	assert.Equal(t, "expected a list", hints["spec.routers"])
+}
