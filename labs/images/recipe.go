@@ -1,0 +1,159 @@
+// Package images turns the recipes in fixtures/images into local images. A recipe's
+// content key is a hash of its files (and of its base's key), so an image is rebuilt
+// only when its recipe, or a recipe it builds on, changed.
+package images
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Recipe is one image recipe: a directory of fixtures/images.
+type Recipe struct {
+	Name string
+	Base string // recipe it builds on ("" for the debootstrapped base)
+}
+
+// Recipes are the images of the underlay, in build order.
+var Recipes = []Recipe{{Name: "base"}, {Name: "frr", Base: "base"}, {Name: "host", Base: "base"}}
+
+// Key hashes a recipe's files (sorted by path) and its base's key.
+func Key(fsys fs.FS, name string) (string, error) {
+	var r *Recipe
+	for i := range Recipes {
+		if Recipes[i].Name == name {
+			r = &Recipes[i]
+		}
+	}
+	if r == nil {
+		return "", fmt.Errorf("images: no recipe %q", name)
+	}
+	h := sha256.New()
+	if r.Base != "" {
+		base, err := Key(fsys, r.Base)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "base %s\n", base)
+	}
+	dir := path.Join("images", name)
+	var files []string
+	if err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, p)
+		}
+		return err
+	}); err != nil {
+		return "", fmt.Errorf("images: recipe %s: %w", name, err)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		data, err := fs.ReadFile(fsys, f)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d\n", strings.TrimPrefix(f, dir+"/"), len(data))
+		h.Write(data)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// Packages reads a recipe's package list (one per line, # comments).
+func Packages(fsys fs.FS, name string) ([]string, error) {
+	data, err := fs.ReadFile(fsys, path.Join("images", name, "packages"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// Mirror returns the Debian mirror the host's apt already uses for suite (so no mirror
+// is named in v6lab's code): V6LAB_DEBIAN_MIRROR if set, else the first source in
+// /etc/apt/sources.list.d/*.sources (deb822) or /etc/apt/sources.list that serves suite.
+func Mirror(aptDir, suite string) (string, error) {
+	if m := os.Getenv("V6LAB_DEBIAN_MIRROR"); m != "" {
+		return m, nil
+	}
+	sources, _ := filepath.Glob(filepath.Join(aptDir, "sources.list.d", "*.sources"))
+	for _, f := range sources {
+		if m := fromDeb822(f, suite); m != "" {
+			return m, nil
+		}
+	}
+	if m := fromOneLine(filepath.Join(aptDir, "sources.list"), suite); m != "" {
+		return m, nil
+	}
+	return "", fmt.Errorf("images: no apt source serves %s under %s; set V6LAB_DEBIAN_MIRROR", suite, aptDir)
+}
+
+func fromDeb822(file, suite string) string {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	for _, stanza := range strings.Split(string(data), "\n\n") {
+		fields := map[string]string{}
+		for _, l := range strings.Split(stanza, "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && !strings.HasPrefix(l, "#") {
+				fields[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+			}
+		}
+		if !hasField(fields["types"], "deb") {
+			continue
+		}
+		if uris := strings.Fields(fields["uris"]); hasField(fields["suites"], suite) && len(uris) > 0 {
+			return uris[0]
+		}
+	}
+	return ""
+}
+
+func fromOneLine(file, suite string) string {
+	f, err := os.Open(file)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		// deb [options] URI suite components...
+		if len(fs) < 3 || fs[0] != "deb" {
+			continue
+		}
+		i := 1
+		if strings.HasPrefix(fs[1], "[") {
+			for i < len(fs) && !strings.HasSuffix(fs[i], "]") {
+				i++
+			}
+			i++
+		}
+		if i+1 < len(fs) && fs[i+1] == suite {
+			return fs[i]
+		}
+	}
+	return ""
+}
+
+func hasField(list, want string) bool {
+	for _, f := range strings.Fields(list) {
+		if f == want {
+			return true
+		}
+	}
+	return false
+}

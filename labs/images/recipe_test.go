@@ -1,0 +1,86 @@
+package images
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"testing/fstest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"v6lab.dev/v6lab/fixtures"
+)
+
+func recipes() fstest.MapFS {
+	return fstest.MapFS{
+		"images/base/packages":   {Data: []byte("# c\niproute2\n\ntcpdump\n")},
+		"images/frr/Dockerfile":  {Data: []byte("FROM x\n")},
+		"images/host/Dockerfile": {Data: []byte("FROM y\n")},
+	}
+}
+
+func TestKeyIsStableAndFollowsContent(t *testing.T) {
+	fsys := recipes()
+	k1, err := Key(fsys, "frr")
+	require.NoError(t, err)
+	k2, _ := Key(fsys, "frr")
+	assert.Equal(t, k1, k2)
+	assert.Len(t, k1, 16)
+
+	host, _ := Key(fsys, "host")
+	fsys["images/frr/Dockerfile"] = &fstest.MapFile{Data: []byte("FROM x\nRUN true\n")}
+	k3, _ := Key(fsys, "frr")
+	assert.NotEqual(t, k1, k3, "a changed recipe changes its key")
+	host2, _ := Key(fsys, "host")
+	assert.Equal(t, host, host2, "other recipes keep theirs")
+
+	fsys["images/base/packages"] = &fstest.MapFile{Data: []byte("iproute2\n")}
+	k4, _ := Key(fsys, "frr")
+	host3, _ := Key(fsys, "host")
+	assert.NotEqual(t, k3, k4, "a changed base changes the images on top")
+	assert.NotEqual(t, host2, host3)
+
+	_, err = Key(fsys, "nope")
+	assert.Error(t, err)
+}
+
+func TestShippedRecipes(t *testing.T) {
+	for _, r := range Recipes {
+		k, err := Key(fixtures.Images, r.Name)
+		require.NoError(t, err, r.Name)
+		assert.NotEmpty(t, k)
+	}
+	pkgs, err := Packages(fixtures.Images, "base")
+	require.NoError(t, err)
+	assert.Contains(t, pkgs, "iproute2")
+	pkgs, err = Packages(recipes(), "base")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"iproute2", "tcpdump"}, pkgs)
+}
+
+func TestMirrorFromAptSources(t *testing.T) {
+	t.Setenv("V6LAB_DEBIAN_MIRROR", "")
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "sources.list.d"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "sources.list.d", "debian.sources"), []byte(
+		"Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n\n"+
+			"Types: deb deb-src\n# a comment: here\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n"), 0o644))
+	m, err := Mirror(dir, "bookworm")
+	require.NoError(t, err)
+	assert.Equal(t, "http://mirror.example/debian", m)
+
+	dir2 := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir2, "sources.list"), []byte(
+		"# x\ndeb [arch=amd64 signed-by=/k.gpg] http://mirror.example/one bookworm main\n"), 0o644))
+	m, err = Mirror(dir2, "bookworm")
+	require.NoError(t, err)
+	assert.Equal(t, "http://mirror.example/one", m)
+
+	_, err = Mirror(t.TempDir(), "bookworm")
+	assert.ErrorContains(t, err, "V6LAB_DEBIAN_MIRROR")
+
+	t.Setenv("V6LAB_DEBIAN_MIRROR", "http://mirror.example/override")
+	m, _ = Mirror(dir, "bookworm")
+	assert.Equal(t, "http://mirror.example/override", m)
+}
