@@ -20,6 +20,10 @@ build: ## build bin/v6lab and bin/v6lab-runc (the OCI runtime wrapper some hosts
 	$(GO) build -o $(BIN) ./cmd/v6lab
 	$(GO) build -o bin/v6lab-runc ./cmd/v6lab-runc
 
+.PHONY: tools
+tools: ## build containerlab (pinned) and v6lab-clab once, cached in ~/.cache/v6lab, linked into bin/
+	@scripts/tools.sh $(abspath bin)
+
 .PHONY: host-setup
 host-setup: build ## install/start Docker and apply the host adaptations this host needs
 	@$(BIN) host setup
@@ -29,7 +33,7 @@ conformance: build ## the main job: lab up, conformance suites, report, down (de
 	@scripts/conformance.sh $(BIN) $(RUNS) $(SPEC_FLAG)
 
 .PHONY: test
-test: build ## everything CI runs: host setup, vet, unit, golden and integration tests
+test: build tools ## everything CI runs: host setup, vet, unit, golden and integration tests (real labs)
 	$(BIN) host setup
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
@@ -56,12 +60,17 @@ render: build ## render every config of the lab into $(RUNS)/render
 	@$(BIN) render $(SPEC_FLAG) -o $(RUNS)/render
 
 .PHONY: lab-up
-lab-up: build ## stand up the lab (SPEC=... for another)
-	@echo "v6lab: lab-up needs the lab runtime (v6lab up), which is not built yet." >&2; exit 2
+lab-up: build tools ## stand up the lab (SPEC=... for another), then show its status
+	@$(BIN) up $(SPEC_FLAG)
+	@$(BIN) status $(SPEC_FLAG)
 
 .PHONY: lab-down
-lab-down: build ## remove the lab (SPEC=... for another)
-	@echo "v6lab: lab-down needs the lab runtime (v6lab down), which is not built yet." >&2; exit 2
+lab-down: build tools ## remove the lab (SPEC=... for another; ALL=1 for every lab)
+	@$(BIN) down $(if $(ALL),--all,$(SPEC_FLAG))
+
+.PHONY: lab-status
+lab-status: build ## show the lab's members, BGP sessions and learned prefixes
+	@$(BIN) status $(SPEC_FLAG)
 
 .PHONY: clean
 clean: ## remove build output

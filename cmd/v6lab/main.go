@@ -27,6 +27,7 @@ func (e *exitCode) Unwrap() error { return e.err }
 type globals struct {
 	specPath string
 	logLevel string
+	stateDir string
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -69,7 +70,8 @@ func newRoot(stderr io.Writer) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.specPath, "spec", "", "lab spec file (default: the embedded default lab; embedded:<name> picks another embedded lab)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
-	root.AddCommand(planCmd(g), validateCmd(g), renderCmd(g), hostCmd())
+	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "", "where labs keep their run directories (default $V6LAB_STATE_DIR or ~/.local/state/v6lab)")
+	root.AddCommand(planCmd(g), validateCmd(g), renderCmd(g), hostCmd(), imagesCmd(), upCmd(g), statusCmd(g), downCmd(g))
 	return root
 }
 

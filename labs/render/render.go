@@ -13,6 +13,8 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"v6lab.dev/v6lab/fixtures"
+	"v6lab.dev/v6lab/labs/images"
 	"v6lab.dev/v6lab/labs/lab"
 	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/render/cilium"
@@ -65,10 +67,15 @@ type Options struct {
 	CiliumImages cilium.Images
 }
 
-// DefaultImages are the image names of the offline path (built by `v6lab images build`);
-// for the k3s distribution the node image is the public rancher/k3s image.
+// DefaultImages are the images of the offline path, at the keys of the recipes built into
+// this binary (`v6lab images build` builds exactly these); for the k3s distribution the
+// node image is the public rancher/k3s image.
 func DefaultImages(s *spec.LabSpec) clab.Images {
-	img := clab.Images{Router: "v6lab/frr:latest", Host: "v6lab/host:latest",
+	refs, err := images.Refs(fixtures.Images)
+	if err != nil {
+		panic(err) // embedded recipes; covered by tests
+	}
+	img := clab.Images{Router: refs["frr"], Host: refs["host"],
 		Node: "v6lab/node:" + s.Versions.Kubernetes.Version}
 	if s.Versions.Kubernetes.Distribution == spec.DistK3s {
 		img.Node = "rancher/k3s:" + strings.ReplaceAll(s.Versions.Kubernetes.Version, "+", "-")

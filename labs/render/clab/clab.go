@@ -94,8 +94,7 @@ func Build(p *plan.Plan, img Images, nodeBinds func(plan.KubeNode) []string) Top
 				dir + "/daemons:/etc/frr/daemons",
 				dir + "/vtysh.conf:/etc/frr/vtysh.conf",
 			},
-			// The management network must never be a way out of the lab.
-			Exec:   []string{dropMgmtDefault},
+			Exec:   []string{isolateMgmt},
 			Labels: labels("router", string(r.Role)),
 			Group:  "routers",
 		}
@@ -104,7 +103,7 @@ func Build(p *plan.Plan, img Images, nodeBinds func(plan.KubeNode) []string) Top
 		t.Topo.Nodes[h.Name] = Node{
 			Kind:   "linux",
 			Image:  img.Host,
-			Exec:   addressExec(h.Iface, []netip.Prefix{netip.PrefixFrom(h.Address, h.Subnet.Bits())}, h.Gateway),
+			Exec:   append([]string{isolateMgmt}, addressExec(h.Iface, []netip.Prefix{netip.PrefixFrom(h.Address, h.Subnet.Bits())}, h.Gateway)...),
 			Labels: labels("host", string(h.Role)),
 			Group:  "hosts",
 		}
@@ -113,10 +112,10 @@ func Build(p *plan.Plan, img Images, nodeBinds func(plan.KubeNode) []string) Top
 		node := Node{
 			Kind:  "linux",
 			Image: img.Node,
-			Exec: addressExec(n.Iface, []netip.Prefix{
+			Exec: append([]string{isolateMgmt}, addressExec(n.Iface, []netip.Prefix{
 				netip.PrefixFrom(n.Address, n.Link.Bits()),
 				netip.PrefixFrom(n.SpeakerAddress, n.Link.Bits()),
-			}, n.Gateway),
+			}, n.Gateway)...),
 			Labels: labels("node", string(n.Role)),
 			Group:  "nodes",
 		}
@@ -132,9 +131,10 @@ func Build(p *plan.Plan, img Images, nodeBinds func(plan.KubeNode) []string) Top
 	return t
 }
 
-// dropMgmtDefault removes the IPv6 default route docker gives eth0, so that nothing in
-// the lab can route out through the management network.
-const dropMgmtDefault = `sh -c "ip -6 route del default dev eth0 2>/dev/null; true"`
+// isolateMgmt removes the default routes docker gives eth0 (IPv6, and IPv4 through the
+// engine's NAT), so that nothing in the lab can route out through the management
+// network: it stays reachable on-link only, from the host.
+const isolateMgmt = `sh -c "ip -6 route del default dev eth0 2>/dev/null; ip -4 route del default dev eth0 2>/dev/null; true"`
 
 // addressExec configures a host or node data interface: its addresses (nodad: the
 // plan guarantees uniqueness) and a default route into the lab via its router.

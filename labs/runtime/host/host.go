@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"v6lab.dev/v6lab/labs/hostcompat"
+	"v6lab.dev/v6lab/labs/xexec"
 )
 
 // Paths used by the setup.
@@ -44,10 +44,10 @@ func Setup(ctx context.Context, wrapperSrc string, log *slog.Logger) (Result, er
 	res.Needs = rep.Needs
 	if _, err := exec.LookPath("dockerd"); err != nil {
 		log.Info("installing Docker engine from the OS packages (docker.io)")
-		if err := run(ctx, 15*time.Minute, "apt-get", "update", "-qq"); err != nil {
+		if err := xexec.Simple(ctx, 15*time.Minute, "apt-get", "update", "-qq"); err != nil {
 			return res, err
 		}
-		if err := run(ctx, 15*time.Minute, "apt-get", "install", "-y", "-qq", "docker.io"); err != nil {
+		if err := xexec.Simple(ctx, 15*time.Minute, "apt-get", "install", "-y", "-qq", "docker.io"); err != nil {
 			return res, err
 		}
 		res.Changes = append(res.Changes, "installed docker.io")
@@ -135,7 +135,7 @@ func registerRuntime(path string) (bool, error) {
 }
 
 func dockerUp(ctx context.Context) bool {
-	return run(ctx, 10*time.Second, "docker", "info", "--format", "{{.ServerVersion}}") == nil
+	return xexec.Simple(ctx, 10*time.Second, "docker", "info", "--format", "{{.ServerVersion}}") == nil
 }
 
 func startDockerd(ctx context.Context) error {
@@ -172,28 +172,3 @@ func reloadDockerd() error {
 	}
 	return syscall.Kill(pid, syscall.SIGHUP)
 }
-
-// run executes a command with a timeout; its stderr is part of the error.
-func run(ctx context.Context, timeout time.Duration, name string, args ...string) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdout = io.Discard
-	var stderr limitedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %v: %w: %s", name, args, err, stderr.String())
-	}
-	return nil
-}
-
-type limitedBuffer struct{ b []byte }
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if len(l.b) < 8192 {
-		l.b = append(l.b, p[:min(len(p), 8192-len(l.b))]...)
-	}
-	return len(p), nil
-}
-
-func (l *limitedBuffer) String() string { return string(l.b) }

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"v6lab.dev/v6lab/labs/lab"
+	"v6lab.dev/v6lab/labs/runtime"
+)
+
+func (g *globals) runtimeOptions(cmd *cobra.Command) runtime.Options {
+	o := runtime.Options{StateDir: g.stateDir, Out: cmd.OutOrStdout(), Log: slog.Default()}
+	if o.StateDir == "" {
+		o.StateDir = runtime.DefaultStateDir()
+	}
+	return o
+}
+
+// labByName loads a lab: by name from its run directory (the spec it was brought up
+// with), else from --spec.
+func (g *globals) labByName(args []string) (*lab.Lab, error) {
+	if len(args) == 0 {
+		return g.load()
+	}
+	o := runtime.Options{StateDir: g.stateDir}
+	if o.StateDir == "" {
+		o.StateDir = runtime.DefaultStateDir()
+	}
+	l, err := lab.Load(filepath.Join(o.LabDir(args[0]), "spec.yaml"))
+	if err != nil {
+		return nil, &exitCode{2, fmt.Errorf("lab %q: %w", args[0], err)}
+	}
+	return l, nil
+}
+
+func upCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "up",
+		Short: "Stand the lab up: host setup, images, render, deploy, wait for BGP (idempotent)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := g.load()
+			if err != nil {
+				return err
+			}
+			o := g.runtimeOptions(cmd)
+			if err := runtime.Up(cmd.Context(), l, o); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "lab %s is up; run directory: %s\n", l.Plan.Lab, o.LabDir(l.Plan.Lab))
+			return nil
+		},
+	}
+}
+
+func statusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status [LAB]",
+		Short: "Show the lab's members, addresses, BGP sessions and learned prefixes",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.labByName(args)
+			if err != nil {
+				return err
+			}
+			st, err := runtime.GetStatus(cmd.Context(), l.Plan)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			if len(st.Members) == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "lab %s is not running\n", l.Plan.Lab)
+				return nil
+			}
+			return st.Write(cmd.OutOrStdout())
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	return c
+}
+
+func downCmd(g *globals) *cobra.Command {
+	var all bool
+	c := &cobra.Command{
+		Use:   "down [LAB]",
+		Short: "Remove the lab completely (containers, networks, netns links, run directory)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o := g.runtimeOptions(cmd)
+			if all {
+				return runtime.DownAll(cmd.Context(), o)
+			}
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			} else {
+				l, err := g.load()
+				if err != nil {
+					return err
+				}
+				name = l.Plan.Lab
+			}
+			return runtime.Down(cmd.Context(), name, o)
+		},
+	}
+	c.Flags().BoolVar(&all, "all", false, "remove every v6lab lab on this host")
+	return c
+}

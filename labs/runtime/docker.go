@@ -1,0 +1,83 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"strings"
+	"time"
+
+	"v6lab.dev/v6lab/labs/render/clab"
+	"v6lab.dev/v6lab/labs/xexec"
+)
+
+// Container is one lab container as Docker reports it.
+type Container struct {
+	Name   string `json:"name"`
+	Member string `json:"member"` // router, host, node
+	Role   string `json:"role"`
+	State  string `json:"state"`
+	Image  string `json:"image"`
+}
+
+func docker(ctx context.Context, timeout time.Duration, args ...string) (string, error) {
+	return xexec.Run(ctx, xexec.Cmd{Name: "docker", Args: args, Timeout: timeout})
+}
+
+// containers lists the containers of one lab (lab == "" lists every v6lab lab's).
+func containers(ctx context.Context, lab string) ([]Container, error) {
+	filter := "label=" + clab.LabelLab
+	if lab != "" {
+		filter += "=" + lab
+	}
+	out, err := docker(ctx, 30*time.Second, "ps", "-a", "--filter", filter, "--format", "{{json .}}")
+	if err != nil {
+		return nil, err
+	}
+	var cs []Container
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		var row struct {
+			Names, State, Image, Labels string
+		}
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			return nil, err
+		}
+		labels := map[string]string{}
+		for _, kv := range strings.Split(row.Labels, ",") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				labels[k] = v
+			}
+		}
+		cs = append(cs, Container{Name: row.Names, State: row.State, Image: row.Image,
+			Member: labels[clab.LabelKind], Role: labels[clab.LabelRole]})
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].Name < cs[j].Name })
+	return cs, nil
+}
+
+// labNames lists the labs that have containers on this host.
+func labNames(ctx context.Context) ([]string, error) {
+	out, err := docker(ctx, 30*time.Second, "ps", "-a", "--filter", "label="+clab.LabelLab,
+		"--format", `{{.Label "`+clab.LabelLab+`"}}`)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, n := range strings.Fields(out) {
+		if !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	return names, nil
+}
+
+// vtysh runs one vtysh command in a router container.
+func vtysh(ctx context.Context, container, command string) ([]byte, error) {
+	out, err := docker(ctx, 20*time.Second, "exec", container, "vtysh", "-c", command)
+	return []byte(out), err
+}

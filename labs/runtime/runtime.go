@@ -1,0 +1,264 @@
+// Package runtime is a lab's lifecycle on this host, as a list of named, idempotent
+// steps (kind's Action pipeline): host setup → images → render → deploy → BGP ready.
+// `Down` works from whatever state is left, including a failed or interrupted `Up`.
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"v6lab.dev/v6lab/fixtures"
+	"v6lab.dev/v6lab/labs/images"
+	"v6lab.dev/v6lab/labs/lab"
+	"v6lab.dev/v6lab/labs/plan"
+	"v6lab.dev/v6lab/labs/render"
+	"v6lab.dev/v6lab/labs/render/clab"
+	"v6lab.dev/v6lab/labs/runtime/host"
+)
+
+// Options configure the lifecycle.
+type Options struct {
+	// StateDir holds one directory per lab (default ~/.local/state/v6lab).
+	StateDir string
+	// BinDir holds containerlab, v6lab-clab and v6lab-runc (default: next to v6lab).
+	BinDir string
+	// BGPTimeout bounds the wait for every BGP session (default 2m).
+	BGPTimeout time.Duration
+	Out        io.Writer
+	Log        *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.StateDir == "" {
+		o.StateDir = DefaultStateDir()
+	}
+	if o.BGPTimeout == 0 {
+		o.BGPTimeout = 2 * time.Minute
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+}
+
+// DefaultStateDir is $V6LAB_STATE_DIR, else ~/.local/state/v6lab.
+func DefaultStateDir() string {
+	if d := os.Getenv("V6LAB_STATE_DIR"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "/var/lib/v6lab"
+	}
+	return filepath.Join(home, ".local", "state", "v6lab")
+}
+
+// LabDir is the run directory of a lab: its rendered files and containerlab's state.
+func (o Options) LabDir(name string) string { return filepath.Join(o.StateDir, "labs", name) }
+
+// FRRLog is where the rendered FRR config logs, inside each router.
+const FRRLog = "/var/log/frr/frr.log"
+
+// Members are the lab members `up` deploys today: the underlay (routers) and the
+// external hosts. Kubernetes nodes join when their node images exist.
+func Members(p *plan.Plan) []string {
+	var out []string
+	for _, r := range p.Routers {
+		out = append(out, r.Name)
+	}
+	for _, h := range p.Hosts {
+		out = append(out, h.Name)
+	}
+	return out
+}
+
+// Up stands the lab up. Re-running it on a healthy lab changes nothing.
+func Up(ctx context.Context, l *lab.Lab, o Options) error {
+	o.defaults()
+	pr := NewProgress(o.Out)
+	p := l.Plan
+	dir := o.LabDir(p.Lab)
+	topo := filepath.Join(dir, clab.FileName(p))
+
+	if err := pr.Step("host setup", func() (string, error) {
+		wrapper, err := findTool(o.BinDir, "v6lab-runc")
+		if err != nil {
+			wrapper = "" // Setup says so only if this host needs the wrapper
+		}
+		res, err := host.Setup(ctx, wrapper, o.Log)
+		return strings.Join(res.Changes, "; "), err
+	}); err != nil {
+		return err
+	}
+	if err := pr.Step("images", func() (string, error) {
+		b := images.Builder{FS: fixtures.Images, Log: o.Log}
+		res, err := b.Build(ctx)
+		var built []string
+		for _, r := range res {
+			if r.Built {
+				built = append(built, r.Ref)
+			}
+		}
+		if len(built) == 0 && err == nil {
+			return "up to date", nil
+		}
+		return "built " + strings.Join(built, ", "), err
+	}); err != nil {
+		return err
+	}
+	var changed bool
+	if err := pr.Step("render", func() (string, error) {
+		files, err := render.All(l, render.Options{})
+		if err != nil {
+			return "", err
+		}
+		changed = differs(files, dir)
+		if !changed {
+			return dir + " (unchanged)", nil
+		}
+		return dir, files.Write(dir)
+	}); err != nil {
+		return err
+	}
+	members := Members(p)
+	if err := pr.Step("deploy", func() (string, error) {
+		running, err := runningMembers(ctx, p)
+		if err != nil {
+			return "", err
+		}
+		if !changed && len(running) == len(members) {
+			return "already running; nothing changed", nil
+		}
+		if len(running) > 0 {
+			return "", fmt.Errorf("lab %s is partly running or runs an older configuration (%d of %d members up); run `v6lab down` first",
+				p.Lab, len(running), len(members))
+		}
+		d, err := newDeployer(o.BinDir)
+		if err != nil {
+			return "", err
+		}
+		if err := d.Deploy(ctx, topo, members); err != nil {
+			return "", fmt.Errorf("%w\nthe lab may be half up: `v6lab down` removes it", err)
+		}
+		return fmt.Sprintf("%d members with %s", len(members), d.Name()), nil
+	}); err != nil {
+		return err
+	}
+	return pr.Step("bgp", func() (string, error) {
+		n, err := waitBGP(ctx, p, o.BGPTimeout)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%d sessions Established", n), nil
+	})
+}
+
+// differs reports whether any rendered file differs from what dir holds.
+func differs(files render.Files, dir string) bool {
+	for _, f := range files {
+		have, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.Path)))
+		if err != nil || !bytes.Equal(have, f.Data) {
+			return true
+		}
+	}
+	return false
+}
+
+func runningMembers(ctx context.Context, p *plan.Plan) ([]Container, error) {
+	cs, err := containers(ctx, p.Lab)
+	if err != nil {
+		return nil, err
+	}
+	var up []Container
+	for _, c := range cs {
+		if c.State == "running" {
+			up = append(up, c)
+		}
+	}
+	return up, nil
+}
+
+// expectedSessions are the sessions each router must have Established: its fabric
+// links, plus its node links once Kubernetes nodes are deployed.
+func expectedSessions(p *plan.Plan, deployed map[string]bool) map[string][]string {
+	out := map[string][]string{}
+	for _, r := range p.Routers {
+		for _, i := range r.Interfaces {
+			switch {
+			case i.Kind == plan.LinkFabric:
+				out[r.Name] = append(out[r.Name], i.Name)
+			case i.Kind == plan.LinkNode && deployed[i.Peer]:
+				out[r.Name] = append(out[r.Name], i.PeerAddr.String())
+			}
+		}
+	}
+	return out
+}
+
+// waitBGP waits until every expected session is Established; on timeout the error is a
+// diagnosis: each session that is not up, its state, and the router's last log lines.
+func waitBGP(ctx context.Context, p *plan.Plan, timeout time.Duration) (int, error) {
+	deployed := map[string]bool{}
+	for _, m := range Members(p) {
+		deployed[m] = true
+	}
+	want := expectedSessions(p, deployed)
+	deadline := time.Now().Add(timeout)
+	for {
+		var down []Session
+		total := 0
+		for _, r := range p.Routers {
+			data, err := vtysh(ctx, p.ContainerName(r.Name), "show bgp ipv6 summary json")
+			state := map[string]Session{}
+			if err == nil {
+				ss, perr := ParseSummary(r.Name, data)
+				err = perr
+				for _, s := range ss {
+					state[s.Peer] = s
+				}
+			}
+			for _, peer := range want[r.Name] {
+				total++
+				s, ok := state[peer]
+				if err != nil || !ok {
+					s = Session{Router: r.Name, Peer: peer, State: "absent"}
+				}
+				if !s.Established() {
+					down = append(down, s)
+				}
+			}
+		}
+		if len(down) == 0 {
+			return total, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return total, diagnose(ctx, p, down, timeout)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func diagnose(ctx context.Context, p *plan.Plan, down []Session, timeout time.Duration) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d BGP session(s) not Established after %s:", len(down), timeout)
+	routers := map[string]bool{}
+	for _, s := range down {
+		fmt.Fprintf(&b, "\n  %s -> %s: %s", s.Router, s.Peer, s.State)
+		routers[s.Router] = true
+	}
+	for r := range routers {
+		logs, _ := docker(ctx, 10*time.Second, "exec", p.ContainerName(r), "tail", "-n", "15", FRRLog)
+		fmt.Fprintf(&b, "\n  last FRR log lines of %s:\n    %s", r, strings.ReplaceAll(strings.TrimSpace(logs), "\n", "\n    "))
+	}
+	return errors.New(b.String())
+}
