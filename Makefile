@@ -47,6 +47,10 @@ fuzz: ## fuzz the spec decoder and the planner for FUZZTIME each
 	$(GO) test ./labs/spec -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./labs/plan -run '^$$' -fuzz FuzzPlan -fuzztime $(FUZZTIME)
 
+.PHONY: bench
+bench: build tools ## print lifecycle figures: cold/warm image build, up and down of the default underlay
+	@scripts/bench.sh $(BIN)
+
 .PHONY: golden
 golden: ## rewrite the renderers' golden files after an intended change
 	$(GO) test ./labs/render -run TestGolden -update

@@ -11,7 +11,7 @@ mkdir -p "$run"
 echo "rendered the lab into $run/render"
 cat >&2 <<MSG
 v6lab conformance: stopped after render.
-Not built yet: the lab runtime (host setup, images, containerlab up/down), Kubernetes
+Built so far: the underlay runtime (make lab-up / lab-down). Not built yet: Kubernetes
 nodes, Cilium, MetalLB, the capture/verdict engine and the suites. Nothing was tested.
 MSG
 echo "$run"

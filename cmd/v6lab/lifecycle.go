@@ -8,7 +8,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"v6lab.dev/v6lab/labs/images"
 	"v6lab.dev/v6lab/labs/lab"
+	"v6lab.dev/v6lab/labs/render"
+	"v6lab.dev/v6lab/labs/render/clab"
 	"v6lab.dev/v6lab/labs/runtime"
 )
 
@@ -37,8 +40,28 @@ func (g *globals) labByName(args []string) (*lab.Lab, error) {
 	return l, nil
 }
 
+// imageFlags are the image choices of up and render.
+type imageFlags struct {
+	source, router, host string
+}
+
+func (f *imageFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&f.source, "images", "offline", "offline (built here from fixtures/images) or online (public images, needs a registry)")
+	c.Flags().StringVar(&f.router, "router-image", "", "use this image for the FRR routers")
+	c.Flags().StringVar(&f.host, "host-image", "", "use this image for the client and world hosts")
+}
+
+func (f *imageFlags) options() (render.Options, error) {
+	src := images.Source(f.source)
+	if src != images.Offline && src != images.Online {
+		return render.Options{}, &exitCode{2, fmt.Errorf("--images: %q is neither offline nor online", f.source)}
+	}
+	return render.Options{Source: src, Images: clab.Images{Router: f.router, Host: f.host}}, nil
+}
+
 func upCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var imgs imageFlags
+	c := &cobra.Command{
 		Use:   "up",
 		Short: "Stand the lab up: host setup, images, render, deploy, wait for BGP (idempotent)",
 		Args:  cobra.NoArgs,
@@ -48,6 +71,9 @@ func upCmd(g *globals) *cobra.Command {
 				return err
 			}
 			o := g.runtimeOptions(cmd)
+			if o.Render, err = imgs.options(); err != nil {
+				return err
+			}
 			if err := runtime.Up(cmd.Context(), l, o); err != nil {
 				return err
 			}
@@ -55,6 +81,8 @@ func upCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	imgs.add(c)
+	return c
 }
 
 func statusCmd(g *globals) *cobra.Command {

@@ -89,3 +89,17 @@ func TestUsageErrorsExit2(t *testing.T) {
 	code, _, _ = runCLI(t, "plan", "--spec", "/does/not/exist.yaml")
 	assert.Equal(t, 2, code)
 }
+
+func TestRenderImageSources(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errOut := runCLI(t, "render", "--images", "online", "--router-image", "example/frr:1", "-o", dir)
+	require.Equal(t, 0, code, errOut)
+	topo, err := os.ReadFile(filepath.Join(dir, "default.clab.yml"))
+	require.NoError(t, err)
+	assert.Contains(t, string(topo), "image: example/frr:1")
+	assert.Contains(t, string(topo), "image: nicolaka/netshoot")
+	assert.NotContains(t, string(topo), "image: v6lab/frr")
+
+	code, _, _ = runCLI(t, "render", "--images", "bogus", "-o", dir)
+	assert.Equal(t, 2, code)
+}

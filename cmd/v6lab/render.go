@@ -10,6 +10,7 @@ import (
 
 func renderCmd(g *globals) *cobra.Command {
 	var out string
+	var imgs imageFlags
 	c := &cobra.Command{
 		Use:   "render",
 		Short: "Write every config file of the lab into a directory (deployable with stock tools)",
@@ -19,7 +20,11 @@ func renderCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			files, err := render.All(l, render.Options{})
+			opts, err := imgs.options()
+			if err != nil {
+				return err
+			}
+			files, err := render.All(l, opts)
 			if err != nil {
 				return err
 			}
@@ -35,5 +40,6 @@ func renderCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVarP(&out, "output", "o", "", "directory to write into (created if missing)")
 	_ = c.MarkFlagRequired("output")
+	imgs.add(c)
 	return c
 }

@@ -16,6 +16,23 @@ import (
 	"strings"
 )
 
+// Source says where a lab's images come from.
+type Source string
+
+const (
+	// Offline images are built here from the recipes (debootstrap + Debian packages).
+	Offline Source = "offline"
+	// Online images are public ones, pulled by the container engine from its registry.
+	Online Source = "online"
+)
+
+// PublicRouter and PublicHost are the online images: FRR's own image and a general
+// network-tools image; a user can name others. Untested on machines without a registry.
+const (
+	PublicRouter = "frrouting/frr:v8.4.1"
+	PublicHost   = "nicolaka/netshoot:v0.13"
+)
+
 // Recipe is one image recipe: a directory of fixtures/images.
 type Recipe struct {
 	Name string

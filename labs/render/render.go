@@ -61,7 +61,9 @@ func (fs Files) Write(dir string) error {
 
 // Options choose what render cannot know from the spec alone.
 type Options struct {
-	// Images for the containerlab nodes; empty fields take DefaultImages.
+	// Source picks offline (built here; the default) or online (public) images.
+	Source images.Source
+	// Images override single images; empty fields take the source's images.
 	Images clab.Images
 	// Cilium image overrides (offline images); empty means the chart's public images.
 	CiliumImages cilium.Images
@@ -87,6 +89,9 @@ func DefaultImages(s *spec.LabSpec) clab.Images {
 func All(l *lab.Lab, opt Options) (Files, error) {
 	p := l.Plan
 	img := DefaultImages(&l.Spec.Spec)
+	if opt.Source == images.Online {
+		img.Router, img.Host = images.PublicRouter, images.PublicHost
+	}
 	if opt.Images.Router != "" {
 		img.Router = opt.Images.Router
 	}

@@ -30,6 +30,8 @@ type Options struct {
 	StateDir string
 	// BinDir holds containerlab, v6lab-clab and v6lab-runc (default: next to v6lab).
 	BinDir string
+	// Render options: image source and overrides.
+	Render render.Options
 	// BGPTimeout bounds the wait for every BGP session (default 2m).
 	BGPTimeout time.Duration
 	Out        io.Writer
@@ -101,6 +103,9 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 		return err
 	}
 	if err := pr.Step("images", func() (string, error) {
+		if o.Render.Source == images.Online {
+			return "online: the container engine pulls public images", nil
+		}
 		b := images.Builder{FS: fixtures.Images, Log: o.Log}
 		res, err := b.Build(ctx)
 		var built []string
@@ -118,7 +123,7 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 	}
 	var changed bool
 	if err := pr.Step("render", func() (string, error) {
-		files, err := render.All(l, render.Options{})
+		files, err := render.All(l, o.Render)
 		if err != nil {
 			return "", err
 		}
