@@ -17,8 +17,8 @@ help: ## list the targets
 
 .PHONY: build
 build: ## build bin/v6lab and bin/v6lab-runc (the OCI runtime wrapper some hosts need)
-	$(GO) build -o $(BIN) ./cmd/v6lab
-	$(GO) build -o bin/v6lab-runc ./cmd/v6lab-runc
+	$(GO) build -trimpath -o $(BIN) ./cmd/v6lab
+	$(GO) build -trimpath -o bin/v6lab-runc ./cmd/v6lab-runc
 
 .PHONY: tools
 tools: ## build containerlab (pinned) and v6lab-clab once, cached in ~/.cache/v6lab, linked into bin/

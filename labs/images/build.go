@@ -105,6 +105,9 @@ func (b *Builder) debootstrap(ctx context.Context, name, ref string) error {
 		return err
 	}
 	if _, err := exec.LookPath("debootstrap"); err != nil {
+		if err := xexec.Simple(ctx, 10*time.Minute, "apt-get", "update", "-qq"); err != nil {
+			return err
+		}
 		if err := xexec.Simple(ctx, 10*time.Minute, "apt-get", "install", "-y", "-qq", "debootstrap"); err != nil {
 			return fmt.Errorf("installing debootstrap: %w", err)
 		}
