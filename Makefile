@@ -16,9 +16,10 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## build bin/v6lab and bin/v6lab-runc (the OCI runtime wrapper some hosts need)
+build: ## build bin/v6lab, bin/v6lab-runc (the OCI runtime wrapper some hosts need), bin/v6lab-probe
 	$(GO) build -trimpath -o $(BIN) ./cmd/v6lab
 	$(GO) build -trimpath -o bin/v6lab-runc ./cmd/v6lab-runc
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/v6lab-probe ./fixtures/probe
 
 .PHONY: tools
 tools: ## build containerlab (pinned) and v6lab-clab once, cached in ~/.cache/v6lab, linked into bin/

@@ -31,6 +31,7 @@ func Ref(name, key string) string { return Repo + name + ":" + key }
 type Builder struct {
 	FS     fs.FS
 	AptDir string // where the host's apt sources are (default /etc/apt)
+	BinDir string // where the programs images carry are (default: next to v6lab)
 	Log    *slog.Logger
 }
 
@@ -160,10 +161,33 @@ func (b *Builder) dockerBuild(ctx context.Context, name, ref, base string) error
 	if err := copyFS(dir, sub); err != nil {
 		return err
 	}
+	for _, prog := range recipe(name).Programs {
+		if err := b.copyProgram(prog, dir); err != nil {
+			return err
+		}
+	}
 	key := strings.TrimPrefix(ref, Repo+name+":")
 	_, err = xexec.Run(ctx, xexec.Cmd{Name: "docker", Env: []string{"DOCKER_BUILDKIT=0"}, Timeout: 30 * time.Minute,
 		Args: []string{"build", "-q", "--build-arg", "BASE=" + base, "--label", LabelKey + "=" + key, "-t", ref, dir}})
 	return err
+}
+
+// copyProgram puts a program's binary into a build context.
+func (b *Builder) copyProgram(prog, dir string) error {
+	binDir := b.BinDir
+	if binDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		binDir = filepath.Dir(exe)
+	}
+	src := filepath.Join(binDir, BinaryName(prog))
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("the image carries %s, built by `make build`: %w", BinaryName(prog), err)
+	}
+	return os.WriteFile(filepath.Join(dir, BinaryName(prog)), data, 0o755)
 }
 
 func copyFS(dst string, src fs.FS) error {

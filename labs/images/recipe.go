@@ -37,19 +37,25 @@ const (
 type Recipe struct {
 	Name string
 	Base string // recipe it builds on ("" for the debootstrapped base)
+	// Programs are v6lab programs the image carries: their binaries (built by make,
+	// found next to v6lab) go into the build context, and their sources (the
+	// fixtures directory of the same name) into the key.
+	Programs []string
 }
 
 // Recipes are the images of the underlay, in build order.
-var Recipes = []Recipe{{Name: "base"}, {Name: "frr", Base: "base"}, {Name: "host", Base: "base"}}
+var Recipes = []Recipe{
+	{Name: "base"},
+	{Name: "frr", Base: "base"},
+	{Name: "host", Base: "base", Programs: []string{"probe"}},
+}
+
+// BinaryName is the file name of a program's binary.
+func BinaryName(program string) string { return "v6lab-" + program }
 
 // Key hashes a recipe's files (sorted by path) and its base's key.
 func Key(fsys fs.FS, name string) (string, error) {
-	var r *Recipe
-	for i := range Recipes {
-		if Recipes[i].Name == name {
-			r = &Recipes[i]
-		}
-	}
+	r := recipe(name)
 	if r == nil {
 		return "", fmt.Errorf("images: no recipe %q", name)
 	}
@@ -61,15 +67,16 @@ func Key(fsys fs.FS, name string) (string, error) {
 		}
 		fmt.Fprintf(h, "base %s\n", base)
 	}
-	dir := path.Join("images", name)
 	var files []string
-	if err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			files = append(files, p)
+	for _, dir := range append([]string{path.Join("images", name)}, r.Programs...) {
+		if err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				files = append(files, p)
+			}
+			return err
+		}); err != nil {
+			return "", fmt.Errorf("images: recipe %s: %w", name, err)
 		}
-		return err
-	}); err != nil {
-		return "", fmt.Errorf("images: recipe %s: %w", name, err)
 	}
 	sort.Strings(files)
 	for _, f := range files {
@@ -77,10 +84,19 @@ func Key(fsys fs.FS, name string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprintf(h, "%s %d\n", strings.TrimPrefix(f, dir+"/"), len(data))
+		fmt.Fprintf(h, "%s %d\n", f, len(data))
 		h.Write(data)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+func recipe(name string) *Recipe {
+	for i := range Recipes {
+		if Recipes[i].Name == name {
+			return &Recipes[i]
+		}
+	}
+	return nil
 }
 
 // Packages reads a recipe's package list (one per line, # comments).

@@ -17,6 +17,7 @@ func recipes() fstest.MapFS {
 		"images/base/packages":   {Data: []byte("# c\niproute2\n\ntcpdump\n")},
 		"images/frr/Dockerfile":  {Data: []byte("FROM x\n")},
 		"images/host/Dockerfile": {Data: []byte("FROM y\n")},
+		"probe/main.go":          {Data: []byte("package main\n")},
 	}
 }
 
@@ -83,4 +84,16 @@ func TestMirrorFromAptSources(t *testing.T) {
 	t.Setenv("V6LAB_DEBIAN_MIRROR", "http://mirror.example/override")
 	m, _ = Mirror(dir, "bookworm")
 	assert.Equal(t, "http://mirror.example/override", m)
+}
+
+func TestProgramSourcesAreInTheKey(t *testing.T) {
+	fsys := recipes()
+	k1, err := Key(fsys, "host")
+	require.NoError(t, err)
+	fsys["probe/main.go"] = &fstest.MapFile{Data: []byte("package main // changed\n")}
+	k2, _ := Key(fsys, "host")
+	assert.NotEqual(t, k1, k2, "a changed probe rebuilds the image that carries it")
+	f1, _ := Key(recipes(), "frr")
+	f2, _ := Key(fsys, "frr")
+	assert.Equal(t, f1, f2, "images without the probe keep their key")
 }

@@ -106,7 +106,7 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 		if o.Render.Source == images.Online {
 			return "online: the container engine pulls public images", nil
 		}
-		b := images.Builder{FS: fixtures.Images, Log: o.Log}
+		b := images.Builder{FS: fixtures.Images, BinDir: o.BinDir, Log: o.Log}
 		res, err := b.Build(ctx)
 		var built []string
 		for _, r := range res {

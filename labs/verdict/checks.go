@@ -1,0 +1,349 @@
+package verdict
+
+import (
+	"net/netip"
+	"sort"
+	"time"
+)
+
+// SourceVerdict says whether every matching packet's source lies in an expected prefix.
+type SourceVerdict struct {
+	Check     string         `json:"check"`
+	Pass      bool           `json:"pass"`
+	Reason    string         `json:"reason"`
+	Expect    []string       `json:"expect"`
+	Matched   int            `json:"matched"`
+	Sources   map[string]int `json:"sources"`
+	Offenders int            `json:"offenders"`
+	Evidence  []Evidence     `json:"evidence"` // the first offenders (or the first match, when all pass)
+}
+
+// Source checks that every packet matching m comes from inside one of expect. It is the
+// masquerade and GUA-pool check: a translated source shows up as an offender.
+func Source(pkts []Packet, m Match, expect []netip.Prefix) SourceVerdict {
+	v := SourceVerdict{Check: "source", Sources: map[string]int{}}
+	for _, e := range expect {
+		v.Expect = append(v.Expect, e.String())
+	}
+	for i := range pkts {
+		p := &pkts[i]
+		if !m.Matches(p) {
+			continue
+		}
+		v.Matched++
+		v.Sources[p.Src.String()]++
+		if inAny(p.Src, expect) {
+			if v.Matched == 1 {
+				v.Evidence = append(v.Evidence, evidence(p, "first match"))
+			}
+			continue
+		}
+		v.Offenders++
+		if v.Offenders <= maxEvidence {
+			v.Evidence = append(v.Evidence, evidence(p, "source outside the expected prefixes"))
+		}
+	}
+	switch {
+	case v.Matched == 0:
+		v.Reason = "no matching packet: the capture proves nothing"
+	case v.Offenders > 0:
+		v.Reason = "packets with sources outside the expected prefixes (translated or wrong pool)"
+		if len(v.Evidence) > 0 && v.Evidence[0].Note == "first match" {
+			v.Evidence = v.Evidence[1:]
+		}
+	default:
+		v.Pass = true
+		v.Reason = "every matching packet's source is inside the expected prefixes"
+	}
+	return v
+}
+
+func inAny(a netip.Addr, prefixes []netip.Prefix) bool {
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// IPv4Verdict says whether a data link carried any IPv4.
+type IPv4Verdict struct {
+	Check    string     `json:"check"`
+	Pass     bool       `json:"pass"`
+	Reason   string     `json:"reason"`
+	Frames   int        `json:"frames"`
+	IPv4     int        `json:"ipv4Frames"`
+	Evidence []Evidence `json:"evidence"`
+}
+
+// IPv4 passes iff the capture holds frames and none of them is IPv4 or ARP.
+func IPv4(pkts []Packet) IPv4Verdict {
+	v := IPv4Verdict{Check: "ipv4", Frames: len(pkts)}
+	for i := range pkts {
+		if pkts[i].IPv4 {
+			v.IPv4++
+			if v.IPv4 <= maxEvidence {
+				v.Evidence = append(v.Evidence, evidence(&pkts[i], "IPv4 or ARP frame"))
+			}
+		}
+	}
+	switch {
+	case v.Frames == 0:
+		v.Reason = "no frame at all: the capture proves nothing"
+	case v.IPv4 > 0:
+		v.Reason = "IPv4 frames on a data link"
+	default:
+		v.Pass = true
+		v.Reason = "no IPv4 or ARP frame"
+	}
+	return v
+}
+
+// ReturnPathVerdict counts, per capture file, the replies from a VIP to a client.
+type ReturnPathVerdict struct {
+	Check      string         `json:"check"`
+	Pass       bool           `json:"pass"`
+	Reason     string         `json:"reason"`
+	VIP        string         `json:"vip"`
+	Client     string         `json:"client"`
+	Replies    map[string]int `json:"replies"`
+	ExpectFile string         `json:"expectFile,omitempty"`
+	Evidence   []Evidence     `json:"evidence"`
+}
+
+// ReturnPath checks where the replies (source VIP, destination client) were seen. With
+// expectFile, it passes iff every reply is in that file and none in the others; without,
+// iff replies were seen at all. This is what a DSR check needs: replies leave the
+// backend's node, never the node the request entered through.
+func ReturnPath(files map[string][]Packet, vip, client netip.Addr, m Match, expectFile string) ReturnPathVerdict {
+	v := ReturnPathVerdict{Check: "return-path", VIP: vip.String(), Client: client.String(),
+		Replies: map[string]int{}, ExpectFile: expectFile}
+	m.Src, m.Dst = vip, client
+	total, elsewhere := 0, 0
+	names := make([]string, 0, len(files))
+	for f := range files {
+		names = append(names, f)
+	}
+	sort.Strings(names)
+	for _, f := range names {
+		v.Replies[f] = 0
+		for i := range files[f] {
+			p := &files[f][i]
+			if !m.Matches(p) {
+				continue
+			}
+			v.Replies[f]++
+			total++
+			if expectFile != "" && f != expectFile {
+				elsewhere++
+				if elsewhere <= maxEvidence {
+					e := evidence(p, "reply outside the expected path")
+					e.File = f
+					v.Evidence = append(v.Evidence, e)
+				}
+			} else if v.Replies[f] == 1 {
+				e := evidence(p, "first reply in this file")
+				e.File = f
+				v.Evidence = append(v.Evidence, e)
+			}
+		}
+	}
+	switch {
+	case total == 0:
+		v.Reason = "no reply from the VIP to the client in any file: the capture proves nothing"
+	case expectFile == "":
+		v.Pass = true
+		v.Reason = "replies seen; no expected file given"
+	case elsewhere > 0:
+		v.Reason = "replies appeared outside the expected file"
+	case v.Replies[expectFile] == 0:
+		v.Reason = "no reply in the expected file"
+	default:
+		v.Pass = true
+		v.Reason = "every reply is in the expected file"
+	}
+	return v
+}
+
+// Window is one loss window in a probe stream.
+type Window struct {
+	Start       time.Time `json:"start"`
+	End         time.Time `json:"end"`
+	DurationMs  float64   `json:"duration_ms"`
+	LastBefore  int       `json:"lastFrameBefore"`
+	FirstAfter  int       `json:"firstFrameAfter"`
+	LostSeqFrom uint64    `json:"lostSeqFrom,omitempty"`
+	LostSeqTo   uint64    `json:"lostSeqTo,omitempty"`
+}
+
+// OutageVerdict describes the gaps in a stream of matching packets.
+type OutageVerdict struct {
+	Check            string   `json:"check"`
+	Pass             bool     `json:"pass"`
+	Reason           string   `json:"reason"`
+	Packets          int      `json:"packets"`
+	MedianIntervalMs float64  `json:"median_interval_ms"`
+	MinGapMs         float64  `json:"min_gap_ms"`
+	MaxGapMs         float64  `json:"max_gap_ms"`
+	MaxOutageMs      float64  `json:"max_outage_ms,omitempty"`
+	Windows          []Window `json:"windows"`
+	Duplicates       int      `json:"duplicates"`
+	Reordered        int      `json:"reordered"`
+	Lost             int      `json:"lost"` // probe sequence numbers never seen (probe streams only)
+}
+
+// Outage finds loss windows: gaps between consecutive matching packets longer than
+// minGap (0: three times the median inter-arrival time). With maxOutage > 0 it fails
+// when any window is longer. Probe payloads add duplicate, reordering and loss counts.
+func Outage(pkts []Packet, m Match, minGap, maxOutage time.Duration) OutageVerdict {
+	v := OutageVerdict{Check: "outage", Windows: []Window{}}
+	var stream []*Packet
+	for i := range pkts {
+		if m.Matches(&pkts[i]) {
+			stream = append(stream, &pkts[i])
+		}
+	}
+	v.Packets = len(stream)
+	if len(stream) < 2 {
+		v.Reason = "fewer than two matching packets: the capture proves nothing"
+		return v
+	}
+	sort.SliceStable(stream, func(i, j int) bool { return stream[i].Time.Before(stream[j].Time) })
+	gaps := make([]time.Duration, len(stream)-1)
+	for i := 1; i < len(stream); i++ {
+		gaps[i-1] = stream[i].Time.Sub(stream[i-1].Time)
+	}
+	sorted := append([]time.Duration(nil), gaps...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	median := sorted[len(sorted)/2]
+	v.MedianIntervalMs = ms(median)
+	if minGap <= 0 {
+		minGap = 3 * median
+	}
+	v.MinGapMs = ms(minGap)
+	for i, g := range gaps {
+		if ms(g) > v.MaxGapMs {
+			v.MaxGapMs = ms(g)
+		}
+		if g <= minGap {
+			continue
+		}
+		a, b := stream[i], stream[i+1]
+		w := Window{Start: a.Time, End: b.Time, DurationMs: ms(g), LastBefore: a.Index, FirstAfter: b.Index}
+		if a.Probe != nil && b.Probe != nil && b.Probe.Seq > a.Probe.Seq+1 {
+			w.LostSeqFrom, w.LostSeqTo = a.Probe.Seq+1, b.Probe.Seq-1
+		}
+		v.Windows = append(v.Windows, w)
+	}
+	// Probe sequence accounting, in capture order.
+	seen := map[uint64]bool{}
+	var maxSeq, minSeq uint64
+	probes := 0
+	for _, p := range stream {
+		if p.Probe == nil {
+			continue
+		}
+		s := p.Probe.Seq
+		if seen[s] {
+			v.Duplicates++
+			continue
+		}
+		if probes > 0 && s < maxSeq {
+			v.Reordered++
+		}
+		if probes == 0 || s < minSeq {
+			minSeq = s
+		}
+		if s > maxSeq {
+			maxSeq = s
+		}
+		seen[s] = true
+		probes++
+	}
+	if probes > 0 {
+		v.Lost = int(maxSeq-minSeq+1) - len(seen)
+	}
+	v.Pass = true
+	v.Reason = "no window exceeds the limit"
+	if maxOutage > 0 {
+		v.MaxOutageMs = ms(maxOutage)
+		for _, w := range v.Windows {
+			if w.DurationMs > v.MaxOutageMs {
+				v.Pass = false
+				v.Reason = "a loss window exceeds the limit"
+			}
+		}
+	} else {
+		v.Reason = "no limit given; windows reported"
+	}
+	return v
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// PairsVerdict pairs probe requests with replies.
+type PairsVerdict struct {
+	Check      string         `json:"check"`
+	Pass       bool           `json:"pass"`
+	Reason     string         `json:"reason"`
+	Requests   int            `json:"requests"`
+	Answered   int            `json:"answered"`
+	Unanswered []uint64       `json:"unanswered"`
+	Responders map[string]int `json:"responders"`
+	Observed   map[string]int `json:"observedSources"` // what the responder saw as our source
+	RTTMinMs   float64        `json:"rtt_min_ms"`
+	RTTMedMs   float64        `json:"rtt_median_ms"`
+	RTTMaxMs   float64        `json:"rtt_max_ms"`
+}
+
+// Pairs matches probe requests to replies by sequence number: every request answered,
+// by whom, with which RTT, and which source the responder observed.
+func Pairs(pkts []Packet, m Match) PairsVerdict {
+	v := PairsVerdict{Check: "pairs", Responders: map[string]int{}, Observed: map[string]int{}, Unanswered: []uint64{}}
+	sent := map[uint64]time.Time{}
+	var order []uint64
+	var rtts []time.Duration
+	for i := range pkts {
+		p := &pkts[i]
+		if !m.Matches(p) || p.Probe == nil {
+			continue
+		}
+		if !p.Probe.Reply {
+			if _, dup := sent[p.Probe.Seq]; !dup {
+				sent[p.Probe.Seq] = p.Time
+				order = append(order, p.Probe.Seq)
+			}
+			continue
+		}
+		t0, ok := sent[p.Probe.Seq]
+		if !ok {
+			continue
+		}
+		delete(sent, p.Probe.Seq)
+		v.Answered++
+		v.Responders[p.Src.String()]++
+		v.Observed[p.Probe.Observed.Addr().String()]++
+		rtts = append(rtts, p.Time.Sub(t0))
+	}
+	v.Requests = v.Answered + len(sent)
+	for _, s := range order {
+		if _, open := sent[s]; open {
+			v.Unanswered = append(v.Unanswered, s)
+		}
+	}
+	if len(rtts) > 0 {
+		sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
+		v.RTTMinMs, v.RTTMedMs, v.RTTMaxMs = ms(rtts[0]), ms(rtts[len(rtts)/2]), ms(rtts[len(rtts)-1])
+	}
+	switch {
+	case v.Requests == 0:
+		v.Reason = "no probe request: the capture proves nothing"
+	case len(v.Unanswered) > 0:
+		v.Reason = "unanswered requests"
+	default:
+		v.Pass = true
+		v.Reason = "every request answered"
+	}
+	return v
+}

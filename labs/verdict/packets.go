@@ -1,0 +1,163 @@
+// Package verdict holds v6lab's analyzers: pure functions over decoded packets that turn
+// a capture into a verdict (pass or fail) with its evidence (packet numbers, times,
+// addresses) and figures. Conformance is judged from packets; a check that saw no
+// matching packet at all fails, because it proved nothing.
+package verdict
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	probewire "v6lab.dev/v6lab/fixtures/probe/wire"
+)
+
+// Packet is what the analyzers need of one captured frame.
+type Packet struct {
+	File    string
+	Index   int // 1-based frame number in its file, as Wireshark counts
+	Time    time.Time
+	Length  int
+	IPv4    bool // an IPv4 (or ARP) frame
+	IPv6    bool
+	Src     netip.Addr
+	Dst     netip.Addr
+	Proto   layers.IPProtocol // transport protocol, after any IPv6 extension headers
+	ExtHdr  bool              // IPv6 extension headers were present (e.g. DSR's destination option)
+	SrcPort uint16
+	DstPort uint16
+	ICMPv6  layers.ICMPv6TypeCode
+	Probe   *probewire.Probe // a v6lab probe payload, if this is one
+}
+
+// Decoder decodes frames with one reused DecodingLayerParser (no per-packet allocation
+// of layers).
+type Decoder struct {
+	eth     layers.Ethernet
+	ip4     layers.IPv4
+	ip6     layers.IPv6
+	ext     layers.IPv6ExtensionSkipper
+	udp     layers.UDP
+	tcp     layers.TCP
+	icmp6   layers.ICMPv6
+	payload gopacket.Payload
+	parser  *gopacket.DecodingLayerParser
+	decoded []gopacket.LayerType
+}
+
+// NewDecoder makes a decoder for Ethernet frames.
+func NewDecoder() *Decoder {
+	d := &Decoder{}
+	d.parser = gopacket.NewDecodingLayerParser(layers.LayerTypeEthernet,
+		&d.eth, &d.ip4, &d.ip6, &d.ext, &d.udp, &d.tcp, &d.icmp6, &d.payload)
+	d.parser.IgnoreUnsupported = true
+	return d
+}
+
+// Decode fills p from one frame. Frames it cannot fully decode keep what was decoded.
+func (d *Decoder) Decode(data []byte, p *Packet) {
+	p.Length = len(data)
+	_ = d.parser.DecodeLayers(data, &d.decoded) // truncated frames: keep the layers decoded so far
+	for _, lt := range d.decoded {
+		switch lt {
+		case layers.LayerTypeEthernet:
+			if d.eth.EthernetType == layers.EthernetTypeARP {
+				p.IPv4 = true
+			}
+		case layers.LayerTypeIPv4:
+			p.IPv4 = true
+			p.Src, _ = netip.AddrFromSlice(d.ip4.SrcIP.To4())
+			p.Dst, _ = netip.AddrFromSlice(d.ip4.DstIP.To4())
+			p.Proto = d.ip4.Protocol
+		case layers.LayerTypeIPv6:
+			p.IPv6 = true
+			p.Src, _ = netip.AddrFromSlice(d.ip6.SrcIP)
+			p.Dst, _ = netip.AddrFromSlice(d.ip6.DstIP)
+			p.Proto = d.ip6.NextHeader
+		case layers.LayerTypeIPv6Destination, layers.LayerTypeIPv6HopByHop, layers.LayerTypeIPv6Routing, layers.LayerTypeIPv6Fragment:
+			p.ExtHdr = true
+			p.Proto = d.ext.NextHeader
+		case layers.LayerTypeUDP:
+			p.Proto = layers.IPProtocolUDP
+			p.SrcPort, p.DstPort = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
+			p.Probe = probewire.Parse(d.udp.Payload)
+		case layers.LayerTypeTCP:
+			p.Proto = layers.IPProtocolTCP
+			p.SrcPort, p.DstPort = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort)
+		case layers.LayerTypeICMPv6:
+			p.Proto = layers.IPProtocolICMPv6
+			p.ICMPv6 = d.icmp6.TypeCode
+		}
+	}
+}
+
+// ErrBadInput marks input the analyzers cannot read (exit status 2 in the CLI).
+var ErrBadInput = errors.New("bad input")
+
+// ReadFile reads a pcap or pcapng file of Ethernet frames.
+func ReadFile(path string) ([]Packet, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
+	}
+	defer f.Close()
+	var pkts []Packet
+	err = Each(f, path, func(p *Packet) { pkts = append(pkts, *p) })
+	return pkts, err
+}
+
+type packetSource interface {
+	ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+}
+
+// Each decodes every frame of a pcap or pcapng stream and calls fn with it; fn must
+// copy what it keeps (the Packet is reused).
+func Each(r io.ReadSeeker, name string, fn func(*Packet)) error {
+	var magic [4]byte
+	if _, err := io.ReadFull(r, magic[:]); err != nil {
+		return fmt.Errorf("%w: %s: not a capture file: %v", ErrBadInput, name, err)
+	}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	var src packetSource
+	var link layers.LinkType
+	if binary.LittleEndian.Uint32(magic[:]) == 0x0a0d0d0a {
+		ng, err := pcapgo.NewNgReader(r, pcapgo.DefaultNgReaderOptions)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrBadInput, name, err)
+		}
+		src, link = ng, ng.LinkType()
+	} else {
+		pr, err := pcapgo.NewReader(r)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrBadInput, name, err)
+		}
+		src, link = pr, pr.LinkType()
+	}
+	if link != layers.LinkTypeEthernet {
+		return fmt.Errorf("%w: %s: link type %s (v6lab reads Ethernet captures)", ErrBadInput, name, link)
+	}
+	d := NewDecoder()
+	var p Packet
+	for i := 1; ; i++ {
+		data, ci, err := src.ReadPacketData()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %s: frame %d: %v", ErrBadInput, name, i, err)
+		}
+		p = Packet{File: name, Index: i, Time: ci.Timestamp}
+		d.Decode(data, &p)
+		fn(&p)
+	}
+}

@@ -1,0 +1,80 @@
+package verdict
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// UDPFrame builds an Ethernet/IPv6/UDP frame, for tests and benchmarks (and for
+// checking the analyzers against frames whose content is known exactly).
+func UDPFrame(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
+		EthernetType: layers.EthernetTypeIPv6}
+	ip := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolUDP, HopLimit: 64,
+		SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+	_ = udp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip, udp, gopacket.Payload(payload)); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}
+
+// IPv4Frame builds an Ethernet/IPv4/UDP frame.
+func IPv4Frame(src, dst netip.Addr) []byte {
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
+		EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	udp := &layers.UDP{SrcPort: 1, DstPort: 2}
+	_ = udp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}
+
+// Frame is a frame with its capture time.
+type Frame struct {
+	Time time.Time
+	Data []byte
+}
+
+// WritePcap writes frames as a classic pcap (nanosecond) file.
+func WritePcap(w io.Writer, frames []Frame) error {
+	pw := pcapgo.NewWriterNanos(w)
+	if err := pw.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		return err
+	}
+	for _, f := range frames {
+		ci := gopacket.CaptureInfo{Timestamp: f.Time, CaptureLength: len(f.Data), Length: len(f.Data)}
+		if err := pw.WritePacket(ci, f.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WritePcapng writes frames as a pcapng file with one Ethernet interface.
+func WritePcapng(w io.Writer, iface string, frames []Frame) error {
+	ng, err := pcapgo.NewNgWriterInterface(w, pcapgo.NgInterface{Name: iface, LinkType: layers.LinkTypeEthernet,
+		SnapLength: 65535, TimestampResolution: 9}, pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "v6lab"}})
+	if err != nil {
+		return err
+	}
+	for _, f := range frames {
+		ci := gopacket.CaptureInfo{Timestamp: f.Time, CaptureLength: len(f.Data), Length: len(f.Data)}
+		if err := ng.WritePacket(ci, f.Data); err != nil {
+			return err
+		}
+	}
+	return ng.Flush()
+}
