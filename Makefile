@@ -37,7 +37,9 @@ conformance: build ## the main job: lab up, conformance suites, report, down (de
 test: build tools ## everything CI runs: host setup, vet, unit, golden and integration tests (real labs)
 	$(BIN) host setup
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	@# One package at a time: the integration packages run real labs whose outage
+	@# measurements must not compete for the two cores.
+	$(GO) test -count=1 -p 1 ./...
 
 .PHONY: unit
 unit: ## unit tests only (no external tools)
@@ -49,7 +51,9 @@ fuzz: ## fuzz the spec decoder and the planner for FUZZTIME each
 	$(GO) test ./labs/plan -run '^$$' -fuzz FuzzPlan -fuzztime $(FUZZTIME)
 
 .PHONY: bench
-bench: build tools ## print lifecycle figures: cold/warm image build, up and down of the default underlay
+bench: build tools ## print figures: analysis throughput (1M packets, vs tshark), cold/warm image build, up, down
+	@command -v tshark >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null)
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./labs/verdict
 	@scripts/bench.sh $(BIN)
 
 .PHONY: golden

@@ -3,13 +3,17 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"v6lab.dev/v6lab/labs/verdict"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -101,5 +105,54 @@ func TestRenderImageSources(t *testing.T) {
 	assert.NotContains(t, string(topo), "image: v6lab/frr")
 
 	code, _, _ = runCLI(t, "render", "--images", "bogus", "-o", dir)
+	assert.Equal(t, 2, code)
+}
+
+func TestAnalyzeContract(t *testing.T) {
+	dir := t.TempDir()
+	client := netip.MustParseAddr("2001:db8:0:e01::2")
+	world := netip.MustParseAddr("2001:db8:0:e02::2")
+	t0 := time.Now()
+	var frames []verdict.Frame
+	for i := 0; i < 100; i++ {
+		if i >= 40 && i < 60 {
+			continue // a 210 ms hole
+		}
+		at := t0.Add(time.Duration(i) * 10 * time.Millisecond)
+		frames = append(frames, verdict.Frame{Time: at, Data: verdict.UDPFrame(client, world, 40000, 9000, nil)})
+	}
+	good := filepath.Join(dir, "good.pcapng")
+	f, err := os.Create(good)
+	require.NoError(t, err)
+	require.NoError(t, verdict.WritePcapng(f, "eth1", frames))
+	require.NoError(t, f.Close())
+
+	code, out, _ := runCLI(t, "analyze", "source", "--expect", "2001:db8:0:e01::/64", "--proto", "udp", good)
+	assert.Equal(t, 0, code, out)
+	var v map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &v))
+	assert.Equal(t, "source", v["check"])
+	assert.Equal(t, true, v["pass"])
+
+	code, out, _ = runCLI(t, "analyze", "source", "--expect", "2001:db8:0:a01::/64", good)
+	assert.Equal(t, 1, code, "a failed check exits 1")
+	assert.Contains(t, out, `"offenders": 80`)
+
+	code, out, _ = runCLI(t, "analyze", "outage", "--proto", "udp", "--max-outage", "100ms", good)
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, `"duration_ms": 210`)
+	code, _, _ = runCLI(t, "analyze", "outage", "--max-outage", "1s", good)
+	assert.Equal(t, 0, code)
+
+	code, _, _ = runCLI(t, "analyze", "ipv4", good)
+	assert.Equal(t, 0, code)
+	code, out, _ = runCLI(t, "analyze", "return-path", "--vip", world.String(), "--client", client.String(), good)
+	assert.Equal(t, 1, code, "no reply from the VIP at all: never a pass\n%s", out)
+
+	code, _, _ = runCLI(t, "analyze", "ipv4", filepath.Join(dir, "missing.pcap"))
+	assert.Equal(t, 2, code, "unreadable file: bad input")
+	code, _, _ = runCLI(t, "analyze", "source", "--expect", "nonsense", good)
+	assert.Equal(t, 2, code, "bad flag value: bad input")
+	code, _, _ = runCLI(t, "analyze", "outage", "--proto", "sctp", good)
 	assert.Equal(t, 2, code)
 }

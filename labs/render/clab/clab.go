@@ -95,6 +95,17 @@ func Build(p *plan.Plan, img Images, nodeBinds func(plan.KubeNode) []string) Top
 				dir + "/vtysh.conf:/etc/frr/vtysh.conf",
 			},
 			Exec:   []string{isolateMgmt},
+			// Routers keep their addresses while a link is down, as hardware routers do
+			// (Linux drops IPv6 addresses on link down by default, and zebra does not put
+			// them back), and use them as soon as the link is back: no duplicate address
+			// detection on lab links, whose addresses the plan makes unique (DAD would add
+			// a second of outage to every link flap). net.* sysctls are per namespace.
+			Sysctls: map[string]string{
+				"net.ipv6.conf.all.keep_addr_on_down":     "1",
+				"net.ipv6.conf.default.keep_addr_on_down": "1",
+				"net.ipv6.conf.all.accept_dad":            "0",
+				"net.ipv6.conf.default.accept_dad":        "0",
+			},
 			Labels: labels("router", string(r.Role)),
 			Group:  "routers",
 		}
