@@ -94,7 +94,7 @@ func Build(p *plan.Plan, img Images, nodeBinds func(plan.KubeNode) []string) Top
 				dir + "/daemons:/etc/frr/daemons",
 				dir + "/vtysh.conf:/etc/frr/vtysh.conf",
 			},
-			Exec:   []string{isolateMgmt},
+			Exec: []string{isolateMgmt},
 			// Routers keep their addresses while a link is down, as hardware routers do
 			// (Linux drops IPv6 addresses on link down by default, and zebra does not put
 			// them back), and use them as soon as the link is back: no duplicate address
