@@ -20,10 +20,16 @@ build: ## build bin/v6lab, bin/v6lab-runc (the OCI runtime wrapper some hosts ne
 	$(GO) build -trimpath -o $(BIN) ./cmd/v6lab
 	$(GO) build -trimpath -o bin/v6lab-runc ./cmd/v6lab-runc
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/v6lab-probe ./fixtures/probe
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/v6lab-node ./fixtures/node
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/v6lab-pause ./fixtures/pause
 
 .PHONY: tools
 tools: ## build containerlab (pinned) and v6lab-clab once, cached in ~/.cache/v6lab, linked into bin/
 	@scripts/tools.sh $(abspath bin)
+
+.PHONY: k8s
+k8s: ## build Kubernetes and etcd from their Go modules for the offline node image (cached; ~10 min cold)
+	@scripts/k8s.sh $(abspath bin/k8s)
 
 .PHONY: host-setup
 host-setup: build ## install/start Docker and apply the host adaptations this host needs
@@ -34,7 +40,7 @@ conformance: build ## the main job: lab up, conformance suites, report, down (de
 	@scripts/conformance.sh $(BIN) $(RUNS) $(SPEC_FLAG)
 
 .PHONY: test
-test: build tools ## everything CI runs: host setup, vet, unit, golden and integration tests (real labs)
+test: build tools k8s ## everything CI runs: host setup, vet, unit, golden and integration tests (real labs)
 	$(BIN) host setup
 	$(GO) vet ./...
 	@# One package at a time: the integration packages run real labs whose outage
@@ -69,7 +75,7 @@ render: build ## render every config of the lab into $(RUNS)/render
 	@$(BIN) render $(SPEC_FLAG) -o $(RUNS)/render
 
 .PHONY: lab-up
-lab-up: build tools ## stand up the lab (SPEC=... for another), then show its status
+lab-up: build tools k8s ## stand up the lab (SPEC=... for another), then show its status
 	@$(BIN) up $(SPEC_FLAG)
 	@$(BIN) status $(SPEC_FLAG)
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -61,6 +62,7 @@ func (f *imageFlags) options() (render.Options, error) {
 
 func upCmd(g *globals) *cobra.Command {
 	var imgs imageFlags
+	var underlayOnly bool
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "Stand the lab up: host setup, images, render, deploy, wait for BGP (idempotent)",
@@ -74,6 +76,7 @@ func upCmd(g *globals) *cobra.Command {
 			if o.Render, err = imgs.options(); err != nil {
 				return err
 			}
+			o.UnderlayOnly = underlayOnly
 			if err := runtime.Up(cmd.Context(), l, o); err != nil {
 				return err
 			}
@@ -82,7 +85,28 @@ func upCmd(g *globals) *cobra.Command {
 		},
 	}
 	imgs.add(c)
+	c.Flags().BoolVar(&underlayOnly, "underlay-only", false, "deploy routers and hosts only, no Kubernetes nodes")
 	return c
+}
+
+func kubeconfigCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "kubeconfig [LAB]",
+		Short: "Print the lab's admin kubeconfig (the API server through the management network)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.labByName(args)
+			if err != nil {
+				return err
+			}
+			data, err := os.ReadFile(g.runtimeOptions(cmd).Kubeconfig(l.Plan.Lab))
+			if err != nil {
+				return fmt.Errorf("lab %s has no kubeconfig (is it up with Kubernetes nodes?): %w", l.Plan.Lab, err)
+			}
+			_, err = cmd.OutOrStdout().Write(data)
+			return err
+		},
+	}
 }
 
 func statusCmd(g *globals) *cobra.Command {
@@ -96,7 +120,7 @@ func statusCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := runtime.GetStatus(cmd.Context(), l.Plan)
+			st, err := runtime.GetStatus(cmd.Context(), l.Plan, g.runtimeOptions(cmd).Kubeconfig(l.Plan.Lab))
 			if err != nil {
 				return err
 			}

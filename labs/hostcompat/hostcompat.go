@@ -10,6 +10,11 @@
 //   - NoKernelModules: the kernel has no module support (/proc/modules is missing), and
 //     containerlab's deploy stops reading it. v6lab then deploys the same topology file
 //     through its own sequence.
+//   - PrivateCgroupns: the host runs cgroup v1 (or hybrid), where Docker's containers
+//     share the host's cgroup namespace by default; a kubelet inside a node container
+//     would then manage the host's cgroup tree, the same one as every other node's.
+//     Docker's default becomes a private cgroup namespace, which cgroup v2 hosts have
+//     already.
 package hostcompat
 
 import (
@@ -45,6 +50,7 @@ func (r Report) Has(name string) bool {
 const (
 	CapabilityFilter = "capability-filter"
 	NoKernelModules  = "no-kernel-modules"
+	PrivateCgroupns  = "private-cgroupns"
 )
 
 // Detect inspects the running host.
@@ -67,6 +73,10 @@ func Detect() (Report, error) {
 	if _, err := os.Stat("/proc/modules"); os.IsNotExist(err) {
 		r.Needs = append(r.Needs, Need{NoKernelModules,
 			"/proc/modules does not exist (kernel without module support): containerlab's deploy cannot run as is"})
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); os.IsNotExist(err) {
+		r.Needs = append(r.Needs, Need{PrivateCgroupns,
+			"cgroup v1 (or hybrid): node containers need private cgroup namespaces so each kubelet manages only its own node"})
 	}
 	return r, nil
 }

@@ -2,6 +2,8 @@ package images
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -56,26 +58,40 @@ func Refs(fsys fs.FS) (map[string]string, error) {
 	return out, nil
 }
 
-// Build builds every recipe whose keyed image does not exist yet, in order.
-func (b *Builder) Build(ctx context.Context) ([]Result, error) {
+// Build builds the named recipes (and the bases they need) whose keyed image does not
+// exist yet, in order. No names: every recipe.
+func (b *Builder) Build(ctx context.Context, names ...string) ([]Result, error) {
 	var out []Result
 	refs, err := Refs(b.FS)
 	if err != nil {
 		return nil, err
 	}
+	want := map[string]bool{}
+	for _, n := range names {
+		for r := recipe(n); r != nil; r = recipe(r.Base) {
+			want[r.Name] = true
+		}
+	}
 	for _, r := range Recipes {
+		if len(names) > 0 && !want[r.Name] {
+			continue
+		}
 		start := time.Now()
 		ref := refs[r.Name]
 		res := Result{Name: r.Name, Ref: ref}
-		if exists(ctx, ref) {
+		binKey, err := b.binariesKey(r)
+		if err != nil {
+			return out, err
+		}
+		if exists(ctx, ref, binKey) {
 			out = append(out, res)
 			continue
 		}
 		b.Log.Info("building image", "image", ref)
-		if r.Base == "" {
+		if _, perr := fs.Stat(b.FS, path.Join("images", r.Name, "packages")); perr == nil {
 			err = b.debootstrap(ctx, r.Name, ref)
 		} else {
-			err = b.dockerBuild(ctx, r.Name, ref, refs[r.Base])
+			err = b.dockerBuild(ctx, r.Name, ref, refs[r.Base], binKey)
 		}
 		if err != nil {
 			return out, fmt.Errorf("image %s: %w", r.Name, err)
@@ -86,8 +102,55 @@ func (b *Builder) Build(ctx context.Context) ([]Result, error) {
 	return out, nil
 }
 
-func exists(ctx context.Context, ref string) bool {
-	return exec.CommandContext(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", ref).Run() == nil
+// LabelBinaries carries the identity of the third-party binaries an image was built
+// with: they are built outside the recipe (make k8s), so the recipe key cannot follow
+// them; an image whose binaries changed is rebuilt under the same reference.
+const LabelBinaries = "v6lab.dev/binaries"
+
+func exists(ctx context.Context, ref, binKey string) bool {
+	out, err := exec.CommandContext(ctx, "docker", "image", "inspect", "--format",
+		`{{index .Config.Labels "`+LabelBinaries+`"}}`, ref).Output()
+	if err != nil {
+		return false
+	}
+	return binKey == "" || strings.TrimSpace(string(out)) == binKey
+}
+
+// binariesKey identifies a recipe's third-party binaries: make links them from a cache
+// directory named by their build key, so the link targets say which build they are.
+func (b *Builder) binariesKey(r Recipe) (string, error) {
+	if len(r.Binaries) == 0 {
+		return "", nil
+	}
+	binDir, err := b.binDir()
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for _, rel := range r.Binaries {
+		p := filepath.Join(binDir, filepath.FromSlash(rel))
+		target, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return "", fmt.Errorf("image %s carries %s, built by make k8s: %w", r.Name, rel, err)
+		}
+		st, err := os.Stat(target)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %s %d %d\n", rel, target, st.Size(), st.ModTime().UnixNano())
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+func (b *Builder) binDir() (string, error) {
+	if b.BinDir != "" {
+		return b.BinDir, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(exe), nil
 }
 
 // debootstrap builds the base image: Debian minbase plus the recipe's packages,
@@ -148,7 +211,7 @@ func (b *Builder) debootstrap(ctx context.Context, name, ref string) error {
 
 // dockerBuild builds a recipe's Dockerfile on its base. The classic builder is used:
 // it needs no BuildKit component and works with every engine version.
-func (b *Builder) dockerBuild(ctx context.Context, name, ref, base string) error {
+func (b *Builder) dockerBuild(ctx context.Context, name, ref, base, binKey string) error {
 	dir, err := os.MkdirTemp("", "v6lab-build-")
 	if err != nil {
 		return err
@@ -161,33 +224,43 @@ func (b *Builder) dockerBuild(ctx context.Context, name, ref, base string) error
 	if err := copyFS(dir, sub); err != nil {
 		return err
 	}
-	for _, prog := range recipe(name).Programs {
-		if err := b.copyProgram(prog, dir); err != nil {
+	r := recipe(name)
+	var files []string
+	for _, prog := range r.Programs {
+		files = append(files, BinaryName(prog))
+	}
+	files = append(files, r.Binaries...)
+	for _, f := range files {
+		if err := b.copyBinary(f, dir); err != nil {
 			return err
 		}
 	}
 	key := strings.TrimPrefix(ref, Repo+name+":")
+	args := []string{"build", "-q", "--label", LabelKey + "=" + key, "-t", ref}
+	if binKey != "" {
+		args = append(args, "--label", LabelBinaries+"="+binKey)
+	}
+	if base != "" {
+		args = append(args, "--build-arg", "BASE="+base)
+	}
 	_, err = xexec.Run(ctx, xexec.Cmd{Name: "docker", Env: []string{"DOCKER_BUILDKIT=0"}, Timeout: 30 * time.Minute,
-		Args: []string{"build", "-q", "--build-arg", "BASE=" + base, "--label", LabelKey + "=" + key, "-t", ref, dir}})
+		Args: append(args, dir)})
 	return err
 }
 
-// copyProgram puts a program's binary into a build context.
-func (b *Builder) copyProgram(prog, dir string) error {
-	binDir := b.BinDir
-	if binDir == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		binDir = filepath.Dir(exe)
+// copyBinary puts a binary built by make (a path under the bin directory) into a build
+// context, under its base name.
+func (b *Builder) copyBinary(rel, dir string) error {
+	binDir, err := b.binDir()
+	if err != nil {
+		return err
 	}
-	src := filepath.Join(binDir, BinaryName(prog))
+	src := filepath.Join(binDir, filepath.FromSlash(rel))
 	data, err := os.ReadFile(src)
 	if err != nil {
-		return fmt.Errorf("the image carries %s, built by `make build`: %w", BinaryName(prog), err)
+		return fmt.Errorf("the image carries %s, built by make (make build, make k8s): %w", rel, err)
 	}
-	return os.WriteFile(filepath.Join(dir, BinaryName(prog)), data, 0o755)
+	return os.WriteFile(filepath.Join(dir, filepath.Base(rel)), data, 0o755)
 }
 
 func copyFS(dst string, src fs.FS) error {

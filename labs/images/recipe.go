@@ -33,22 +33,37 @@ const (
 	PublicHost   = "nicolaka/netshoot:v0.13"
 )
 
-// Recipe is one image recipe: a directory of fixtures/images.
+// Recipe is one image recipe: a directory of fixtures/images, holding either a
+// `packages` list (debootstrapped into a base image) or a Dockerfile.
 type Recipe struct {
 	Name string
-	Base string // recipe it builds on ("" for the debootstrapped base)
+	Base string // recipe it builds on ("" for a debootstrapped or FROM scratch image)
 	// Programs are v6lab programs the image carries: their binaries (built by make,
 	// found next to v6lab) go into the build context, and their sources (the
 	// fixtures directory of the same name) into the key.
 	Programs []string
+	// Binaries are third-party programs built by make (paths under v6lab's bin
+	// directory); the recipe's `versions` file pins them and is part of the key.
+	Binaries []string
 }
 
-// Recipes are the images of the underlay, in build order.
+// Recipes are every image v6lab builds, in build order.
 var Recipes = []Recipe{
 	{Name: "base"},
 	{Name: "frr", Base: "base"},
 	{Name: "host", Base: "base", Programs: []string{"probe"}},
+	{Name: "pause", Programs: []string{"pause"}},
+	{Name: "node", Base: "base", Programs: []string{"node"}, Binaries: []string{
+		"k8s/kubelet", "k8s/kube-apiserver", "k8s/kube-controller-manager", "k8s/kube-scheduler",
+		"k8s/kubectl", "k8s/etcd"}},
 }
+
+// Underlay are the images of routers and external hosts; Kubernetes adds the node and
+// pause images (the upstream distribution).
+var (
+	Underlay   = []string{"base", "frr", "host"}
+	Kubernetes = []string{"pause", "node"}
+)
 
 // BinaryName is the file name of a program's binary.
 func BinaryName(program string) string { return "v6lab-" + program }

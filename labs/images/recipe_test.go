@@ -1,8 +1,10 @@
 package images
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"testing/fstest"
 
@@ -96,4 +98,28 @@ func TestProgramSourcesAreInTheKey(t *testing.T) {
 	f1, _ := Key(recipes(), "frr")
 	f2, _ := Key(fsys, "frr")
 	assert.Equal(t, f1, f2, "images without the probe keep their key")
+}
+
+// The node image's versions file names what the tools modules build.
+func TestNodeVersionsMatchTheToolsModules(t *testing.T) {
+	versions, err := fs.ReadFile(fixtures.Images, "images/node/versions")
+	require.NoError(t, err)
+	k8s, err := os.ReadFile("../../tools/k8s/go.mod")
+	require.NoError(t, err)
+	etcd, err := os.ReadFile("../../tools/etcd/go.mod")
+	require.NoError(t, err)
+	for _, l := range strings.Split(string(versions), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 || strings.HasPrefix(l, "#") {
+			continue
+		}
+		switch f[0] {
+		case "kubernetes":
+			assert.Contains(t, string(k8s), "require k8s.io/kubernetes "+f[1])
+		case "etcd":
+			assert.Contains(t, string(etcd), "go.etcd.io/etcd/server/v3 "+f[1])
+		default:
+			t.Errorf("unknown program %q in versions", f[0])
+		}
+	}
 }

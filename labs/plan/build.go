@@ -73,6 +73,7 @@ func New(l *spec.Lab) (*Plan, error) {
 
 	p.planApps(&errs)
 	p.planUnderlay()
+	p.planManagement()
 	return p, errs.Err()
 }
 
@@ -216,6 +217,21 @@ func (p *Plan) planUnderlay() {
 		p.Hosts = append(p.Hosts, Host{Name: h.Name, Role: h.Role, Router: h.Router,
 			Address: addr, Subnet: subnet, Gateway: gw, Iface: "eth1", RouterIface: rIf})
 		p.Links = append(p.Links, Link{Kind: LinkHost, A: Endpoint{h.Router, rIf}, B: Endpoint{h.Name, "eth1"}})
+	}
+}
+
+// planManagement gives every member a fixed management address: routers from ::10,
+// nodes from ::100, hosts from ::200 (::1 is the engine's gateway).
+func (p *Plan) planManagement() {
+	p.Management.Addresses = map[string]netip.Addr{}
+	for i, r := range p.Routers {
+		p.Management.Addresses[r.Name] = hostAddr(p.Management.IPv6Subnet, uint64(0x10+i))
+	}
+	for i, n := range p.KubeNodes {
+		p.Management.Addresses[n.Name] = hostAddr(p.Management.IPv6Subnet, uint64(0x100+i))
+	}
+	for i, h := range p.Hosts {
+		p.Management.Addresses[h.Name] = hostAddr(p.Management.IPv6Subnet, uint64(0x200+i))
 	}
 }
 

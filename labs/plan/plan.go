@@ -70,10 +70,12 @@ type PodBlock struct {
 	Default netip.Prefix `json:"default"`
 }
 
-// Management is the out-of-band container network (ULA; never a data plane).
+// Management is the out-of-band container network (ULA; never a data plane). Each
+// member has a fixed address on it, so that certificates can name the API server's.
 type Management struct {
-	Network    string       `json:"network"`
-	IPv6Subnet netip.Prefix `json:"ipv6Subnet"`
+	Network    string                `json:"network"`
+	IPv6Subnet netip.Prefix          `json:"ipv6Subnet"`
+	Addresses  map[string]netip.Addr `json:"addresses"`
 }
 
 // App is one application's addressing.

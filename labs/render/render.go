@@ -16,6 +16,7 @@ import (
 	"v6lab.dev/v6lab/fixtures"
 	"v6lab.dev/v6lab/labs/images"
 	"v6lab.dev/v6lab/labs/lab"
+	"v6lab.dev/v6lab/labs/pki"
 	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/render/cilium"
 	"v6lab.dev/v6lab/labs/render/clab"
@@ -23,6 +24,7 @@ import (
 	"v6lab.dev/v6lab/labs/render/k3s"
 	"v6lab.dev/v6lab/labs/render/kube"
 	"v6lab.dev/v6lab/labs/render/metallb"
+	"v6lab.dev/v6lab/labs/render/node"
 	"v6lab.dev/v6lab/labs/spec"
 )
 
@@ -67,7 +69,29 @@ type Options struct {
 	Images clab.Images
 	// Cilium image overrides (offline images); empty means the chart's public images.
 	CiliumImages cilium.Images
+	// RuncWrapper makes upstream nodes run containers through the host's v6lab-runc
+	// (hosts that need the capability filter; see labs/hostcompat).
+	RuncWrapper bool
 }
+
+// Paths inside the run directory that upstream nodes bind.
+const (
+	// ImagesDir holds the image archives every node loads into its containerd.
+	ImagesDir = "images"
+	// StateDir holds each node's containerd state (a real filesystem: overlay
+	// snapshots cannot live on the node container's own overlay).
+	StateDir = "state"
+	// WrapperOnHost is where host setup installs v6lab-runc.
+	WrapperOnHost = "/usr/local/lib/v6lab/v6lab-runc"
+)
+
+// RuntimeDirs are the run-directory paths that nodes bind but render does not write:
+// `v6lab up` creates them (the PKI, node state, image archives) before deploying. A
+// user deploying the run directory with stock tools creates them the same way.
+var RuntimeDirs = []string{pki.Dir, StateDir, ImagesDir}
+
+// ContainerdDir is a node's containerd state directory, relative to the run directory.
+func ContainerdDir(n string) string { return StateDir + "/" + n + "/containerd" }
 
 // DefaultImages are the images of the offline path, at the keys of the recipes built into
 // this binary (`v6lab images build` builds exactly these); for the k3s distribution the
@@ -77,8 +101,7 @@ func DefaultImages(s *spec.LabSpec) clab.Images {
 	if err != nil {
 		panic(err) // embedded recipes; covered by tests
 	}
-	img := clab.Images{Router: refs["frr"], Host: refs["host"],
-		Node: "v6lab/node:" + s.Versions.Kubernetes.Version}
+	img := clab.Images{Router: refs["frr"], Host: refs["host"], Node: refs["node"]}
 	if s.Versions.Kubernetes.Distribution == spec.DistK3s {
 		img.Node = "rancher/k3s:" + strings.ReplaceAll(s.Versions.Kubernetes.Version, "+", "-")
 	}
@@ -121,8 +144,21 @@ func All(l *lab.Lab, opt Options) (Files, error) {
 	}
 	add("plan.txt", tree.Bytes())
 
-	topo := clab.Build(p, img, func(n plan.KubeNode) []string {
-		return []string{K3sConfigPath(n.Name) + ":" + k3s.Path}
+	topo := clab.Build(p, img, func(n plan.KubeNode) clab.NodeExtras {
+		if !node.Applies(&l.Spec.Spec) {
+			// The k3s image's entrypoint is k3s; its command is the role.
+			return clab.NodeExtras{Binds: []string{K3sConfigPath(n.Name) + ":" + k3s.Path}, Cmd: string(n.Role)}
+		}
+		binds := []string{
+			node.Dir(n.Name) + "/node.json:" + node.Path + ":ro",
+			pki.NodeDir + "/" + n.Name + ":" + pki.InNode + ":ro",
+			ContainerdDir(n.Name) + ":/var/lib/containerd",
+			ImagesDir + ":/var/lib/v6lab/images:ro",
+		}
+		if opt.RuncWrapper {
+			binds = append(binds, WrapperOnHost+":/usr/local/bin/v6lab-runc:ro")
+		}
+		return clab.NodeExtras{Binds: binds}
 	})
 	topoYAML, err := clab.Marshal(topo)
 	if err != nil {
@@ -141,12 +177,23 @@ func All(l *lab.Lab, opt Options) (Files, error) {
 		add(dir+"/daemons", frr.Daemons())
 		add(dir+"/vtysh.conf", frr.VtyshConf())
 	}
+	refs, err := images.Refs(fixtures.Images)
+	if err != nil {
+		return nil, err
+	}
 	for _, n := range p.KubeNodes {
 		b, err := k3s.Marshal(k3s.ForNode(p, n))
 		if err != nil {
 			return nil, err
 		}
 		add(K3sConfigPath(n.Name), b)
+		if node.Applies(&l.Spec.Spec) {
+			nb, err := node.Marshal(node.ForNode(p, n, refs["pause"], opt.RuncWrapper))
+			if err != nil {
+				return nil, err
+			}
+			add(node.Dir(n.Name)+"/node.json", nb)
+		}
 	}
 
 	ns, err := Documents(kube.Namespaces(p))

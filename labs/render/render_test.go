@@ -133,7 +133,11 @@ func TestTopologyIsConsistent(t *testing.T) {
 			for _, b := range node.Binds {
 				src := strings.SplitN(b, ":", 2)[0]
 				_, ok := files.Get(src)
-				assert.True(t, ok, "%s binds %s, which is not rendered", n, src)
+				for _, d := range render.RuntimeDirs {
+					ok = ok || src == d || strings.HasPrefix(src, d+"/")
+				}
+				ok = ok || src == render.WrapperOnHost
+				assert.True(t, ok, "%s binds %s, which is neither rendered nor made by up", n, src)
 			}
 		}
 	}
@@ -184,4 +188,26 @@ func TestCiliumValuesPerVersion(t *testing.T) {
 		assert.Contains(t, string(v), "Cilium "+version)
 		assert.Contains(t, string(v), "mode: multi-pool", version)
 	}
+}
+
+// The k3s distribution runs the public image with the rendered config and its role.
+func TestK3sNodes(t *testing.T) {
+	l, err := lab.Load("embedded:default")
+	require.NoError(t, err)
+	l.Spec.Spec.Versions.Kubernetes.Distribution = "k3s"
+	l.Spec.Spec.Versions.Kubernetes.Version = "v1.34.4+k3s1"
+	files, err := render.All(l, render.Options{})
+	require.NoError(t, err)
+	data, _ := files.Get("default.clab.yml")
+	var topo clab.Topology
+	require.NoError(t, yaml.Unmarshal(data, &topo))
+	server := topo.Topo.Nodes["server1"]
+	assert.Equal(t, "rancher/k3s:v1.34.4-k3s1", server.Image)
+	assert.Equal(t, "server", server.Cmd)
+	assert.Equal(t, "agent", topo.Topo.Nodes["agent1"].Cmd)
+	assert.Contains(t, server.Binds, "k3s/server1/config.yaml:/etc/rancher/k3s/config.yaml")
+	_, ok := files.Get("nodes/server1/node.json")
+	assert.False(t, ok, "no upstream node files for k3s")
+	cfg, _ := files.Get("k3s/agent1/config.yaml")
+	assert.Contains(t, string(cfg), "server: https://[2001:db8::11]:6443")
 }

@@ -54,7 +54,7 @@ func TestExpectedSessions(t *testing.T) {
 	l, err := lab.Load("")
 	require.NoError(t, err)
 	underlay := map[string]bool{}
-	for _, m := range Members(l.Plan) {
+	for _, m := range Members(l.Plan, true) {
 		underlay[m] = true
 	}
 	want := expectedSessions(l.Plan, underlay)

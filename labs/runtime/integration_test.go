@@ -41,7 +41,7 @@ func integration(t *testing.T) Options {
 	}
 	var out bytes.Buffer
 	t.Cleanup(func() { t.Logf("lifecycle output:\n%s", out.String()) })
-	return Options{StateDir: t.TempDir(), BinDir: bin, Out: &out}
+	return Options{StateDir: t.TempDir(), BinDir: bin, Out: &out, UnderlayOnly: true}
 }
 
 // testLab is the embedded default lab under another name, so tests never touch a lab
@@ -98,7 +98,7 @@ func TestUnderlayLifecycle(t *testing.T) {
 		st, err := GetStatus(ctx, a.Plan)
 		require.NoError(t, err)
 		assert.Empty(t, st.Errors)
-		assert.Len(t, st.Members, len(Members(a.Plan)))
+		assert.Len(t, st.Members, len(Members(a.Plan, true)))
 		fabric := 0
 		for _, s := range st.Sessions {
 			if strings.HasPrefix(s.Peer, "eth") {
@@ -174,7 +174,7 @@ func TestUnderlayLifecycle(t *testing.T) {
 		assert.NoDirExists(t, o.LabDir(a.Plan.Lab))
 		st, err := GetStatus(ctx, b.Plan)
 		require.NoError(t, err)
-		assert.Len(t, st.Members, len(Members(b.Plan)), "the other lab is untouched")
+		assert.Len(t, st.Members, len(Members(b.Plan, true)), "the other lab is untouched")
 	})
 }
 

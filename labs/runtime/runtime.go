@@ -16,11 +16,14 @@ import (
 	"time"
 
 	"v6lab.dev/v6lab/fixtures"
+	"v6lab.dev/v6lab/labs/hostcompat"
 	"v6lab.dev/v6lab/labs/images"
 	"v6lab.dev/v6lab/labs/lab"
+	"v6lab.dev/v6lab/labs/pki"
 	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/render"
 	"v6lab.dev/v6lab/labs/render/clab"
+	"v6lab.dev/v6lab/labs/render/node"
 	"v6lab.dev/v6lab/labs/runtime/host"
 )
 
@@ -32,6 +35,10 @@ type Options struct {
 	BinDir string
 	// Render options: image source and overrides.
 	Render render.Options
+	// UnderlayOnly deploys routers and hosts only (no Kubernetes nodes).
+	UnderlayOnly bool
+	// NodeTimeout bounds the wait for every node to register (default 5m).
+	NodeTimeout time.Duration
 	// BGPTimeout bounds the wait for every BGP session (default 2m).
 	BGPTimeout time.Duration
 	Out        io.Writer
@@ -44,6 +51,9 @@ func (o *Options) defaults() {
 	}
 	if o.BGPTimeout == 0 {
 		o.BGPTimeout = 2 * time.Minute
+	}
+	if o.NodeTimeout == 0 {
+		o.NodeTimeout = 5 * time.Minute
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
@@ -71,9 +81,9 @@ func (o Options) LabDir(name string) string { return filepath.Join(o.StateDir, "
 // FRRLog is where the rendered FRR config logs, inside each router.
 const FRRLog = "/var/log/frr/frr.log"
 
-// Members are the lab members `up` deploys today: the underlay (routers) and the
-// external hosts. Kubernetes nodes join when their node images exist.
-func Members(p *plan.Plan) []string {
+// Members are the lab members `up` deploys: routers and external hosts, and the
+// Kubernetes nodes unless the lab is underlay-only.
+func Members(p *plan.Plan, underlayOnly bool) []string {
 	var out []string
 	for _, r := range p.Routers {
 		out = append(out, r.Name)
@@ -81,7 +91,17 @@ func Members(p *plan.Plan) []string {
 	for _, h := range p.Hosts {
 		out = append(out, h.Name)
 	}
+	if !underlayOnly {
+		for _, n := range p.KubeNodes {
+			out = append(out, n.Name)
+		}
+	}
 	return out
+}
+
+// withNodes reports whether up deploys Kubernetes nodes for this lab.
+func (o Options) withNodes(l *lab.Lab) bool {
+	return !o.UnderlayOnly && len(l.Plan.KubeNodes) > 0
 }
 
 // Up stands the lab up. Re-running it on a healthy lab changes nothing.
@@ -107,7 +127,11 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 			return "online: the container engine pulls public images", nil
 		}
 		b := images.Builder{FS: fixtures.Images, BinDir: o.BinDir, Log: o.Log}
-		res, err := b.Build(ctx)
+		names := images.Underlay
+		if o.withNodes(l) && node.Applies(&l.Spec.Spec) {
+			names = append(append([]string{}, names...), images.Kubernetes...)
+		}
+		res, err := b.Build(ctx, names...)
 		var built []string
 		for _, r := range res {
 			if r.Built {
@@ -121,6 +145,11 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 	}); err != nil {
 		return err
 	}
+	rep, err := hostcompat.Detect()
+	if err != nil {
+		return err
+	}
+	o.Render.RuncWrapper = rep.Has(hostcompat.CapabilityFilter)
 	var changed bool
 	if err := pr.Step("render", func() (string, error) {
 		files, err := render.All(l, o.Render)
@@ -135,7 +164,30 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 	}); err != nil {
 		return err
 	}
-	members := Members(p)
+	upstream := o.withNodes(l) && node.Applies(&l.Spec.Spec) && o.Render.Source != images.Online
+	if upstream {
+		if err := pr.Step("node files", func() (string, error) {
+			refs, err := images.Refs(fixtures.Images)
+			if err != nil {
+				return "", err
+			}
+			// Every node loads these: the pod sandbox and the lab's workload image.
+			if err := archiveImages(ctx, []string{refs["pause"], refs["host"]},
+				filepath.Join(CacheDir(), "archives"), filepath.Join(dir, render.ImagesDir)); err != nil {
+				return "", err
+			}
+			for _, n := range p.KubeNodes {
+				if err := os.MkdirAll(filepath.Join(dir, render.ContainerdDir(n.Name)), 0o755); err != nil {
+					return "", err
+				}
+			}
+			kc, err := pki.EnsureCluster(dir, p)
+			return "PKI, image archives, node state; kubeconfig " + kc, err
+		}); err != nil {
+			return err
+		}
+	}
+	members := Members(p, !o.withNodes(l))
 	if err := pr.Step("deploy", func() (string, error) {
 		running, err := runningMembers(ctx, p)
 		if err != nil {
@@ -159,12 +211,24 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 	}); err != nil {
 		return err
 	}
-	return pr.Step("bgp", func() (string, error) {
+	if err := pr.Step("bgp", func() (string, error) {
 		n, err := waitBGP(ctx, p, o.BGPTimeout)
 		if err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("%d sessions Established", n), nil
+	}); err != nil {
+		return err
+	}
+	if !upstream {
+		return nil
+	}
+	return pr.Step("kubernetes", func() (string, error) {
+		states, err := waitNodes(ctx, p, o.Kubeconfig(p.Lab), o.NodeTimeout)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%d nodes registered under their planned addresses", len(states)), nil
 	})
 }
 
@@ -212,9 +276,10 @@ func expectedSessions(p *plan.Plan, deployed map[string]bool) map[string][]strin
 
 // waitBGP waits until every expected session is Established; on timeout the error is a
 // diagnosis: each session that is not up, its state, and the router's last log lines.
+// Sessions to nodes are expected once a BGP speaker runs on them (Cilium, MetalLB).
 func waitBGP(ctx context.Context, p *plan.Plan, timeout time.Duration) (int, error) {
 	deployed := map[string]bool{}
-	for _, m := range Members(p) {
+	for _, m := range Members(p, true) {
 		deployed[m] = true
 	}
 	want := expectedSessions(p, deployed)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,13 +15,14 @@ import (
 // Status is what a running lab looks like: its members with their addresses, every BGP
 // session of every router, and the prefixes each router learned by BGP.
 type Status struct {
-	Lab      string     `json:"lab"`
-	Members  []Member   `json:"members"`
-	Sessions []Session  `json:"sessions"`
-	Routes   []Route    `json:"routes"`
-	Errors   []string   `json:"errors,omitempty"`
-	Plan     *plan.Plan `json:"-"`
-	Taken    time.Time  `json:"taken"`
+	Lab      string      `json:"lab"`
+	Members  []Member    `json:"members"`
+	Sessions []Session   `json:"sessions"`
+	Routes   []Route     `json:"routes"`
+	Nodes    []NodeState `json:"kubernetesNodes,omitempty"`
+	Errors   []string    `json:"errors,omitempty"`
+	Plan     *plan.Plan  `json:"-"`
+	Taken    time.Time   `json:"taken"`
 }
 
 // Member is one lab member with its planned data-plane addresses.
@@ -29,8 +31,9 @@ type Member struct {
 	Addresses []string `json:"addresses"`
 }
 
-// GetStatus reads a lab's state from Docker and from each router's vtysh JSON.
-func GetStatus(ctx context.Context, p *plan.Plan) (*Status, error) {
+// GetStatus reads a lab's state from Docker, from each router's vtysh JSON and, when
+// kubeconfig names an existing file, from the Kubernetes API.
+func GetStatus(ctx context.Context, p *plan.Plan, kubeconfig ...string) (*Status, error) {
 	st := &Status{Lab: p.Lab, Plan: p, Taken: time.Now().UTC()}
 	cs, err := containers(ctx, p.Lab)
 	if err != nil {
@@ -61,6 +64,21 @@ func GetStatus(ctx context.Context, p *plan.Plan) (*Status, error) {
 			st.Errors = append(st.Errors, err.Error())
 		} else {
 			st.Routes = append(st.Routes, rs...)
+		}
+	}
+	if len(kubeconfig) > 0 {
+		if _, err := os.Stat(kubeconfig[0]); err == nil {
+			if c, err := Client(kubeconfig[0]); err != nil {
+				st.Errors = append(st.Errors, err.Error())
+			} else if states, err := nodeStates(ctx, c); err != nil {
+				st.Errors = append(st.Errors, "kubernetes: "+err.Error())
+			} else {
+				for _, n := range p.KubeNodes {
+					if s, ok := states[n.Name]; ok {
+						st.Nodes = append(st.Nodes, s)
+					}
+				}
+			}
 		}
 	}
 	return st, nil
@@ -107,6 +125,16 @@ func (st *Status) Write(w io.Writer) error {
 	fmt.Fprintf(tw, "\nROUTER\tLEARNED PREFIX\tPATHS\tAS PATH\tNEXT HOPS\n")
 	for _, r := range st.Routes {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.Router, r.Prefix, r.Multi, r.ASPath, strings.Join(r.NextHops, ", "))
+	}
+	if len(st.Nodes) > 0 {
+		fmt.Fprintf(tw, "\nKUBERNETES NODE\tINTERNAL IP\tREADY\n")
+		for _, n := range st.Nodes {
+			ready := "yes"
+			if !n.Ready {
+				ready = "no (" + n.Reason + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", n.Name, n.InternalIP, ready)
+		}
 	}
 	for _, e := range st.Errors {
 		fmt.Fprintf(tw, "\nerror: %s\n", e)

@@ -60,7 +60,7 @@ func opts(out *bytes.Buffer) runtime.Options {
 	if stateDir == "" {
 		stateDir, _ = os.MkdirTemp("", "v6lab-underlay-")
 	}
-	o := runtime.Options{StateDir: stateDir, BinDir: bin}
+	o := runtime.Options{StateDir: stateDir, BinDir: bin, UnderlayOnly: true}
 	if out != nil {
 		o.Out = out
 	}

@@ -37,15 +37,16 @@ type Topo struct {
 
 // Node is one containerlab node (always kind linux here).
 type Node struct {
-	Kind    string            `yaml:"kind"`
-	Image   string            `yaml:"image"`
-	Cmd     string            `yaml:"cmd,omitempty"`
-	Binds   []string          `yaml:"binds,omitempty"`
-	Exec    []string          `yaml:"exec,omitempty"`
-	Env     map[string]string `yaml:"env,omitempty"`
-	Labels  map[string]string `yaml:"labels,omitempty"`
-	Sysctls map[string]string `yaml:"sysctls,omitempty"`
-	Group   string            `yaml:"group,omitempty"`
+	Kind     string            `yaml:"kind"`
+	Image    string            `yaml:"image"`
+	Cmd      string            `yaml:"cmd,omitempty"`
+	Binds    []string          `yaml:"binds,omitempty"`
+	Exec     []string          `yaml:"exec,omitempty"`
+	Env      map[string]string `yaml:"env,omitempty"`
+	Labels   map[string]string `yaml:"labels,omitempty"`
+	Sysctls  map[string]string `yaml:"sysctls,omitempty"`
+	Group    string            `yaml:"group,omitempty"`
+	MgmtIPv6 string            `yaml:"mgmt-ipv6,omitempty"`
 }
 
 // Link is a point-to-point veth.
@@ -73,8 +74,15 @@ func FileName(p *plan.Plan) string { return p.Lab + ".clab.yml" }
 // FRRDir is where a router's FRR files live, relative to the topology file.
 func FRRDir(router string) string { return "frr/" + router }
 
-// Build makes the topology of a lab. nodeBinds adds per-node binds (e.g. k3s config).
-func Build(p *plan.Plan, img Images, nodeBinds func(plan.KubeNode) []string) Topology {
+// NodeExtras are what a Kubernetes distribution adds to its node containers.
+type NodeExtras struct {
+	Binds []string
+	Cmd   string
+}
+
+// Build makes the topology of a lab. extras adds per-node binds and command (the
+// distribution's: k3s config and role, or the upstream node's files).
+func Build(p *plan.Plan, img Images, extras func(plan.KubeNode) NodeExtras) Topology {
 	t := Topology{
 		Name:   p.Lab,
 		Prefix: "v6lab",
@@ -123,17 +131,25 @@ func Build(p *plan.Plan, img Images, nodeBinds func(plan.KubeNode) []string) Top
 		node := Node{
 			Kind:  "linux",
 			Image: img.Node,
-			Exec: append([]string{isolateMgmt}, addressExec(n.Iface, []netip.Prefix{
-				netip.PrefixFrom(n.Address, n.Link.Bits()),
-				netip.PrefixFrom(n.SpeakerAddress, n.Link.Bits()),
-			}, n.Gateway)...),
+			Exec: append(append([]string{isolateMgmt}, addressExec(n.Iface, []netip.Prefix{
+				netip.PrefixFrom(n.Address, n.Link.Bits())}, n.Gateway)...),
+				// The speaker address is deprecated (preferred_lft 0): MetalLB binds it
+				// explicitly, and nothing else ever picks it as a source.
+				fmt.Sprintf("ip -6 addr add %s dev %s nodad preferred_lft 0", netip.PrefixFrom(n.SpeakerAddress, n.Link.Bits()), n.Iface)),
 			Labels: labels("node", string(n.Role)),
 			Group:  "nodes",
 		}
-		if nodeBinds != nil {
-			node.Binds = nodeBinds(n)
+		if extras != nil {
+			x := extras(n)
+			node.Binds, node.Cmd = x.Binds, x.Cmd
 		}
 		t.Topo.Nodes[n.Name] = node
+	}
+	for name, node := range t.Topo.Nodes {
+		if a, ok := p.Management.Addresses[name]; ok {
+			node.MgmtIPv6 = a.String()
+			t.Topo.Nodes[name] = node
+		}
 	}
 	for _, l := range p.Links {
 		t.Topo.Links = append(t.Topo.Links, Link{Endpoints: [2]string{

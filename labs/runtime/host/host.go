@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -52,7 +53,17 @@ func Setup(ctx context.Context, wrapperSrc string, log *slog.Logger) (Result, er
 		}
 		res.Changes = append(res.Changes, "installed docker.io")
 	}
-	configChanged := false
+	configChanged, restart := false, false
+	if rep.Has(hostcompat.PrivateCgroupns) {
+		changed, err := mergeDaemonJSON(DaemonJSON, map[string]any{"default-cgroupns-mode": "private"})
+		if err != nil {
+			return res, err
+		}
+		if changed {
+			restart = true // not a reloadable setting
+			res.Changes = append(res.Changes, "made private cgroup namespaces Docker's default in "+DaemonJSON)
+		}
+	}
 	if rep.Has(hostcompat.CapabilityFilter) {
 		changed, err := installWrapper(wrapperSrc)
 		if err != nil {
@@ -69,6 +80,12 @@ func Setup(ctx context.Context, wrapperSrc string, log *slog.Logger) (Result, er
 			configChanged = true
 			res.Changes = append(res.Changes, fmt.Sprintf("registered %s as Docker's default runtime in %s", WrapperRuntime, DaemonJSON))
 		}
+	}
+	if restart && dockerUp(ctx) {
+		if err := stopDockerd(ctx); err != nil {
+			return res, err
+		}
+		res.Changes = append(res.Changes, "stopped dockerd to apply its new configuration")
 	}
 	if !dockerUp(ctx) {
 		if err := startDockerd(ctx); err != nil {
@@ -105,6 +122,15 @@ func installWrapper(src string) (bool, error) {
 
 // registerRuntime merges the wrapper into daemon.json, keeping every other setting.
 func registerRuntime(path string) (bool, error) {
+	return mergeDaemonJSON(path, map[string]any{
+		"runtimes":        map[string]any{WrapperRuntime: map[string]any{"path": WrapperPath}},
+		"default-runtime": WrapperRuntime,
+	})
+}
+
+// mergeDaemonJSON sets keys in daemon.json (one level into objects), keeping every
+// other setting; it reports whether the file changed.
+func mergeDaemonJSON(path string, set map[string]any) (bool, error) {
 	cfg := map[string]any{}
 	if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
 		if err := json.Unmarshal(data, &cfg); err != nil {
@@ -113,17 +139,22 @@ func registerRuntime(path string) (bool, error) {
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return false, err
 	}
-	runtimes, _ := cfg["runtimes"].(map[string]any)
-	if runtimes == nil {
-		runtimes = map[string]any{}
+	before, _ := json.Marshal(cfg)
+	for k, v := range set {
+		obj, isObj := v.(map[string]any)
+		have, _ := cfg[k].(map[string]any)
+		if isObj && have != nil {
+			for kk, vv := range obj {
+				have[kk] = vv
+			}
+			continue
+		}
+		cfg[k] = v
 	}
-	entry, _ := runtimes[WrapperRuntime].(map[string]any)
-	if entry != nil && entry["path"] == WrapperPath && cfg["default-runtime"] == WrapperRuntime {
+	after, _ := json.Marshal(cfg)
+	if string(before) == string(after) {
 		return false, nil
 	}
-	runtimes[WrapperRuntime] = map[string]any{"path": WrapperPath}
-	cfg["runtimes"] = runtimes
-	cfg["default-runtime"] = WrapperRuntime
 	out, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return false, err
@@ -161,14 +192,48 @@ func startDockerd(ctx context.Context) error {
 	return fmt.Errorf("host: dockerd did not come up within 60s; see %s", DockerdLog)
 }
 
-func reloadDockerd() error {
+// stopDockerd stops the engine to apply a setting it cannot reload. It refuses while
+// containers run: stopping the engine would stop them.
+func stopDockerd(ctx context.Context) error {
+	out, err := xexec.Run(ctx, xexec.Cmd{Name: "docker", Args: []string{"ps", "-q"}, Timeout: 10 * time.Second})
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(out) != "" {
+		return fmt.Errorf("host: dockerd must restart to apply %s, but containers are running; stop them (v6lab down --all) and run host setup again", DaemonJSON)
+	}
+	pid, err := dockerdPid()
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return err
+	}
+	for i := 0; i < 100; i++ {
+		if syscall.Kill(pid, 0) != nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("host: dockerd (pid %d) did not stop", pid)
+}
+
+func dockerdPid() (int, error) {
 	out, err := exec.Command("pidof", "dockerd").Output()
 	if err != nil {
-		return fmt.Errorf("host: dockerd pid: %w", err)
+		return 0, fmt.Errorf("host: dockerd pid: %w", err)
 	}
 	var pid int
 	if _, err := fmt.Sscanf(string(out), "%d", &pid); err != nil {
-		return fmt.Errorf("host: dockerd pid %q: %w", out, err)
+		return 0, fmt.Errorf("host: dockerd pid %q: %w", out, err)
+	}
+	return pid, nil
+}
+
+func reloadDockerd() error {
+	pid, err := dockerdPid()
+	if err != nil {
+		return err
 	}
 	return syscall.Kill(pid, syscall.SIGHUP)
 }
