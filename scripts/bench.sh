@@ -17,6 +17,11 @@ if [ "${BENCH_COLD_IMAGES:-1}" = 1 ]; then
   printf 'images build (cold)      %6.1f s\n' "$(secs "$bin" images build)"
 fi
 printf 'images build (warm)      %6.1f s\n' "$(secs "$bin" images build)"
+if [ -x "$(dirname "$bin")/k8s/kubelet" ]; then
+  "$bin" images build >/dev/null
+  printf 'up default lab + k8s      %6.1f s  (images warm, to every node registered)\n' "$(secs "$bin" --state-dir "$state" --spec "$spec" up)"
+  printf 'down                      %6.1f s\n' "$(secs "$bin" --state-dir "$state" down $lab)"
+fi
 for i in 1 2 3; do
   printf 'up default underlay #%d   %6.1f s  (images warm, to every BGP session Established)\n' $i "$(secs "$bin" --state-dir "$state" --spec "$spec" up --underlay-only)"
   printf 'up again (no change) #%d  %6.1f s\n' $i "$(secs "$bin" --state-dir "$state" --spec "$spec" up --underlay-only)"

@@ -67,5 +67,20 @@ func imagesCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	})
+	c.AddCommand(&cobra.Command{
+		Use:   "prune",
+		Short: "Remove v6lab images whose recipe changed since they were built (stale keys)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			removed, err := images.Prune(cmd.Context(), fixtures.Images)
+			for _, r := range removed {
+				fmt.Fprintln(cmd.OutOrStdout(), "removed", r)
+			}
+			if err == nil && len(removed) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "nothing stale")
+			}
+			return err
+		},
+	})
 	return c
 }

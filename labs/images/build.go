@@ -279,3 +279,37 @@ func copyFS(dst string, src fs.FS) error {
 		return os.WriteFile(target, data, 0o644)
 	})
 }
+
+// Prune removes v6lab images whose tag is not the current key of their recipe, and
+// untagged leftovers of rebuilt images.
+func Prune(ctx context.Context, fsys fs.FS) ([]string, error) {
+	refs, err := Refs(fsys)
+	if err != nil {
+		return nil, err
+	}
+	current := map[string]bool{}
+	for _, r := range refs {
+		current[r] = true
+	}
+	out, err := xexec.Run(ctx, xexec.Cmd{Name: "docker", Timeout: time.Minute, Args: []string{"images",
+		"--filter", "label=" + LabelKey, "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"}})
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		ref, id, ok := strings.Cut(line, " ")
+		if !ok || current[ref] {
+			continue
+		}
+		target := ref
+		if strings.HasPrefix(ref, "<none>") {
+			target = id
+		}
+		if _, err := xexec.Run(ctx, xexec.Cmd{Name: "docker", Timeout: time.Minute, Args: []string{"rmi", target}}); err != nil {
+			return removed, err
+		}
+		removed = append(removed, ref)
+	}
+	return removed, nil
+}
