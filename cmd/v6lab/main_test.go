@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"v6lab.dev/v6lab/labs/verdict"
+	"v6lab.dev/v6lab/reports"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -155,4 +156,25 @@ func TestAnalyzeContract(t *testing.T) {
 	assert.Equal(t, 2, code, "bad flag value: bad input")
 	code, _, _ = runCLI(t, "analyze", "outage", "--proto", "sctp", good)
 	assert.Equal(t, 2, code)
+}
+
+func TestReportAndCompare(t *testing.T) {
+	mk := func(outage float64) string {
+		dir := t.TempDir()
+		r := &reports.Report{Lab: "default", Labels: map[string]string{"cilium": "x"}, StartedAt: time.Now(), FinishedAt: time.Now(),
+			Checks: []reports.Check{{Name: "failover", Status: reports.Pass, Figures: map[string]float64{"outage_ms": outage}}}}
+		require.NoError(t, r.Write(dir))
+		return dir
+	}
+	a, same, worse := mk(800), mk(810), mk(3000)
+	code, out, _ := runCLI(t, "compare", a, same)
+	assert.Equal(t, 0, code, out)
+	code, out, _ = runCLI(t, "compare", a, worse)
+	assert.Equal(t, 1, code, "a regression exits 1")
+	assert.Contains(t, out, "REGRESSION")
+	code, _, _ = runCLI(t, "compare", a, t.TempDir())
+	assert.Equal(t, 2, code, "a directory without report.json is bad input")
+	code, out, _ = runCLI(t, "report", a)
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out, "1 passed, 0 failed, 0 skipped")
 }

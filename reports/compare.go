@@ -1,0 +1,127 @@
+package reports
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// Change is one difference between two runs.
+type Change struct {
+	Check      string  `json:"check"`
+	Figure     string  `json:"figure,omitempty"` // empty for a verdict change
+	From       string  `json:"from"`
+	To         string  `json:"to"`
+	DeltaPct   float64 `json:"deltaPct,omitempty"`
+	Regression bool    `json:"regression"`
+}
+
+// Tolerance says when a figure has moved: by more than Relative (a fraction) and more
+// than Absolute (in the figure's unit). Only figures where larger is worse (names
+// ending in _ms, _loss, _lost) count as regressions when they grow.
+type Tolerance struct {
+	Relative float64
+	Absolute float64
+}
+
+// DefaultTolerance: 20% and 50 units (ms for timings).
+var DefaultTolerance = Tolerance{Relative: 0.20, Absolute: 50}
+
+// Compare lists what changed from run a (e.g. Cilium 1.18.4) to run b (1.20.2):
+// verdicts that changed and figures that moved. A check that passed in a and does not
+// in b, or a worse-is-larger figure that grew beyond the tolerance, is a regression.
+func Compare(a, b *Report, tol Tolerance) []Change {
+	bByName := map[string]Check{}
+	for _, c := range b.Checks {
+		bByName[c.Name] = c
+	}
+	var out []Change
+	for _, ca := range a.Checks {
+		cb, ok := bByName[ca.Name]
+		if !ok {
+			out = append(out, Change{Check: ca.Name, From: string(ca.Effective()), To: "missing",
+				Regression: ca.Effective() == Pass})
+			continue
+		}
+		ea, eb := ca.Effective(), cb.Effective()
+		if ea != eb {
+			out = append(out, Change{Check: ca.Name, From: string(ea), To: string(eb), Regression: ea == Pass && eb != Pass})
+		}
+		names := make([]string, 0, len(ca.Figures))
+		for n := range ca.Figures {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			va := ca.Figures[n]
+			vb, ok := cb.Figures[n]
+			if !ok {
+				continue
+			}
+			diff := vb - va
+			rel := 0.0
+			if va != 0 {
+				rel = diff / math.Abs(va)
+			}
+			if math.Abs(diff) <= tol.Absolute || (va != 0 && math.Abs(rel) <= tol.Relative) {
+				continue
+			}
+			out = append(out, Change{Check: ca.Name, Figure: n, From: fmt.Sprintf("%g", va), To: fmt.Sprintf("%g", vb),
+				DeltaPct: math.Round(rel*1000) / 10, Regression: diff > 0 && worseIfLarger(n)})
+		}
+	}
+	for _, cb := range b.Checks {
+		found := false
+		for _, ca := range a.Checks {
+			found = found || ca.Name == cb.Name
+		}
+		if !found {
+			out = append(out, Change{Check: cb.Name, From: "missing", To: string(cb.Effective())})
+		}
+	}
+	return out
+}
+
+func worseIfLarger(figure string) bool {
+	for _, s := range []string{"_ms", "_loss", "_lost"} {
+		if strings.HasSuffix(figure, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Regressed reports whether any change is a regression.
+func Regressed(changes []Change) bool {
+	for _, c := range changes {
+		if c.Regression {
+			return true
+		}
+	}
+	return false
+}
+
+// WriteChanges prints changes side by side for people.
+func WriteChanges(w io.Writer, a, b *Report, changes []Change) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "A: %s\nB: %s\n\n", a.suiteName(), b.suiteName())
+	if len(changes) == 0 {
+		fmt.Fprintln(tw, "no verdict changed and no figure moved beyond the tolerance")
+		return tw.Flush()
+	}
+	fmt.Fprintln(tw, "CHECK\tWHAT\tA\tB\tCHANGE\t")
+	for _, c := range changes {
+		what, delta := "verdict", ""
+		if c.Figure != "" {
+			what, delta = c.Figure, fmt.Sprintf("%+.1f%%", c.DeltaPct)
+		}
+		if c.Regression {
+			delta += " REGRESSION"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", c.Check, what, c.From, c.To, strings.TrimSpace(delta))
+	}
+	return tw.Flush()
+}

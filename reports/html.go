@@ -1,0 +1,132 @@
+package reports
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"html/template"
+	"math"
+	"sort"
+	"strings"
+	"time"
+)
+
+//go:embed templates/report.html.tmpl
+var tmplFS embed.FS
+
+var page = template.Must(template.New("report.html.tmpl").Funcs(template.FuncMap{
+	"topology":  topologySVG,
+	"timeline":  timelineSVG,
+	"figures":   sortedFigures,
+	"effective": func(c Check) Status { return c.Effective() },
+	"ts":        func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
+}).ParseFS(tmplFS, "templates/report.html.tmpl"))
+
+// HTML renders the report for people: verdicts, the topology, the address plan, each
+// check with its evidence, and failover timelines drawn as SVG.
+func (r *Report) HTML() ([]byte, error) {
+	pass, fail, skip := r.Counts()
+	var b bytes.Buffer
+	err := page.Execute(&b, map[string]any{"R": r, "Pass": pass, "Fail": fail, "Skip": skip, "Suite": r.suiteName()})
+	return b.Bytes(), err
+}
+
+type figure struct {
+	Name  string
+	Value float64
+}
+
+func sortedFigures(m map[string]float64) []figure {
+	out := make([]figure, 0, len(m))
+	for k, v := range m {
+		out = append(out, figure{k, v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// topologySVG draws members in three rows (hosts, routers, nodes) with their links.
+func topologySVG(t *Topology) template.HTML {
+	if t == nil || len(t.Members) == 0 {
+		return ""
+	}
+	rows := map[string][]Member{}
+	for _, m := range t.Members {
+		rows[m.Kind] = append(rows[m.Kind], m)
+	}
+	order := []string{"host", "router", "node"}
+	const w, h, boxW, boxH = 900.0, 330.0, 150.0, 46.0
+	pos := map[string][2]float64{}
+	for ri, kind := range order {
+		ms := rows[kind]
+		for i, m := range ms {
+			x := (float64(i) + 0.5) * w / float64(len(ms))
+			y := 40 + float64(ri)*120
+			pos[m.Name] = [2]float64{x, y}
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg viewBox="0 0 %.0f %.0f" width="100%%" role="img" aria-label="lab topology">`, w, h)
+	for _, l := range t.Links {
+		a, okA := pos[l[0]]
+		c, okC := pos[l[1]]
+		if okA && okC {
+			fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" class="link"/>`, a[0], a[1]+boxH/2, c[0], c[1]+boxH/2)
+		}
+	}
+	for _, m := range t.Members {
+		p := pos[m.Name]
+		fmt.Fprintf(&b, `<g class="%s"><rect x="%.0f" y="%.0f" width="%.0f" height="%.0f" rx="6"/>`, template.HTMLEscapeString(m.Kind), p[0]-boxW/2, p[1], boxW, boxH)
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" class="name">%s</text>`, p[0], p[1]+19, template.HTMLEscapeString(m.Name))
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" class="addr">%s</text></g>`, p[0], p[1]+36, template.HTMLEscapeString(m.Addr))
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}
+
+// timelineSVG draws a failover timeline: points and spans (loss windows) on a time axis.
+func timelineSVG(events []Event) template.HTML {
+	if len(events) == 0 {
+		return ""
+	}
+	start, end := events[0].At, events[0].At
+	for _, e := range events {
+		if e.At.Before(start) {
+			start = e.At
+		}
+		last := e.At
+		if !e.Until.IsZero() {
+			last = e.Until
+		}
+		if last.After(end) {
+			end = last
+		}
+	}
+	span := end.Sub(start).Seconds()
+	if span <= 0 {
+		span = 1
+	}
+	const w, left, right = 900.0, 20.0, 20.0
+	x := func(t time.Time) float64 { return left + (w-left-right)*t.Sub(start).Seconds()/span }
+	h := 50 + 22*float64(len(events))
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg viewBox="0 0 %.0f %.0f" width="100%%" role="img" aria-label="timeline">`, w, h)
+	fmt.Fprintf(&b, `<line x1="%.0f" y1="30" x2="%.0f" y2="30" class="axis"/>`, left, w-right)
+	fmt.Fprintf(&b, `<text x="%.0f" y="20" class="tick">0 ms</text><text x="%.0f" y="20" class="tick" text-anchor="end">%.0f ms</text>`,
+		left, w-right, math.Round(span*1000))
+	for i, e := range events {
+		y := 50 + 22*float64(i)
+		if e.Until.IsZero() {
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="30" x2="%.1f" y2="%.0f" class="mark"/>`, x(e.At), x(e.At), y)
+		} else {
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%.0f" width="%.1f" height="12" class="span"/>`, x(e.At), y-10, math.Max(1, x(e.Until)-x(e.At)))
+		}
+		label := e.Label
+		if !e.Until.IsZero() {
+			label += fmt.Sprintf(" (%.0f ms)", e.Until.Sub(e.At).Seconds()*1000)
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" class="label">%s</text>`, math.Min(x(e.At)+4, w-300), y, template.HTMLEscapeString(label))
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}

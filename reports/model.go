@@ -1,0 +1,163 @@
+// Package reports is the report model of a conformance run and its writers: junit.xml for
+// CI, report.json (verdicts and every measured figure; a stable, versioned schema),
+// report.html for people, and Compare, the pre-upgrade check between two runs.
+package reports
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// SchemaVersion is the version of report.json. Readers refuse other major versions.
+const SchemaVersion = "v6lab.dev/report/v1"
+
+// Status is a check's outcome.
+type Status string
+
+const (
+	Pass Status = "pass"
+	Fail Status = "fail"
+	Skip Status = "skip"
+)
+
+// Report is one conformance run on one lab configuration.
+type Report struct {
+	Schema     string            `json:"schema"`
+	Lab        string            `json:"lab"`
+	Labels     map[string]string `json:"labels"` // datapath, lb, cilium, kubernetes
+	StartedAt  time.Time         `json:"startedAt"`
+	FinishedAt time.Time         `json:"finishedAt"`
+	Plan       string            `json:"plan,omitempty"` // the address plan tree
+	Topology   *Topology         `json:"topology,omitempty"`
+	Checks     []Check           `json:"checks"`
+}
+
+// Topology is what the HTML draws: the lab's members and links.
+type Topology struct {
+	Members []Member    `json:"members"`
+	Links   [][2]string `json:"links"`
+}
+
+// Member is one box of the picture.
+type Member struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"` // router, node, host
+	Addr string `json:"addr,omitempty"`
+}
+
+// Check is one conformance check's verdict, with its evidence and figures.
+type Check struct {
+	Name     string             `json:"name"`
+	Status   Status             `json:"status"`
+	Reason   string             `json:"reason"`
+	Labels   map[string]string  `json:"labels,omitempty"`
+	Figures  map[string]float64 `json:"figures,omitempty"` // e.g. outage_ms, reroute_ms
+	Evidence []Evidence         `json:"evidence,omitempty"`
+	Pcaps    []string           `json:"pcaps,omitempty"` // relative to the run directory
+	Timeline []Event            `json:"timeline,omitempty"`
+	// Control is the same check run on a lab broken on purpose; it must fail.
+	Control *Control `json:"negativeControl,omitempty"`
+}
+
+// Evidence points at a packet (or another fact) that supports the verdict.
+type Evidence struct {
+	File  string    `json:"file,omitempty"`
+	Frame int       `json:"frame,omitempty"`
+	Time  time.Time `json:"time,omitempty"`
+	Src   string    `json:"src,omitempty"`
+	Dst   string    `json:"dst,omitempty"`
+	Note  string    `json:"note"`
+}
+
+// Event is a point of a failover timeline.
+type Event struct {
+	At    time.Time `json:"at"`
+	Label string    `json:"label"`
+	// Until makes the event a span (e.g. a loss window).
+	Until time.Time `json:"until,omitempty"`
+}
+
+// Control is a negative control's outcome: Status must be Fail for the check to count.
+type Control struct {
+	Breakage string `json:"breakage"` // what was broken on purpose
+	Status   Status `json:"status"`
+	Reason   string `json:"reason"`
+}
+
+// Effective is a check's status counting its negative control: a check whose control
+// did not fail proves nothing, and fails.
+func (c Check) Effective() Status {
+	if c.Status == Pass && c.Control != nil && c.Control.Status != Fail {
+		return Fail
+	}
+	return c.Status
+}
+
+// Counts sums the effective statuses.
+func (r *Report) Counts() (pass, fail, skip int) {
+	for _, c := range r.Checks {
+		switch c.Effective() {
+		case Pass:
+			pass++
+		case Fail:
+			fail++
+		default:
+			skip++
+		}
+	}
+	return
+}
+
+// Passed reports whether the run passed: no check (or control) failed.
+func (r *Report) Passed() bool {
+	_, fail, _ := r.Counts()
+	return fail == 0
+}
+
+// Write writes report.json, junit.xml and report.html into dir.
+func (r *Report) Write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	r.Schema = SchemaVersion
+	sort.SliceStable(r.Checks, func(i, j int) bool { return r.Checks[i].Name < r.Checks[j].Name })
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	junit, err := r.JUnit()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "junit.xml"), junit, 0o644); err != nil {
+		return err
+	}
+	html, err := r.HTML()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "report.html"), html, 0o644)
+}
+
+// Read reads a run directory's report.json.
+func Read(dir string) (*Report, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	if r.Schema != SchemaVersion {
+		return nil, fmt.Errorf("%s: report schema %q, this v6lab reads %q", dir, r.Schema, SchemaVersion)
+	}
+	return &r, nil
+}

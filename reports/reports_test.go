@@ -1,0 +1,101 @@
+package reports
+
+import (
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+func sample(version string, outage float64, dsr Status, control Status) *Report {
+	return &Report{
+		Lab: "default", Labels: map[string]string{"datapath": "native", "lb": "cilium-bgp", "cilium": version},
+		StartedAt: t0, FinishedAt: t0.Add(90 * time.Second), Plan: "2001:db8::/48  # Parent",
+		Topology: &Topology{Members: []Member{{Name: "edge1", Kind: "router"}, {Name: "server1", Kind: "node", Addr: "2001:db8::11"},
+			{Name: "client", Kind: "host"}}, Links: [][2]string{{"edge1", "server1"}, {"edge1", "client"}}},
+		Checks: []Check{
+			{Name: "no-masquerade", Status: Pass, Reason: "every source is the pod's own",
+				Control:  &Control{Breakage: "masquerade rule on edge1", Status: control, Reason: "translated source 2001:db8:0:f00::1"},
+				Evidence: []Evidence{{File: "pcap/world-eth1.pcapng", Frame: 3, Src: "2001:db8:0:a01::5", Dst: "2001:db8:0:e02::2", Note: "first match"}}},
+			{Name: "failover-link", Status: Pass, Reason: "converged", Figures: map[string]float64{"outage_ms": outage, "packets": 1000},
+				Timeline: []Event{{At: t0, Label: "link down"}, {At: t0.Add(10 * time.Millisecond), Until: t0.Add(time.Duration(outage) * time.Millisecond), Label: "loss window"}}},
+			{Name: "dsr-return-path", Status: dsr, Reason: "replies left node B"},
+			{Name: "tunnel-only", Status: Skip, Reason: "does not apply to native routing"},
+		},
+	}
+}
+
+func TestWriteAndRead(t *testing.T) {
+	dir := t.TempDir()
+	r := sample("1.20.2", 820, Pass, Fail)
+	require.NoError(t, r.Write(dir))
+	for _, f := range []string{"report.json", "junit.xml", "report.html"} {
+		assert.FileExists(t, filepath.Join(dir, f))
+	}
+	back, err := Read(dir)
+	require.NoError(t, err)
+	assert.Equal(t, SchemaVersion, back.Schema)
+	assert.Len(t, back.Checks, 4)
+	assert.True(t, back.Passed())
+
+	var suites junitSuites
+	data, _ := os.ReadFile(filepath.Join(dir, "junit.xml"))
+	require.NoError(t, xml.Unmarshal(data, &suites))
+	require.Len(t, suites.Suites, 1)
+	s := suites.Suites[0]
+	assert.Equal(t, 5, s.Tests, "four checks and one negative control")
+	assert.Equal(t, 0, s.Failures)
+	assert.Equal(t, 1, s.Skipped)
+
+	html, _ := os.ReadFile(filepath.Join(dir, "report.html"))
+	for _, want := range []string{"<svg", "loss window (810 ms)", "masquerade rule on edge1", "2001:db8::11", "does not apply to native routing"} {
+		assert.Contains(t, string(html), want)
+	}
+}
+
+// A check whose negative control did not fail is a failure: it cannot detect anything.
+func TestControlThatDidNotFailFailsTheCheck(t *testing.T) {
+	r := sample("1.20.2", 820, Pass, Pass)
+	assert.False(t, r.Passed())
+	j, err := r.JUnit()
+	require.NoError(t, err)
+	assert.Contains(t, string(j), "cannot detect what it claims to")
+}
+
+func TestCompareFindsRegressions(t *testing.T) {
+	a := sample("1.18.4", 800, Pass, Fail)
+	same := Compare(a, sample("1.20.2", 830, Pass, Fail), DefaultTolerance)
+	assert.Empty(t, same, "30 ms is within the tolerance")
+	assert.False(t, Regressed(same))
+
+	worse := Compare(a, sample("1.20.2", 2400, Fail, Fail), DefaultTolerance)
+	assert.True(t, Regressed(worse))
+	var kinds []string
+	for _, c := range worse {
+		kinds = append(kinds, c.Check+"/"+c.Figure)
+	}
+	assert.ElementsMatch(t, []string{"failover-link/outage_ms", "dsr-return-path/"}, kinds)
+
+	better := Compare(sample("1.18.4", 2400, Fail, Fail), a, DefaultTolerance)
+	assert.False(t, Regressed(better), "faster and fixed is not a regression")
+	assert.NotEmpty(t, better)
+
+	var b strings.Builder
+	require.NoError(t, WriteChanges(&b, a, sample("1.20.2", 2400, Fail, Fail), worse))
+	assert.Contains(t, b.String(), "REGRESSION")
+	assert.Contains(t, b.String(), "cilium=1.20.2")
+}
+
+func TestReadRefusesOtherSchemas(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "report.json"), []byte(`{"schema":"other/v9"}`), 0o644))
+	_, err := Read(dir)
+	assert.ErrorContains(t, err, "schema")
+}
