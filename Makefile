@@ -31,6 +31,10 @@ tools: ## build containerlab (pinned) and v6lab-clab once, cached in ~/.cache/v6
 k8s: ## build Kubernetes and etcd from their Go modules for the offline node image (cached; ~10 min cold)
 	@scripts/k8s.sh $(abspath bin/k8s)
 
+.PHONY: cilium
+cilium: ## build Cilium's programs from its Go module for the offline Cilium images (cached; ~6 min cold)
+	@scripts/cilium.sh $(abspath bin/cilium)
+
 .PHONY: host-setup
 host-setup: build ## install/start Docker and apply the host adaptations this host needs
 	@$(BIN) host setup

@@ -4,7 +4,7 @@
 # per content of each module: cached under ${XDG_CACHE_HOME:-~/.cache}/v6lab/<module>/<key>
 # and linked into the given directory. Cold: ~10 minutes on 2 cores; warm: nothing.
 set -euo pipefail
-out=${1:?usage: k8s.sh DIR}
+out=$(realpath -m "${1:?usage: k8s.sh DIR}")
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/v6lab
 mkdir -p "$out"

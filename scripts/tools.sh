@@ -4,7 +4,7 @@
 # content of the tools module: they are cached under ${XDG_CACHE_HOME:-~/.cache}/v6lab
 # and linked into the given bin directory. A warm run builds nothing.
 set -euo pipefail
-bin=${1:?usage: tools.sh BINDIR}
+bin=$(realpath -m "${1:?usage: tools.sh BINDIR}")
 cd "$(dirname "$0")/../tools"
 key=$( (cat go.mod go.sum; find cmd -type f -name '*.go' | sort | xargs cat; go env GOVERSION) | sha256sum | cut -c1-16)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/v6lab/tools/$key

@@ -137,7 +137,11 @@ func (b *Builder) binariesKey(r Recipe) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprintf(h, "%s %s %d %d\n", rel, target, st.Size(), st.ModTime().UnixNano())
+		size := st.Size()
+		if st.IsDir() {
+			size = 0 // the cache directory's name (in target) identifies its content
+		}
+		fmt.Fprintf(h, "%s %s %d %d\n", rel, target, size, st.ModTime().UnixNano())
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
@@ -255,12 +259,19 @@ func (b *Builder) copyBinary(rel, dir string) error {
 	if err != nil {
 		return err
 	}
-	src := filepath.Join(binDir, filepath.FromSlash(rel))
+	src, err := filepath.EvalSymlinks(filepath.Join(binDir, filepath.FromSlash(rel)))
+	if err != nil {
+		return fmt.Errorf("the image carries %s, built by make (make build, make k8s, make cilium): %w", rel, err)
+	}
+	dst := filepath.Join(dir, filepath.Base(rel))
+	if st, err := os.Stat(src); err == nil && st.IsDir() {
+		return copyFS(dst, os.DirFS(src)) // a source tree (e.g. Cilium's BPF sources)
+	}
 	data, err := os.ReadFile(src)
 	if err != nil {
-		return fmt.Errorf("the image carries %s, built by make (make build, make k8s): %w", rel, err)
+		return err
 	}
-	return os.WriteFile(filepath.Join(dir, filepath.Base(rel)), data, 0o755)
+	return os.WriteFile(dst, data, 0o755)
 }
 
 func copyFS(dst string, src fs.FS) error {

@@ -56,6 +56,11 @@ var Recipes = []Recipe{
 	{Name: "node", Base: "base", Programs: []string{"node"}, Binaries: []string{
 		"k8s/kubelet", "k8s/kube-apiserver", "k8s/kube-controller-manager", "k8s/kube-scheduler",
 		"k8s/kubectl", "k8s/etcd"}},
+	{Name: "cilium", Base: "base", Binaries: []string{
+		"cilium/cilium-agent", "cilium/cilium-dbg", "cilium/cilium-health", "cilium/cilium-health-responder",
+		"cilium/cilium-mount", "cilium/cilium-sysctlfix", "cilium/cilium-cni", "cilium/bpf",
+		"cilium/init-container.sh", "cilium/install-plugin.sh"}},
+	{Name: "cilium-operator", Base: "base", Binaries: []string{"cilium/cilium-operator-generic"}},
 }
 
 // Underlay are the images of routers and external hosts; Kubernetes adds the node and
@@ -63,6 +68,7 @@ var Recipes = []Recipe{
 var (
 	Underlay   = []string{"base", "frr", "host"}
 	Kubernetes = []string{"pause", "node"}
+	Cilium     = []string{"cilium", "cilium-operator"}
 )
 
 // BinaryName is the file name of a program's binary.

@@ -102,7 +102,13 @@ func TestProgramSourcesAreInTheKey(t *testing.T) {
 
 // The node image's versions file names what the tools modules build.
 func TestNodeVersionsMatchTheToolsModules(t *testing.T) {
-	versions, err := fs.ReadFile(fixtures.Images, "images/node/versions")
+	var versions []byte
+	for _, r := range []string{"node", "cilium", "cilium-operator"} {
+		v, err := fs.ReadFile(fixtures.Images, "images/"+r+"/versions")
+		require.NoError(t, err)
+		versions = append(versions, v...)
+	}
+	cilium, err := os.ReadFile("../../tools/cilium/go.mod")
 	require.NoError(t, err)
 	k8s, err := os.ReadFile("../../tools/k8s/go.mod")
 	require.NoError(t, err)
@@ -115,9 +121,11 @@ func TestNodeVersionsMatchTheToolsModules(t *testing.T) {
 		}
 		switch f[0] {
 		case "kubernetes":
-			assert.Contains(t, string(k8s), "require k8s.io/kubernetes "+f[1])
+			assert.True(t, strings.Contains(string(k8s), "k8s.io/kubernetes "+f[1]), "tools/k8s requires kubernetes %s", f[1])
 		case "etcd":
-			assert.Contains(t, string(etcd), "go.etcd.io/etcd/server/v3 "+f[1])
+			assert.True(t, strings.Contains(string(etcd), "go.etcd.io/etcd/server/v3 "+f[1]), "tools/etcd requires etcd %s", f[1])
+		case "cilium":
+			assert.True(t, strings.Contains(string(cilium), "github.com/cilium/cilium "+f[1]), "tools/cilium requires cilium %s", f[1])
 		default:
 			t.Errorf("unknown program %q in versions", f[0])
 		}

@@ -1,5 +1,10 @@
 // Builds Cilium v1.20.2's agent, operator and helpers from the github.com/cilium/cilium
-// module for v6lab's offline Cilium images.
+// module for v6lab's offline Cilium images (scripts/cilium.sh).
+//
+// Do not `go mod tidy` this module: tidy considers every build tag, and the operator's
+// cloud IPAM providers (azure, aws, ...) need modules the Go proxy does not serve. The
+// generic operator (tag ipam_provider_operator) needs none of them; go.sum holds what it
+// and the tools below need.
 module v6lab.dev/v6lab/tools/cilium
 
 go 1.26.0
@@ -78,6 +83,7 @@ require (
 	github.com/go-openapi/swag/yamlutils v0.26.1 // indirect
 	github.com/go-openapi/validate v0.26.0 // indirect
 	github.com/go-viper/mapstructure/v2 v2.5.0 // indirect
+	github.com/godbus/dbus/v5 v5.2.0 // indirect
 	github.com/gogo/protobuf v1.3.2 // indirect
 	github.com/golang/protobuf v1.5.4 // indirect
 	github.com/google/cel-go v0.28.1 // indirect
@@ -92,6 +98,7 @@ require (
 	github.com/hashicorp/go-hclog v1.6.3 // indirect
 	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/jeremywohl/flatten v1.0.1 // indirect
 	github.com/josharian/native v1.1.0 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
 	github.com/k-sone/critbitgo v1.4.0 // indirect
@@ -182,7 +189,9 @@ require (
 	k8s.io/api v0.36.4 // indirect
 	k8s.io/apiextensions-apiserver v0.36.4 // indirect
 	k8s.io/apimachinery v0.36.4 // indirect
+	k8s.io/apiserver v0.36.4 // indirect
 	k8s.io/client-go v0.36.4 // indirect
+	k8s.io/component-base v0.36.4 // indirect
 	k8s.io/klog/v2 v2.140.0 // indirect
 	k8s.io/kube-openapi v0.0.0-20260501160325-927ab1f70cd6 // indirect
 	k8s.io/utils v0.0.0-20260707023825-cf1189d6abe3 // indirect
@@ -197,10 +206,19 @@ require (
 )
 
 tool (
+	github.com/cilium/cilium/cilium-dbg
 	github.com/cilium/cilium/cilium-health
+	github.com/cilium/cilium/cilium-health/responder
 	github.com/cilium/cilium/daemon
+	github.com/cilium/cilium/plugins/cilium-cni
+	github.com/cilium/cilium/tools/mount
+	github.com/cilium/cilium/tools/sysctlfix
 )
 
 // Cilium's go.mod wants a gobgp/v4 pseudo-version the Go proxy does not serve; the
 // release next to it builds the agent.
 replace github.com/osrg/gobgp/v4 => github.com/osrg/gobgp/v4 v4.8.0
+
+// The operator imports sigs.k8s.io/mcs-api/controllers, which the Go proxy does not
+// serve, for one annotation name: stub/ provides it.
+replace sigs.k8s.io/mcs-api/controllers => ./stub/mcs-api-controllers

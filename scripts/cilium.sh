@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds Cilium's programs from the module pinned in tools/cilium, once per content of
+# that module, and stages what the offline Cilium images carry from the same module
+# version: the BPF sources the agent compiles at run time, and the two scripts the
+# chart's init containers run. Cached under ${XDG_CACHE_HOME:-~/.cache}/v6lab/cilium/<key>
+# and linked into the given directory. Cold: ~6 minutes on 2 cores; warm: nothing.
+set -euo pipefail
+out=$(realpath -m "${1:?usage: cilium.sh DIR}")
+cd "$(dirname "$0")/../tools/cilium"
+version=$(awk '$1 == "github.com/cilium/cilium" {print $2; exit}' go.mod)
+# Stamp the version as Cilium's Makefile does (pkg/version.ciliumVersion).
+ldflags="-s -X github.com/cilium/cilium/pkg/version.ciliumVersion=${version#v}"
+key=$( (cat go.mod go.sum; find stub -type f | sort | xargs cat; go env GOVERSION; echo "$ldflags") | sha256sum | cut -c1-16)
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/v6lab/cilium/$key
+progs="cilium-agent cilium-operator-generic cilium-dbg cilium-health cilium-health-responder cilium-cni cilium-mount cilium-sysctlfix"
+missing=0
+for p in $progs bpf init-container.sh install-plugin.sh; do [ -e "$cache/$p" ] || missing=1; done
+if [ $missing = 1 ]; then
+  echo "cilium: building (key $key)"
+  start=$(date +%s)
+  rm -rf "$cache.tmp" && mkdir -p "$cache.tmp"
+  b() { CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" "$@"; }
+  b -o "$cache.tmp/cilium-agent" github.com/cilium/cilium/daemon
+  b -tags ipam_provider_operator -o "$cache.tmp/cilium-operator-generic" github.com/cilium/cilium/operator
+  b -o "$cache.tmp/cilium-dbg" github.com/cilium/cilium/cilium-dbg
+  b -o "$cache.tmp/cilium-health" github.com/cilium/cilium/cilium-health
+  b -o "$cache.tmp/cilium-health-responder" github.com/cilium/cilium/cilium-health/responder
+  b -o "$cache.tmp/cilium-cni" github.com/cilium/cilium/plugins/cilium-cni
+  b -o "$cache.tmp/cilium-mount" github.com/cilium/cilium/tools/mount
+  b -o "$cache.tmp/cilium-sysctlfix" github.com/cilium/cilium/tools/sysctlfix
+  src=$(go list -m -f '{{.Dir}}' github.com/cilium/cilium)
+  cp -r "$src/bpf" "$cache.tmp/bpf" && chmod -R u+w "$cache.tmp/bpf"
+  cp "$src/images/cilium/init-container.sh" "$src/plugins/cilium-cni/install-plugin.sh" "$cache.tmp/"
+  chmod 755 "$cache.tmp/"*.sh
+  rm -rf "$cache" && mv "$cache.tmp" "$cache"
+  echo "cilium: built in $(( $(date +%s) - start ))s"
+fi
+mkdir -p "$out"
+for p in $progs bpf init-container.sh install-plugin.sh; do ln -sfn "$cache/$p" "$out/$p"; done
