@@ -44,7 +44,7 @@ conformance: build ## the main job: lab up, conformance suites, report, down (de
 	@scripts/conformance.sh $(BIN) $(RUNS) $(SPEC_FLAG)
 
 .PHONY: test
-test: build tools k8s ## everything CI runs: host setup, vet, unit, golden and integration tests (real labs)
+test: build tools k8s cilium ## everything CI runs: host setup, vet, unit, golden and integration tests (real labs)
 	$(BIN) host setup
 	$(GO) vet ./...
 	@# One package at a time: the integration packages run real labs whose outage
@@ -79,7 +79,7 @@ render: build ## render every config of the lab into $(RUNS)/render
 	@$(BIN) render $(SPEC_FLAG) -o $(RUNS)/render
 
 .PHONY: lab-up
-lab-up: build tools k8s ## stand up the lab (SPEC=... for another), then show its status
+lab-up: build tools k8s cilium ## stand up the lab (SPEC=... for another), then show its status
 	@$(BIN) up $(SPEC_FLAG)
 	@$(BIN) status $(SPEC_FLAG)
 

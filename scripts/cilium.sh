@@ -3,7 +3,7 @@
 # that module, and stages what the offline Cilium images carry from the same module
 # version: the BPF sources the agent compiles at run time, and the two scripts the
 # chart's init containers run. Cached under ${XDG_CACHE_HOME:-~/.cache}/v6lab/cilium/<key>
-# and linked into the given directory. Cold: ~6 minutes on 2 cores; warm: nothing.
+# and linked into the given directory, with the Helm chart of the same version. Cold: ~6 minutes on 2 cores; warm: nothing.
 set -euo pipefail
 out=$(realpath -m "${1:?usage: cilium.sh DIR}")
 cd "$(dirname "$0")/../tools/cilium"
@@ -14,7 +14,7 @@ key=$( (cat go.mod go.sum; find stub -type f | sort | xargs cat; go env GOVERSIO
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/v6lab/cilium/$key
 progs="cilium-agent cilium-operator-generic cilium-dbg cilium-health cilium-health-responder cilium-cni cilium-mount cilium-sysctlfix"
 missing=0
-for p in $progs bpf init-container.sh install-plugin.sh; do [ -e "$cache/$p" ] || missing=1; done
+for p in $progs bpf init-container.sh install-plugin.sh chart; do [ -e "$cache/$p" ] || missing=1; done
 if [ $missing = 1 ]; then
   echo "cilium: building (key $key)"
   start=$(date +%s)
@@ -31,9 +31,10 @@ if [ $missing = 1 ]; then
   src=$(go list -m -f '{{.Dir}}' github.com/cilium/cilium)
   cp -r "$src/bpf" "$cache.tmp/bpf" && chmod -R u+w "$cache.tmp/bpf"
   cp "$src/images/cilium/init-container.sh" "$src/plugins/cilium-cni/install-plugin.sh" "$cache.tmp/"
+  cp -r "$src/install/kubernetes/cilium" "$cache.tmp/chart" && chmod -R u+w "$cache.tmp/chart"
   chmod 755 "$cache.tmp/"*.sh
   rm -rf "$cache" && mv "$cache.tmp" "$cache"
   echo "cilium: built in $(( $(date +%s) - start ))s"
 fi
 mkdir -p "$out"
-for p in $progs bpf init-container.sh install-plugin.sh; do ln -sfn "$cache/$p" "$out/$p"; done
+for p in $progs bpf init-container.sh install-plugin.sh chart; do ln -sfn "$cache/$p" "$out/$p"; done

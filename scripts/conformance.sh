@@ -11,9 +11,10 @@ mkdir -p "$run"
 echo "rendered the lab into $run/render"
 cat >&2 <<MSG
 v6lab conformance: stopped after render.
-Built so far: the lab runtime with an offline Kubernetes cluster (make lab-up /
-lab-down) and the capture/verdict engine (v6lab capture / analyze). Not built yet:
-Cilium, MetalLB and the Kubernetes conformance suites. Nothing was tested.
+Built so far: the lab runtime with an offline Kubernetes cluster and Cilium in native
+routing (make lab-up / lab-down) and the capture/verdict engine (v6lab capture /
+analyze). Not built yet: tunnel mode, VIPs, MetalLB and the Kubernetes conformance
+suites. Nothing was tested.
 MSG
 echo "$run"
 exit 2

@@ -62,10 +62,10 @@ func (f *imageFlags) options() (render.Options, error) {
 
 func upCmd(g *globals) *cobra.Command {
 	var imgs imageFlags
-	var underlayOnly bool
+	var underlayOnly, noCNI bool
 	c := &cobra.Command{
 		Use:   "up",
-		Short: "Stand the lab up: host setup, images, render, deploy, wait for BGP (idempotent)",
+		Short: "Stand the lab up: host setup, images, render, deploy, BGP, Kubernetes, Cilium (idempotent)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := g.load()
@@ -76,7 +76,7 @@ func upCmd(g *globals) *cobra.Command {
 			if o.Render, err = imgs.options(); err != nil {
 				return err
 			}
-			o.UnderlayOnly = underlayOnly
+			o.UnderlayOnly, o.NoCNI = underlayOnly, noCNI
 			if err := runtime.Up(cmd.Context(), l, o); err != nil {
 				return err
 			}
@@ -86,6 +86,7 @@ func upCmd(g *globals) *cobra.Command {
 	}
 	imgs.add(c)
 	c.Flags().BoolVar(&underlayOnly, "underlay-only", false, "deploy routers and hosts only, no Kubernetes nodes")
+	c.Flags().BoolVar(&noCNI, "no-cni", false, "stop once the Kubernetes nodes are registered: no Cilium")
 	return c
 }
 

@@ -28,7 +28,7 @@ func TestPlanPrintsTheTree(t *testing.T) {
 	code, out, _ := runCLI(t, "plan")
 	require.Equal(t, 0, code)
 	assert.Contains(t, out, "2001:db8::/48")
-	assert.Contains(t, out, "Worker nodes: agent1 2001:db8:0:1::11")
+	assert.Contains(t, out, "Worker nodes: agent1 2001:db8:0:1::12")
 }
 
 func TestPlanJSON(t *testing.T) {

@@ -33,7 +33,7 @@ func TestEnsureClusterWritesAVerifiablePKIOnce(t *testing.T) {
 	require.NoError(t, err)
 	leaf, err := x509.ParseCertificate(pair.Certificate[0])
 	require.NoError(t, err)
-	for _, name := range []string{"2001:db8::11", l.Plan.Management.Addresses["server1"].String(), "fd00:6:96::1", "kubernetes.default.svc"} {
+	for _, name := range []string{"2001:db8::12", l.Plan.Management.Addresses["server1"].String(), "fd00:6:96::1", "kubernetes.default.svc"} {
 		_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: strings.Trim(name, "[]")})
 		assert.NoError(t, err, "the API server certificate is valid for %s", name)
 	}
@@ -48,7 +48,7 @@ func TestEnsureClusterWritesAVerifiablePKIOnce(t *testing.T) {
 	assert.ElementsMatch(t, []string{"ca.crt", "kubelet.conf"}, names)
 	kubelet, err := os.ReadFile(filepath.Join(dir, NodeDir, "agent1", "kubelet.conf"))
 	require.NoError(t, err)
-	assert.Contains(t, string(kubelet), "server: https://[2001:db8::11]:6443")
+	assert.Contains(t, string(kubelet), "server: https://[2001:db8::12]:6443")
 	assert.Contains(t, string(kubelet), "system:node:agent1")
 	st, err := os.Stat(filepath.Join(dir, NodeDir, "agent1", "kubelet.conf"))
 	require.NoError(t, err)

@@ -51,8 +51,9 @@ func New(l *spec.Lab) (*Plan, error) {
 		}
 		p.ServiceCIDR = svc
 	}
-	if m := s.Addressing.PodMaskSize; m < 65 || m > 120 {
-		errs.Add("spec.addressing.podMaskSize", "each node gets a slice of each application's /64: use 65-120 (96 is the default)",
+	if m := s.Addressing.PodMaskSize; m < 65 || m > 80 {
+		errs.Add("spec.addressing.podMaskSize", "each node gets a slice of each application's /64: use 65-80 (80 is the default); "+
+			"Cilium's pool allocator, like Kubernetes', slices at most 16 bits below a pool's prefix",
 			"mask size %d out of range", m)
 	} else if need := len(s.Nodes); m-64 < 63 && uint64(1)<<(m-64) < uint64(need) {
 		errs.Add("spec.addressing.podMaskSize", "use a longer mask so every node gets a slice",
@@ -189,11 +190,14 @@ func (p *Plan) planUnderlay() {
 		if n.Role == spec.RoleServer {
 			pool = p.Nodes.Control
 		}
-		// A /126 per node link at pool::<n>0: the router is ::<n>0, the node ::<n>1
-		// (its node-ip, used by the Cilium BGP speaker) and ::<n>2 (the source of a
+		// A /126 per node link at pool::<n>0. ::<n>0 itself is the link's Subnet-Router
+		// anycast address, which Linux claims on any forwarding interface (a node with
+		// Cilium forwards): no host may use it. The router is ::<n>1, the node ::<n>2
+		// (its node-ip, used by the Cilium BGP speaker) and ::<n>3 (the source of a
 		// second speaker, MetalLB's, which the router must tell apart by address).
 		link := netip.PrefixFrom(hostAddr(pool, uint64(0x10*ordinal[n.Role])), 126)
-		gw, addr := link.Addr(), link.Addr().Next()
+		gw := link.Addr().Next()
+		addr := gw.Next()
 		speaker := addr.Next()
 		ri := idx[n.Router]
 		rIf := iface(n.Router)

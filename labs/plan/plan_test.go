@@ -47,8 +47,8 @@ func TestDefaultPlanFollowsTheSeedLayout(t *testing.T) {
 
 	server := p.Server()
 	require.NotNil(t, server)
-	assert.Equal(t, addr("2001:db8::11"), server.Address)
-	assert.Equal(t, addr("2001:db8::10"), server.Gateway)
+	assert.Equal(t, addr("2001:db8::12"), server.Address)
+	assert.Equal(t, addr("2001:db8::11"), server.Gateway)
 	assert.True(t, p.Nodes.Control.Contains(server.Address))
 	for _, n := range p.KubeNodes {
 		assert.True(t, n.Link.Contains(n.Address) && n.Link.Contains(n.Gateway) && n.Link.Contains(n.SpeakerAddress), n.Name)
@@ -204,7 +204,7 @@ func TestTreeAndJSON(t *testing.T) {
 	require.NoError(t, p.WriteTree(&b))
 	out := b.String()
 	for _, want := range []string{
-		"2001:db8::/48", "|-- 2001:db8::/56", `\-- 2001:db8::/64`, "Control nodes: server1 2001:db8::11",
+		"2001:db8::/48", "|-- 2001:db8::/56", `\-- 2001:db8::/64`, "Control nodes: server1 2001:db8::12",
 		"Application app-a", "Default pool", "(Reserved)", "ServiceCIDR", "fabric  edge1:eth1 <-> leaf1:eth1",
 	} {
 		assert.Contains(t, out, want)
@@ -230,7 +230,7 @@ func TestTwoLabsGetDifferentManagementNetworks(t *testing.T) {
 func FuzzPlan(f *testing.F) {
 	for _, n := range topologies.Names() {
 		data, _ := topologies.Get(n)
-		f.Add(data, "2001:db8::/48", 96, uint8(3))
+		f.Add(data, "2001:db8::/48", 80, uint8(3))
 	}
 	f.Add([]byte("{}"), "::/0", 127, uint8(255))
 	f.Fuzz(func(t *testing.T, data []byte, parent string, mask int, apps uint8) {

@@ -202,7 +202,12 @@ func All(l *lab.Lab, opt Options) (Files, error) {
 	}
 	add("kubernetes/namespaces.yaml", ns)
 
-	values, err := cilium.ValuesFor(p, opt.CiliumImages)
+	ciliumImages := opt.CiliumImages
+	if node.Applies(&l.Spec.Spec) && opt.Source != images.Online && ciliumImages.Agent == "" {
+		// Offline upstream nodes: the images built here, and Debian's CNI directory.
+		ciliumImages = cilium.Images{Agent: refs["cilium"], Operator: refs["cilium-operator"], CNIBinPath: "/usr/lib/cni"}
+	}
+	values, err := cilium.ValuesFor(p, ciliumImages)
 	if err != nil {
 		return nil, err
 	}

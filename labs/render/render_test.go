@@ -170,7 +170,7 @@ func TestModesDiffer(t *testing.T) {
 	assert.NotContains(t, string(c), "LoadBalancerIP")
 	f, _ := mlb.Get("frr/leaf1/frr.conf")
 	assert.Contains(t, string(f), "neighbor SPEAKERS bfd profile v6lab")
-	assert.Contains(t, string(f), "neighbor 2001:db8::12 peer-group SPEAKERS")
+	assert.Contains(t, string(f), "neighbor 2001:db8::13 peer-group SPEAKERS")
 	f, _ = tun.Get("frr/leaf1/frr.conf")
 	assert.NotContains(t, string(f), "2001:db8:0:a01::/64", "tunnel mode routes no pod pools")
 }
@@ -209,5 +209,5 @@ func TestK3sNodes(t *testing.T) {
 	_, ok := files.Get("nodes/server1/node.json")
 	assert.False(t, ok, "no upstream node files for k3s")
 	cfg, _ := files.Get("k3s/agent1/config.yaml")
-	assert.Contains(t, string(cfg), "server: https://[2001:db8::11]:6443")
+	assert.Contains(t, string(cfg), "server: https://[2001:db8::12]:6443")
 }

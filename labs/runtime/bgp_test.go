@@ -62,7 +62,7 @@ func TestExpectedSessions(t *testing.T) {
 	assert.Equal(t, []string{"eth1", "eth2"}, want["leaf1"], "node sessions wait for the nodes")
 	underlay["server1"] = true
 	want = expectedSessions(l.Plan, underlay)
-	assert.Equal(t, []string{"eth1", "eth2", "2001:db8::11"}, want["leaf1"])
+	assert.Equal(t, []string{"eth1", "eth2", "2001:db8::12"}, want["leaf1"])
 }
 
 func TestUnquoteComment(t *testing.T) {

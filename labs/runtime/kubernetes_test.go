@@ -47,6 +47,7 @@ func hostSysctls(t *testing.T) map[string]string {
 func TestKubernetesNodes(t *testing.T) {
 	o := integration(t)
 	o.UnderlayOnly = false
+	o.NoCNI = true // this test is about the nodes; Cilium has its own
 	if _, err := os.Stat(filepath.Join(o.BinDir, "k8s", "kubelet")); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("bin/k8s is missing: make test runs make k8s first")

@@ -37,6 +37,8 @@ type Options struct {
 	Render render.Options
 	// UnderlayOnly deploys routers and hosts only (no Kubernetes nodes).
 	UnderlayOnly bool
+	// NoCNI stops after the nodes registered (no Cilium).
+	NoCNI bool
 	// NodeTimeout bounds the wait for every node to register (default 5m).
 	NodeTimeout time.Duration
 	// BGPTimeout bounds the wait for every BGP session (default 2m).
@@ -129,7 +131,7 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 		b := images.Builder{FS: fixtures.Images, BinDir: o.BinDir, Log: o.Log}
 		names := images.Underlay
 		if o.withNodes(l) && node.Applies(&l.Spec.Spec) {
-			names = append(append([]string{}, names...), images.Kubernetes...)
+			names = append(append(append([]string{}, names...), images.Kubernetes...), images.Cilium...)
 		}
 		res, err := b.Build(ctx, names...)
 		var built []string
@@ -171,8 +173,8 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 			if err != nil {
 				return "", err
 			}
-			// Every node loads these: the pod sandbox and the lab's workload image.
-			if err := archiveImages(ctx, []string{refs["pause"], refs["host"]},
+			// Every node loads these: the pod sandbox, the lab's workload image, Cilium.
+			if err := archiveImages(ctx, []string{refs["pause"], refs["host"], refs["cilium"], refs["cilium-operator"]},
 				filepath.Join(CacheDir(), "archives"), filepath.Join(dir, render.ImagesDir)); err != nil {
 				return "", err
 			}
@@ -223,12 +225,32 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 	if !upstream {
 		return nil
 	}
-	return pr.Step("kubernetes", func() (string, error) {
+	if err := pr.Step("kubernetes", func() (string, error) {
 		states, err := waitNodes(ctx, p, o.Kubeconfig(p.Lab), o.NodeTimeout)
 		if err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("%d nodes registered under their planned addresses", len(states)), nil
+	}); err != nil || o.NoCNI {
+		return err
+	}
+	return pr.Step("cilium", func() (string, error) {
+		chart, err := findTool(o.BinDir, filepath.Join("cilium", "chart"))
+		if err != nil {
+			return "", err
+		}
+		if err := installCilium(ctx, dir, o.Kubeconfig(p.Lab), chart, o.Log); err != nil {
+			return "", err
+		}
+		if err := waitCilium(ctx, p, o.Kubeconfig(p.Lab), o.NodeTimeout); err != nil {
+			return "", err
+		}
+		// Every node's BGP speaker has its session with its router.
+		n, err := waitBGPWith(ctx, p, Members(p, false), o.BGPTimeout)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("Cilium %s ready on %d nodes; %d BGP sessions Established", l.Spec.Spec.Versions.Cilium, len(p.KubeNodes), n), nil
 	})
 }
 
@@ -278,8 +300,13 @@ func expectedSessions(p *plan.Plan, deployed map[string]bool) map[string][]strin
 // diagnosis: each session that is not up, its state, and the router's last log lines.
 // Sessions to nodes are expected once a BGP speaker runs on them (Cilium, MetalLB).
 func waitBGP(ctx context.Context, p *plan.Plan, timeout time.Duration) (int, error) {
+	return waitBGPWith(ctx, p, Members(p, true), timeout)
+}
+
+// waitBGPWith is waitBGP with sessions to the given members' speakers expected too.
+func waitBGPWith(ctx context.Context, p *plan.Plan, members []string, timeout time.Duration) (int, error) {
 	deployed := map[string]bool{}
-	for _, m := range Members(p, true) {
+	for _, m := range members {
 		deployed[m] = true
 	}
 	want := expectedSessions(p, deployed)

@@ -4,7 +4,7 @@ package spec
 const (
 	DefaultParent           = "2001:db8::/48"
 	DefaultServiceCIDR      = "fd00:6:96::/112"
-	DefaultPodMaskSize      = 96
+	DefaultPodMaskSize      = 80
 	DefaultClusterASN       = 64512
 	DefaultKeepaliveSeconds = 3
 	DefaultHoldSeconds      = 9

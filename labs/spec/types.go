@@ -43,7 +43,7 @@ type Addressing struct {
 	// ServiceCIDR is the ClusterIP range (ULA, never routed). Default fd00:6:96::/112.
 	ServiceCIDR string `yaml:"serviceCIDR,omitempty" json:"serviceCIDR,omitempty"`
 	// PodMaskSize is the size of the slice of each pod pool that a node gets
-	// (multi-pool IPAM maskSize). Default 96.
+	// (multi-pool IPAM maskSize), 65-80. Default 80.
 	PodMaskSize int `yaml:"podMaskSize,omitempty" json:"podMaskSize,omitempty"`
 }
 

@@ -37,6 +37,7 @@ type Values struct {
 	Operator              Operator        `json:"operator"`
 	Image                 *Image          `json:"image,omitempty"`
 	PreferIPv6            *bool           `json:"preferIpv6,omitempty"`
+	CNI                   *CNI            `json:"cni,omitempty"`
 }
 
 // Enabled is the chart's common {enabled: bool} block.
@@ -89,10 +90,18 @@ type Image struct {
 	PullPolicy string `json:"pullPolicy,omitempty"`
 }
 
+// CNI holds cni.* values.
+type CNI struct {
+	BinPath string `json:"binPath"`
+}
+
 // Images are optional image overrides; empty means the chart's public images.
 type Images struct {
 	Agent    string
 	Operator string
+	// CNIBinPath is where the node's container runtime looks for CNI plugins, when it
+	// is not the chart's default (/opt/cni/bin).
+	CNIBinPath string
 }
 
 // DefaultPoolName is the pool pods use when their namespace names none.
@@ -162,6 +171,9 @@ func ValuesFor(p *plan.Plan, img Images) (Values, error) {
 	}
 	if img.Operator != "" {
 		v.Operator.Image = &Image{Override: img.Operator, PullPolicy: "Never"}
+	}
+	if img.CNIBinPath != "" {
+		v.CNI = &CNI{BinPath: img.CNIBinPath}
 	}
 	return v, nil
 }

@@ -1,0 +1,165 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"v6lab.dev/v6lab/fixtures"
+	"v6lab.dev/v6lab/labs/images"
+	"v6lab.dev/v6lab/labs/xexec"
+)
+
+// Cilium in native routing with multi-pool IPAM and its BGP control plane: every pod gets
+// a GUA from its application's /64, pods reach each other across nodes and the world
+// host with their own address (the world host echoes the source it saw), the routers
+// learn the pod pools from the nodes, and nothing host-wide changes.
+func TestCiliumNativeRouting(t *testing.T) {
+	o := integration(t)
+	o.UnderlayOnly = false
+	for _, p := range []string{"k8s/kubelet", "cilium/chart"} {
+		if _, err := os.Stat(filepath.Join(o.BinDir, p)); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("bin/%s is missing: make test builds it first", p)
+			}
+			t.Skipf("bin/%s missing (make k8s cilium)", p)
+		}
+	}
+	before := hostSysctls(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	l := testLab(t, "itest-cilium")
+	t.Cleanup(func() {
+		assert.NoError(t, Down(context.Background(), l.Plan.Lab, o))
+		after := hostSysctls(t)
+		var changed []string
+		for k, v := range before {
+			if after[k] != v {
+				changed = append(changed, k+": "+v+" -> "+after[k])
+			}
+		}
+		sort.Strings(changed)
+		assert.Empty(t, changed, "the lab changed host-wide kernel settings")
+	})
+	require.NoError(t, Up(ctx, l, o))
+	kc := o.Kubeconfig(l.Plan.Lab)
+	c, err := Client(kc)
+	require.NoError(t, err)
+
+	refs, err := images.Refs(fixtures.Images)
+	require.NoError(t, err)
+	for _, app := range l.Plan.Apps {
+		labels := map[string]string{"app": "echo"}
+		d := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: app.Namespace},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: ptr.To(int32(len(l.Plan.KubeNodes))),
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec: corev1.PodSpec{
+						TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{MaxSkew: 1,
+							TopologyKey: "kubernetes.io/hostname", WhenUnsatisfiable: corev1.DoNotSchedule,
+							LabelSelector: &metav1.LabelSelector{MatchLabels: labels}}},
+						Containers: []corev1.Container{{Name: "echo", Image: refs["host"], ImagePullPolicy: corev1.PullNever,
+							Command: []string{"v6lab-probe", "serve", "--udp", ":9000", "--http", ":8080"}}},
+					},
+				},
+			},
+		}
+		_, err := c.AppsV1().Deployments(app.Namespace).Create(ctx, d, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+
+	type pod struct{ name, ns, node, ip string }
+	var pods []pod
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		pods = pods[:0]
+		for _, app := range l.Plan.Apps {
+			list, err := c.CoreV1().Pods(app.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=echo"})
+			require.NoError(t, err)
+			for _, p := range list.Items {
+				if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" {
+					pods = append(pods, pod{p.Name, p.Namespace, p.Spec.NodeName, p.Status.PodIP})
+				}
+			}
+		}
+		if len(pods) == len(l.Plan.Apps)*len(l.Plan.KubeNodes) {
+			break
+		}
+		time.Sleep(3 * time.Second)
+	}
+	require.Len(t, pods, len(l.Plan.Apps)*len(l.Plan.KubeNodes), "every echo pod runs")
+
+	pool := map[string]netip.Prefix{}
+	for _, a := range l.Plan.Apps {
+		pool[a.Namespace] = a.PodPool
+	}
+	for _, p := range pods {
+		ip := netip.MustParseAddr(p.ip)
+		assert.True(t, pool[p.ns].Contains(ip), "pod %s/%s has %s, inside its application's %s", p.ns, p.name, ip, pool[p.ns])
+	}
+
+	send := func(from pod, to netip.AddrPort) (received int, observed map[string]int) {
+		out, err := xexec.Run(ctx, xexec.Cmd{Name: kubectl(), Timeout: time.Minute, Args: []string{"--kubeconfig", kc,
+			"-n", from.ns, "exec", from.name, "--", "v6lab-probe", "send", "--to", to.String(), "--count", "20",
+			"--interval", "10ms", "--wait", "500ms"}})
+		require.NoError(t, err, out)
+		var sum struct {
+			Received int
+			Observed map[string]int
+		}
+		require.NoError(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &sum), out)
+		return sum.Received, sum.Observed
+	}
+
+	// Cross-node pod to pod, between applications.
+	a, b := pods[0], pods[len(pods)-1]
+	require.NotEqual(t, a.node, b.node)
+	got, _ := send(a, netip.AddrPortFrom(netip.MustParseAddr(b.ip), 9000))
+	assert.Equal(t, 20, got, "%s on %s -> %s on %s", a.name, a.node, b.name, b.node)
+
+	// Pod to world: the world host sees the pod's own GUA (no masquerade).
+	world := l.Plan.HostByRole("world")
+	_, err = dockerExec(t, l.Plan.ContainerName(world.Name), "sh", "-c", "v6lab-probe serve --http '' >/dev/null 2>&1 &")
+	require.NoError(t, err)
+	time.Sleep(500 * time.Millisecond)
+	for _, p := range pods {
+		got, observed := send(p, netip.AddrPortFrom(world.Address, 9000))
+		assert.Equal(t, 20, got, "%s -> world", p.name)
+		assert.Equal(t, map[string]int{p.ip: 20}, observed, "the world host saw %s's own address", p.name)
+	}
+
+	// The routers hold routes for every application's pod /64 (the nodes' slices).
+	st, err := GetStatus(ctx, l.Plan)
+	require.NoError(t, err)
+	for _, a := range l.Plan.Apps {
+		var slices []string
+		for _, r := range st.Routes {
+			pfx, err := netip.ParsePrefix(r.Prefix)
+			if err == nil && r.Router == "edge1" && a.PodPool.Contains(pfx.Addr()) {
+				slices = append(slices, r.Prefix)
+			}
+		}
+		assert.Len(t, slices, len(l.Plan.KubeNodes), "edge1 learned one slice of %s per node: %v", a.PodPool, slices)
+	}
+	for _, s := range st.Sessions {
+		assert.True(t, s.Established(), "session %s -> %s is %s", s.Router, s.Peer, s.State)
+	}
+	t.Log(fmt.Sprintf("pods: %v", pods))
+}
