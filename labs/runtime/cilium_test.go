@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -31,29 +28,14 @@ import (
 func TestCiliumNativeRouting(t *testing.T) {
 	o := integration(t)
 	o.UnderlayOnly = false
-	for _, p := range []string{"k8s/kubelet", "cilium/chart"} {
-		if _, err := os.Stat(filepath.Join(o.BinDir, p)); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("bin/%s is missing: make test builds it first", p)
-			}
-			t.Skipf("bin/%s missing (make k8s cilium)", p)
-		}
-	}
-	before := hostSysctls(t)
+	requireBuilt(t, o, "k8s/kubelet", "cilium/chart")
+	guardHostSysctls(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	l := testLab(t, "itest-cilium")
 	t.Cleanup(func() {
 		assert.NoError(t, Down(context.Background(), l.Plan.Lab, o))
-		after := hostSysctls(t)
-		var changed []string
-		for k, v := range before {
-			if after[k] != v {
-				changed = append(changed, k+": "+v+" -> "+after[k])
-			}
-		}
-		sort.Strings(changed)
-		assert.Empty(t, changed, "the lab changed host-wide kernel settings")
+		assert.Empty(t, leftovers(context.Background(), l.Plan.Lab))
 	})
 	require.NoError(t, Up(ctx, l, o))
 	kc := o.Kubeconfig(l.Plan.Lab)
@@ -129,8 +111,15 @@ func TestCiliumNativeRouting(t *testing.T) {
 	}
 
 	// Cross-node pod to pod, between applications.
-	a, b := pods[0], pods[len(pods)-1]
-	require.NotEqual(t, a.node, b.node)
+	a := pods[0]
+	var b pod
+	for _, p := range pods {
+		if p.ns != a.ns && p.node != a.node {
+			b = p
+			break
+		}
+	}
+	require.NotEmpty(t, b.name, "a pod of another application on another node: %v", pods)
 	got, _ := send(a, netip.AddrPortFrom(netip.MustParseAddr(b.ip), 9000))
 	assert.Equal(t, 20, got, "%s on %s -> %s on %s", a.name, a.node, b.name, b.node)
 

@@ -41,26 +41,13 @@ func hostSysctls(t *testing.T) map[string]string {
 	return out
 }
 
-// The offline "upstream" distribution: every node registers under its planned GUA, a
-// host-network pod runs on each, the client reaches each node's data-plane address, and
-// neither up nor down changes any host-wide kernel setting.
-func TestKubernetesNodes(t *testing.T) {
-	o := integration(t)
-	o.UnderlayOnly = false
-	o.NoCNI = true // this test is about the nodes; Cilium has its own
-	if _, err := os.Stat(filepath.Join(o.BinDir, "k8s", "kubelet")); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("bin/k8s is missing: make test runs make k8s first")
-		}
-		t.Skip("bin/k8s missing (make k8s)")
-	}
+// guardHostSysctls fails the test, at cleanup, if any host-wide kernel setting changed
+// since it was called. Register it before the lab's own cleanup (cleanups run last
+// registered first), so it checks after down.
+func guardHostSysctls(t *testing.T) {
+	t.Helper()
 	before := hostSysctls(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	l := testLab(t, "itest-k8s")
 	t.Cleanup(func() {
-		assert.NoError(t, Down(context.Background(), l.Plan.Lab, o))
-		assert.Empty(t, leftovers(context.Background(), l.Plan.Lab))
 		after := hostSysctls(t)
 		var changed []string
 		for k, v := range before {
@@ -70,6 +57,37 @@ func TestKubernetesNodes(t *testing.T) {
 		}
 		sort.Strings(changed)
 		assert.Empty(t, changed, "the lab changed host-wide kernel settings")
+	})
+}
+
+// requireBuilt skips locally (fails in CI) when make has not built these under bin/.
+func requireBuilt(t *testing.T, o Options, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		if _, err := os.Stat(filepath.Join(o.BinDir, p)); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("bin/%s is missing: make test builds it first", p)
+			}
+			t.Skipf("bin/%s missing (make k8s cilium)", p)
+		}
+	}
+}
+
+// The offline "upstream" distribution: every node registers under its planned GUA, a
+// host-network pod runs on each, the client reaches each node's data-plane address, and
+// neither up nor down changes any host-wide kernel setting.
+func TestKubernetesNodes(t *testing.T) {
+	o := integration(t)
+	o.UnderlayOnly = false
+	o.NoCNI = true // this test is about the nodes; Cilium has its own
+	requireBuilt(t, o, "k8s/kubelet")
+	guardHostSysctls(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	l := testLab(t, "itest-k8s")
+	t.Cleanup(func() {
+		assert.NoError(t, Down(context.Background(), l.Plan.Lab, o))
+		assert.Empty(t, leftovers(context.Background(), l.Plan.Lab))
 	})
 	require.NoError(t, Up(ctx, l, o))
 
