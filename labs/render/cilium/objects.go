@@ -1,6 +1,8 @@
 package cilium
 
 import (
+	"net/netip"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"v6lab.dev/v6lab/labs/plan"
@@ -52,13 +54,18 @@ type LBIPPool struct {
 
 // LBIPPoolSpec is its spec.
 type LBIPPoolSpec struct {
-	Blocks          []CIDRBlock           `json:"blocks"`
-	ServiceSelector *metav1.LabelSelector `json:"serviceSelector,omitempty"`
+	// AllowFirstLastIPs "No" keeps the first address (the prefix's Subnet-Router
+	// anycast address, which clients refuse as a destination) out of the VIPs.
+	AllowFirstLastIPs string                `json:"allowFirstLastIPs"`
+	Blocks            []CIDRBlock           `json:"blocks"`
+	ServiceSelector   *metav1.LabelSelector `json:"serviceSelector,omitempty"`
 }
 
-// CIDRBlock is one block of an LB pool.
+// CIDRBlock is one block of an LB pool: a CIDR, or a range from start to stop.
 type CIDRBlock struct {
-	CIDR string `json:"cidr"`
+	CIDR  string `json:"cidr,omitempty"`
+	Start string `json:"start,omitempty"`
+	Stop  string `json:"stop,omitempty"`
 }
 
 // BGPClusterConfig is a CiliumBGPClusterConfig (cilium.io/v2).
@@ -183,6 +190,15 @@ const (
 	HostnameLabel = "kubernetes.io/hostname"
 )
 
+// vipFirst and vipLast bound the VIPs of an ingress /64: ::1 to ::ffff.
+func vipFirst(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
+
+func vipLast(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As16()
+	a[14], a[15] = 0xff, 0xff
+	return netip.AddrFrom16(a)
+}
+
 // everything selects every object: Cilium treats an empty selector as "none", so its
 // documentation selects all with a NotIn on a value nothing carries.
 func everything() *metav1.LabelSelector {
@@ -207,7 +223,11 @@ func Objects(p *plan.Plan) []any {
 				TypeMeta: TypeMeta{"cilium.io/v2", "CiliumLoadBalancerIPPool"},
 				Metadata: Meta{Name: a.Name, Labels: map[string]string{"v6lab.dev/application": a.Name}},
 				Spec: LBIPPoolSpec{
-					Blocks: []CIDRBlock{{CIDR: a.Ingress.String()}},
+					AllowFirstLastIPs: "No",
+					// VIPs from ::1: Cilium hands out the prefix's first address
+					// (::, the Subnet-Router anycast address) otherwise, and clients
+					// refuse to connect to it.
+					Blocks: []CIDRBlock{{Start: vipFirst(a.Ingress).String(), Stop: vipLast(a.Ingress).String()}},
 					ServiceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{
 						"io.kubernetes.service.namespace": a.Namespace}},
 				},
