@@ -2,7 +2,6 @@
 package lab
 
 import (
-	"errors"
 	"fmt"
 
 	"v6lab.dev/v6lab/labs/plan"
@@ -55,13 +54,4 @@ func Parse(data []byte, source string) (*Lab, error) {
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	return &Lab{Spec: l, Plan: p, Source: source}, nil
-}
-
-// Problems returns the spec problems inside an error returned by Load, if any.
-func Problems(err error) spec.ErrorList {
-	var list spec.ErrorList
-	if errors.As(err, &list) {
-		return list
-	}
-	return nil
 }
