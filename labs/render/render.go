@@ -96,11 +96,7 @@ func ContainerdDir(n string) string { return StateDir + "/" + n + "/containerd" 
 // DefaultImages are the images of the offline path, at the keys of the recipes built into
 // this binary (`v6lab images build` builds exactly these); for the k3s distribution the
 // node image is the public rancher/k3s image.
-func DefaultImages(s *spec.LabSpec) clab.Images {
-	refs, err := images.Refs(fixtures.Images)
-	if err != nil {
-		panic(err) // embedded recipes; covered by tests
-	}
+func DefaultImages(s *spec.LabSpec, refs map[string]string) clab.Images {
 	img := clab.Images{Router: refs["frr"], Host: refs["host"], Node: refs["node"]}
 	if s.Versions.Kubernetes.Distribution == spec.DistK3s {
 		img.Node = "rancher/k3s:" + strings.ReplaceAll(s.Versions.Kubernetes.Version, "+", "-")
@@ -111,7 +107,11 @@ func DefaultImages(s *spec.LabSpec) clab.Images {
 // All renders every file of a lab.
 func All(l *lab.Lab, opt Options) (Files, error) {
 	p := l.Plan
-	img := DefaultImages(&l.Spec.Spec)
+	refs, err := images.Refs(fixtures.Images)
+	if err != nil {
+		return nil, err
+	}
+	img := DefaultImages(&l.Spec.Spec, refs)
 	if opt.Source == images.Online {
 		img.Router, img.Host = images.PublicRouter, images.PublicHost
 	}
@@ -176,10 +176,6 @@ func All(l *lab.Lab, opt Options) (Files, error) {
 		add(dir+"/frr.conf", conf)
 		add(dir+"/daemons", frr.Daemons())
 		add(dir+"/vtysh.conf", frr.VtyshConf())
-	}
-	refs, err := images.Refs(fixtures.Images)
-	if err != nil {
-		return nil, err
 	}
 	for _, n := range p.KubeNodes {
 		b, err := k3s.Marshal(k3s.ForNode(p, n))
