@@ -35,32 +35,42 @@ func analyzeCmd() *cobra.Command {
 		cmd.Flags().StringVar(&proto, "proto", "", "udp, tcp or icmp6 (default: any)")
 		cmd.Flags().Uint16Var(&dport, "dport", 0, "destination port (default: any)")
 	}
+	// judge reads every file, runs one check over all their packets and reports it.
+	judge := func(check func(verdict.Match, []verdict.Packet) (v any, pass bool, err error)) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, files []string) error {
+			m, err := match()
+			if err != nil {
+				return err
+			}
+			pkts, err := readAll(files)
+			if err != nil {
+				return err
+			}
+			v, pass, err := check(m, pkts)
+			if err != nil {
+				return err
+			}
+			return report(cmd, v, pass)
+		}
+	}
 
 	var expect string
 	source := &cobra.Command{
 		Use:   "source --expect PREFIX[,PREFIX...] FILE...",
 		Short: "Every matching IPv6 packet's source lies in one of the prefixes (masquerade / GUA pool check)",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, files []string) error {
-			m, err := match()
-			if err != nil {
-				return err
-			}
+		RunE: judge(func(m verdict.Match, pkts []verdict.Packet) (any, bool, error) {
 			var prefixes []netip.Prefix
 			for _, s := range strings.Split(expect, ",") {
 				p, err := netip.ParsePrefix(strings.TrimSpace(s))
 				if err != nil {
-					return badInput(fmt.Errorf("--expect: %w", err))
+					return nil, false, badInput(fmt.Errorf("--expect: %w", err))
 				}
 				prefixes = append(prefixes, p)
 			}
-			pkts, err := readAll(files)
-			if err != nil {
-				return err
-			}
 			v := verdict.Source(pkts, m, prefixes)
-			return report(cmd, v, v.Pass)
-		},
+			return v, v.Pass, nil
+		}),
 	}
 	source.Flags().StringVar(&expect, "expect", "", "comma-separated prefixes the sources must lie in")
 	_ = source.MarkFlagRequired("expect")
@@ -71,18 +81,10 @@ func analyzeCmd() *cobra.Command {
 		Use:   "outage FILE...",
 		Short: "Loss windows in the matching packet stream (gaps longer than --min-gap)",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, files []string) error {
-			m, err := match()
-			if err != nil {
-				return err
-			}
-			pkts, err := readAll(files)
-			if err != nil {
-				return err
-			}
+		RunE: judge(func(m verdict.Match, pkts []verdict.Packet) (any, bool, error) {
 			v := verdict.Outage(pkts, m, minGap, maxOutage)
-			return report(cmd, v, v.Pass)
-		},
+			return v, v.Pass, nil
+		}),
 	}
 	outage.Flags().DurationVar(&minGap, "min-gap", 0, "a gap longer than this is a loss window (default: 3x the median inter-arrival)")
 	outage.Flags().DurationVar(&maxOutage, "max-outage", 0, "fail when a window is longer than this")
@@ -132,32 +134,20 @@ func analyzeCmd() *cobra.Command {
 		Use:   "ipv4 FILE...",
 		Short: "Pass iff the files hold frames and none of them is IPv4 (or ARP)",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, files []string) error {
-			pkts, err := readAll(files)
-			if err != nil {
-				return err
-			}
+		RunE: judge(func(_ verdict.Match, pkts []verdict.Packet) (any, bool, error) {
 			v := verdict.IPv4(pkts)
-			return report(cmd, v, v.Pass)
-		},
+			return v, v.Pass, nil
+		}),
 	}
 
 	pairs := &cobra.Command{
 		Use:   "pairs FILE...",
 		Short: "Pair v6lab probe requests with replies: every request answered, by whom, RTT, the source the responder saw",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, files []string) error {
-			m, err := match()
-			if err != nil {
-				return err
-			}
-			pkts, err := readAll(files)
-			if err != nil {
-				return err
-			}
+		RunE: judge(func(m verdict.Match, pkts []verdict.Packet) (any, bool, error) {
 			v := verdict.Pairs(pkts, m)
-			return report(cmd, v, v.Pass)
-		},
+			return v, v.Pass, nil
+		}),
 	}
 	addMatch(pairs)
 
