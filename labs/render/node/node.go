@@ -7,27 +7,16 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"v6lab.dev/v6lab/fixtures/node/config"
 	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/spec"
 )
 
-// Config is one node's node.json.
-type Config struct {
-	Name        string `json:"name"`
-	Role        string `json:"role"` // server or agent
-	NodeIP      string `json:"nodeIP"`
-	ServerIP    string `json:"serverIP"`
-	ServiceCIDR string `json:"serviceCIDR"`
-	ClusterCIDR string `json:"clusterCIDR"`
-	// SandboxImage is the pause image every pod sandbox runs (loaded offline).
-	SandboxImage string `json:"sandboxImage"`
-	// RuncWrapper makes containerd run containers through v6lab-runc (hosts whose
-	// capability bounding set needs filtering; see labs/hostcompat).
-	RuncWrapper bool `json:"runcWrapper"`
-}
+// Config is one node's node.json (defined with the program that reads it).
+type Config = config.Config
 
-// Path is where a node reads its config; Dir is its directory in the run directory.
-const Path = "/etc/v6lab/node.json"
+// Path is where a node reads its config.
+const Path = config.Path
 
 // Dir is where a node's files are rendered, relative to the run directory.
 func Dir(node string) string { return "nodes/" + node }
