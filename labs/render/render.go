@@ -176,6 +176,7 @@ func All(l *lab.Lab, opt Options) (Files, error) {
 		add(dir+"/frr.conf", conf)
 		add(dir+"/daemons", frr.Daemons())
 		add(dir+"/vtysh.conf", frr.VtyshConf())
+		add(dir+"/start", frr.Start(r))
 	}
 	for _, n := range p.KubeNodes {
 		b, err := k3s.Marshal(k3s.ForNode(p, n))

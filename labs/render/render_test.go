@@ -94,6 +94,26 @@ func TestFRRConfigsPassVtyshDryRun(t *testing.T) {
 	}
 }
 
+// Every router's start script is valid sh and waits for exactly its plan interfaces.
+func TestRouterStartScripts(t *testing.T) {
+	for _, name := range topologies.Names() {
+		files := renderLab(t, name)
+		n := 0
+		for _, f := range files {
+			if !strings.HasSuffix(f.Path, "/start") {
+				continue
+			}
+			n++
+			out, err := exec.Command("sh", "-n", "-c", string(f.Data)).CombinedOutput()
+			assert.NoError(t, err, "%s/%s: %s", name, f.Path, out)
+			assert.Contains(t, string(f.Data), "for ifc in eth1 ", "%s/%s", name, f.Path)
+		}
+		assert.Positive(t, n, "no router start script rendered for %s", name)
+	}
+	out, err := exec.Command("sh", "-n", "-c", "for x in ; do").CombinedOutput()
+	assert.Error(t, err, "sh -n accepted a broken script: %s", out)
+}
+
 // The dry run really rejects a broken config, so the check above can fail.
 func TestVtyshDryRunRejectsBrokenConfig(t *testing.T) {
 	vtysh := requireVtysh(t)

@@ -11,6 +11,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"v6lab.dev/v6lab/labs/plan"
+	"v6lab.dev/v6lab/labs/render/frr"
 )
 
 // Topology is the subset of containerlab's topology schema that v6lab uses.
@@ -101,7 +102,9 @@ func Build(p *plan.Plan, img Images, extras func(plan.KubeNode) NodeExtras) Topo
 				dir + "/frr.conf:/etc/frr/frr.conf",
 				dir + "/daemons:/etc/frr/daemons",
 				dir + "/vtysh.conf:/etc/frr/vtysh.conf",
+				dir + "/start:" + frr.StartPath + ":ro",
 			},
+			Cmd:  "sh " + frr.StartPath,
 			Exec: []string{isolateMgmt},
 			// Routers keep their addresses while a link is down, as hardware routers do
 			// (Linux drops IPv6 addresses on link down by default, and zebra does not put

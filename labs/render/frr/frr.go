@@ -156,5 +156,23 @@ func Daemons() []byte {
 	return b.Bytes()
 }
 
+// StartPath is where a router's start script is mounted; the topology runs it as the
+// router's command, with any FRR image (v6lab's or the FRR project's).
+const StartPath = "/usr/local/sbin/v6lab-frr-start"
+
+// Start renders a router's start script: it waits until the router's lab interfaces
+// exist (containerlab attaches them after the container starts), then starts FRR.
+func Start(r *plan.Router) []byte {
+	var ifaces []string
+	for _, i := range r.Interfaces {
+		ifaces = append(ifaces, i.Name)
+	}
+	var b bytes.Buffer
+	if err := tmpl.ExecuteTemplate(&b, "start.tmpl", ifaces); err != nil {
+		panic(err) // static template, covered by tests
+	}
+	return b.Bytes()
+}
+
 // VtyshConf is /etc/frr/vtysh.conf.
 func VtyshConf() []byte { return []byte("service integrated-vtysh-config\n") }
