@@ -102,12 +102,15 @@ func IPv4(pkts []Packet) IPv4Verdict {
 
 // ReturnPathVerdict counts, per capture file, the replies from a VIP to a client.
 type ReturnPathVerdict struct {
-	Check      string         `json:"check"`
-	Pass       bool           `json:"pass"`
-	Reason     string         `json:"reason"`
-	VIP        string         `json:"vip"`
-	Client     string         `json:"client"`
-	Replies    map[string]int `json:"replies"`
+	Check   string         `json:"check"`
+	Pass    bool           `json:"pass"`
+	Reason  string         `json:"reason"`
+	VIP     string         `json:"vip"`
+	Client  string         `json:"client"`
+	Replies map[string]int `json:"replies"`
+	// Entries counts, per file, the requests from the client to the VIP: where they
+	// entered the cluster.
+	Entries    map[string]int `json:"entries"`
 	ExpectFile string         `json:"expectFile,omitempty"`
 	Evidence   []Evidence     `json:"evidence"`
 }
@@ -115,12 +118,16 @@ type ReturnPathVerdict struct {
 // ReturnPath checks where the replies (source VIP, destination client) were seen. With
 // expectFile, it passes iff every reply is in that file and none in the others; without,
 // iff replies were seen at all. This is what a DSR check needs: replies leave the
-// backend's node, never the node the request entered through.
+// backend's node, never the node the request entered through. With expectFile it also
+// requires requests to have entered through another file: replies leaving the node the
+// requests came in through prove nothing about DSR.
 func ReturnPath(files map[string][]Packet, vip, client netip.Addr, m Match, expectFile string) ReturnPathVerdict {
 	v := ReturnPathVerdict{Check: "return-path", VIP: vip.String(), Client: client.String(),
-		Replies: map[string]int{}, ExpectFile: expectFile}
+		Replies: map[string]int{}, Entries: map[string]int{}, ExpectFile: expectFile}
+	req := m
+	req.Src, req.Dst = client, vip
 	m.Src, m.Dst = vip, client
-	total, elsewhere := 0, 0
+	total, elsewhere, enteredElsewhere := 0, 0, 0
 	names := make([]string, 0, len(files))
 	for f := range files {
 		names = append(names, f)
@@ -128,8 +135,16 @@ func ReturnPath(files map[string][]Packet, vip, client netip.Addr, m Match, expe
 	sort.Strings(names)
 	for _, f := range names {
 		v.Replies[f] = 0
+		v.Entries[f] = 0
 		for i := range files[f] {
 			p := &files[f][i]
+			if req.Matches(p) {
+				v.Entries[f]++
+				if f != expectFile {
+					enteredElsewhere++
+				}
+				continue
+			}
 			if !m.Matches(p) {
 				continue
 			}
@@ -159,6 +174,8 @@ func ReturnPath(files map[string][]Packet, vip, client netip.Addr, m Match, expe
 		v.Reason = "replies appeared outside the expected file"
 	case v.Replies[expectFile] == 0:
 		v.Reason = "no reply in the expected file"
+	case enteredElsewhere == 0:
+		v.Reason = "no request entered through another file: the path of the replies proves nothing"
 	default:
 		v.Pass = true
 		v.Reason = "every reply is in the expected file"

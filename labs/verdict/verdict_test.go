@@ -154,6 +154,13 @@ func TestReturnPath(t *testing.T) {
 
 	v = ReturnPath(map[string][]Packet{"x": nil}, vip, client, Match{}, "x")
 	assert.False(t, v.Pass)
+
+	// Requests and replies all through node B: nothing entered elsewhere, nothing proven.
+	onlyB := append(decode(t, stream(client, vip, 4, time.Millisecond, nil), false), replies(4)...)
+	v = ReturnPath(map[string][]Packet{"nodeB.pcapng": onlyB, "nodeA.pcapng": nil}, vip, client, Match{}, "nodeB.pcapng")
+	assert.False(t, v.Pass, v.Reason)
+	assert.Equal(t, 4, v.Entries["nodeB.pcapng"])
+	assert.Contains(t, v.Reason, "entered through another")
 }
 
 func TestPairs(t *testing.T) {

@@ -7,6 +7,7 @@ package cilium
 
 import (
 	"fmt"
+	"v6lab.dev/v6lab/fixtures/node/config"
 
 	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/spec"
@@ -38,6 +39,16 @@ type Values struct {
 	Image                 *Image          `json:"image,omitempty"`
 	PreferIPv6            *bool           `json:"preferIpv6,omitempty"`
 	CNI                   *CNI            `json:"cni,omitempty"`
+	Cgroup                Cgroup          `json:"cgroup"`
+}
+
+// Cgroup holds cgroup.* values: where the agent finds the cgroup2 hierarchy it attaches
+// its socket load balancer to. A v6lab node mounts its own cgroup there before anything
+// starts (see fixtures/node), so that one node's socket LB never translates the
+// connections of other processes on the machine; the agent uses an existing mount.
+type Cgroup struct {
+	AutoMount Enabled `json:"autoMount"`
+	HostRoot  string  `json:"hostRoot"`
 }
 
 // Enabled is the chart's common {enabled: bool} block.
@@ -48,6 +59,9 @@ type Enabled struct {
 // BPF holds bpf.* values.
 type BPF struct {
 	Masquerade bool `json:"masquerade"`
+	// LBModeAnnotation lets one Service choose SNAT or DSR (service.cilium.io/forwarding-mode):
+	// the conformance suite's DSR negative control is a SNAT Service next to DSR ones.
+	LBModeAnnotation bool `json:"lbModeAnnotation,omitempty"`
 }
 
 // IPAM holds ipam.* values.
@@ -137,6 +151,7 @@ func ValuesFor(p *plan.Plan, img Images) (Values, error) {
 		L7Proxy:  false,
 		Hubble:   Enabled{false},
 		Operator: Operator{Replicas: 1},
+		Cgroup:   Cgroup{AutoMount: Enabled{true}, HostRoot: config.CiliumCgroupRoot},
 		// Multi-pool IPAM in both datapaths: the default pool is created at install
 		// time, the per-application pools are objects (see Objects).
 		IPAM: IPAM{Mode: "multi-pool", Operator: IPAMOperator{
@@ -148,6 +163,7 @@ func ValuesFor(p *plan.Plan, img Images) (Values, error) {
 	if s.LoadBalancer.Mode == spec.LBModeDSR {
 		// IPv6 extension-header dispatch ("opt" is the IPv4-option/IPv6-extension mode).
 		v.LoadBalancer.DSRDispatch = "opt"
+		v.BPF.LBModeAnnotation = true
 	}
 	switch s.Datapath {
 	case spec.DatapathNative:
