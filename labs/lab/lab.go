@@ -55,3 +55,18 @@ func Parse(data []byte, source string) (*Lab, error) {
 	}
 	return &Lab{Spec: l, Plan: p, Source: source}, nil
 }
+
+// Renamed is the same lab under another name (its own containers, networks, management
+// subnet and run directory): suites bring up a lab of their own next to a user's.
+func (l *Lab) Renamed(name string) (*Lab, error) {
+	s := *l.Spec
+	s.Metadata.Name = name
+	if errs := spec.Validate(&s); len(errs) > 0 {
+		return nil, fmt.Errorf("%s renamed %s: %w", l.Source, name, errs)
+	}
+	p, err := plan.New(&s)
+	if err != nil {
+		return nil, err
+	}
+	return &Lab{Spec: &s, Plan: p, Source: l.Source}, nil
+}

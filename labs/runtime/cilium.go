@@ -127,3 +127,14 @@ func waitCilium(ctx context.Context, p *plan.Plan, kubeconfig string, timeout ti
 		Args: []string{"--kubeconfig", kubeconfig, "-n", "kube-system", "get", "pods", "-o", "wide"}})
 	return fmt.Errorf("Cilium not ready within %s: %s\n%s", timeout, why, pods)
 }
+
+// WaitReady waits until a running lab with Cilium is ready again: every agent and the
+// operator ready, every node Ready, and every BGP session (fabric and nodes)
+// Established. Suites call it after they restored a lab they broke on purpose.
+func WaitReady(ctx context.Context, p *plan.Plan, kubeconfig string, timeout time.Duration) error {
+	if err := waitCilium(ctx, p, kubeconfig, timeout); err != nil {
+		return err
+	}
+	_, err := waitBGPWith(ctx, p, Members(p, false), timeout)
+	return err
+}

@@ -1,0 +1,752 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"encoding/json"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/runtime"
+	"v6lab.dev/v6lab/labs/spec"
+	"v6lab.dev/v6lab/labs/verdict"
+	"v6lab.dev/v6lab/reports"
+)
+
+// Result is one run of a check: on the lab as it is, or on the lab broken on purpose.
+type Result struct {
+	Pass     bool
+	Reason   string
+	Figures  map[string]float64
+	Evidence []reports.Evidence
+	Pcaps    []string
+	Timeline []reports.Event
+}
+
+func (r *Result) fail(format string, a ...any) {
+	r.Pass = false
+	msg := fmt.Sprintf(format, a...)
+	if r.Reason == "" || r.Reason == "ok" {
+		r.Reason = msg
+	} else {
+		r.Reason += "; " + msg
+	}
+}
+
+func (r *Result) figure(name string, v float64) {
+	if r.Figures == nil {
+		r.Figures = map[string]float64{}
+	}
+	r.Figures[name] = v
+}
+
+func (r *Result) pcaps(caps map[string]Captured) {
+	for _, c := range caps {
+		r.Pcaps = append(r.Pcaps, c.File)
+	}
+	sort.Strings(r.Pcaps)
+}
+
+// Check is one conformance check and its negative control.
+type Check struct {
+	Name string
+	// Applies says why the check does not apply to a lab ("" when it does).
+	Applies func(x *Lab) string
+	// Run judges the lab; control is true when it runs on the broken lab.
+	Run func(ctx context.Context, x *Lab, control bool) (Result, error)
+	// Breakage says what Break breaks; Break returns what undoes it.
+	Breakage string
+	Break    func(ctx context.Context, x *Lab) (restore func(context.Context) error, err error)
+}
+
+// Checks are the suite's checks, in the order they run: the ones whose controls
+// disturb the lab most come last.
+func Checks() []Check {
+	return []Check{guaEgress(), vipReachability(), dsrReturnPath(), failover(), noMasquerade()}
+}
+
+func always(*Lab) string { return "" }
+
+// --- gua-egress -------------------------------------------------------------------
+
+// A pod of each application talks to the world host; on the nodes' uplinks and at the
+// world host the source is the pod's own address, inside its application's /64, and
+// the responder echoes it. Control: a pod in the first application drawing its address
+// from another application's pool.
+func guaEgress() Check {
+	const wrongPod = "wrong-pool"
+	return Check{
+		Name: "gua-egress",
+		Applies: func(x *Lab) string {
+			if x.Lab.Spec.Spec.Datapath == spec.DatapathTunnel {
+				return "tunnel mode masquerades pod egress to the node address by design (the seed's trade-off): pods do not egress with their GUA"
+			}
+			return ""
+		},
+		Breakage: "a pod of the first application takes its address from the second application's pool (ipam.cilium.io/ip-pool)",
+		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
+			if len(x.Plan.Apps) < 2 {
+				return nil, errors.New("the control needs two applications")
+			}
+			ns, other := x.Plan.Apps[0].Namespace, x.Plan.Apps[1].Name
+			d := x.echoDeployment(ns, wrongPod, 1, "")
+			d.Spec.Template.Labels = labels(EchoName) // counted among the application's pods
+			d.Spec.Selector.MatchLabels = map[string]string{"app": EchoName, "control": wrongPod}
+			d.Spec.Template.Labels["control"] = wrongPod
+			d.Spec.Template.Annotations = map[string]string{"ipam.cilium.io/ip-pool": other}
+			d.Spec.Template.Spec.TopologySpreadConstraints = nil
+			restore := func(ctx context.Context) error {
+				if err := x.Client.AppsV1().Deployments(ns).Delete(ctx, wrongPod, metav1.DeleteOptions{}); err != nil {
+					return err
+				}
+				return waitPods(ctx, x, ns, EchoName, len(x.Plan.KubeNodes))
+			}
+			if err := x.apply(ctx, d); err != nil {
+				return restore, err
+			}
+			return restore, waitPods(ctx, x, ns, EchoName, len(x.Plan.KubeNodes)+1)
+		},
+		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
+			r := Result{Pass: true, Reason: "ok"}
+			if err := x.StartResponder(ctx); err != nil {
+				return r, err
+			}
+			world := x.Plan.HostByRole("world")
+			points := []string{x.HostLink("world")}
+			for _, n := range x.Plan.KubeNodes {
+				points = append(points, x.Uplink(n.Name))
+			}
+			m := verdict.Match{Proto: "udp", DstPort: ProbePort, Dst: world.Address}
+			for _, app := range x.Plan.Apps {
+				pods, err := x.Pods(ctx, app.Namespace, EchoName)
+				if err != nil {
+					return r, err
+				}
+				if len(pods) == 0 {
+					return r, fmt.Errorf("%s: no echo pod runs", app.Namespace)
+				}
+				sums := map[Pod]ProbeSummary{}
+				caps, err := x.Capture(ctx, "gua-egress-"+app.Name+suffix(control), capture.Filter{Proto: "udp", Port: ProbePort}, points, func() error {
+					for _, p := range pods {
+						out, err := x.PodExec(ctx, p, "v6lab-probe", "send", "--to", netip.AddrPortFrom(world.Address, ProbePort).String(),
+							"--count", "10", "--interval", "10ms", "--wait", "300ms")
+						if err != nil {
+							return err
+						}
+						var s ProbeSummary
+						if err := decodeJSON(out, &s); err != nil {
+							return err
+						}
+						sums[p] = s
+					}
+					return nil
+				})
+				if err != nil {
+					return r, err
+				}
+				r.pcaps(caps)
+				seen := 0
+				for _, pt := range points {
+					c := caps[pt]
+					v := verdict.Source(c.Packets, m, []netip.Prefix{app.PodPool})
+					seen += v.Matched
+					if v.Matched > 0 && !v.Pass {
+						r.fail("%s at %s: %d packets from outside %s", app.Name, pt, v.Offenders, app.PodPool)
+						r.Evidence = append(r.Evidence, Evidence(c.File, v.Evidence)...)
+					}
+				}
+				if caps[points[0]].Packets == nil || verdict.Source(caps[points[0]].Packets, m, nil).Matched == 0 {
+					r.fail("%s: the world host saw no probe: nothing proven", app.Name)
+				}
+				for p, s := range sums {
+					if s.Received == 0 {
+						r.fail("%s: pod %s got no reply from the world host", app.Name, p.Name)
+					}
+					for src := range s.Observed {
+						if src != p.IP.String() {
+							r.fail("%s: the world host saw %s for pod %s (%s)", app.Name, src, p.Name, p.IP)
+						}
+					}
+					if !app.PodPool.Contains(p.IP) {
+						r.fail("%s: pod %s has %s, outside %s", app.Name, p.Name, p.IP, app.PodPool)
+					}
+				}
+				r.figure("packets_"+app.Name, float64(seen))
+			}
+			return r, nil
+		},
+	}
+}
+
+func suffix(control bool) string {
+	if control {
+		return "-control"
+	}
+	return ""
+}
+
+func waitPods(ctx context.Context, x *Lab, ns, app string, n int) error {
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		pods, err := x.Pods(ctx, ns, app)
+		if err == nil && len(pods) == n {
+			list, err := x.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+			if err == nil && len(list.Items) == n {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %d pods of %s running, want %d (%v)", ns, len(pods), app, n, err)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// --- no-masquerade ----------------------------------------------------------------
+
+// Every echo pod on every node talks to the world host; no packet leaves any node, or
+// arrives at the world host, with a source outside the pod pools. Control: Cilium's own
+// IPv6 masquerading switched on (the agents restart with it, then without it again).
+func noMasquerade() Check {
+	return Check{
+		Name: "no-masquerade",
+		Applies: func(x *Lab) string {
+			if x.Lab.Spec.Spec.Datapath == spec.DatapathTunnel {
+				return "tunnel mode masquerades pod egress to the node address by design (the seed's trade-off)"
+			}
+			return ""
+		},
+		Breakage: "Cilium's IPv6 masquerading enabled (enable-ipv6-masquerade, enable-bpf-masquerade) and the agents restarted",
+		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
+			set := func(ctx context.Context, on bool) error {
+				cm, err := x.Client.CoreV1().ConfigMaps("kube-system").Get(ctx, "cilium-config", metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				v := fmt.Sprint(on)
+				cm.Data["enable-ipv6-masquerade"] = v
+				cm.Data["enable-bpf-masquerade"] = v
+				if _, err := x.Client.CoreV1().ConfigMaps("kube-system").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+					return err
+				}
+				if _, err := run(ctx, x.Kubectl, []string{"--kubeconfig", x.Kubeconfig, "-n", "kube-system", "rollout", "restart", "daemonset/cilium"}, ""); err != nil {
+					return err
+				}
+				if _, err := run(ctx, x.Kubectl, []string{"--kubeconfig", x.Kubeconfig, "-n", "kube-system", "rollout", "status", "daemonset/cilium", "--timeout=5m"}, ""); err != nil {
+					return err
+				}
+				return runtime.WaitReady(ctx, x.Plan, x.Kubeconfig, 5*time.Minute)
+			}
+			restore := func(ctx context.Context) error { return set(ctx, false) }
+			return restore, set(ctx, true)
+		},
+		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
+			r := Result{Pass: true, Reason: "ok"}
+			if err := x.StartResponder(ctx); err != nil {
+				return r, err
+			}
+			world := x.Plan.HostByRole("world")
+			points := []string{x.HostLink("world")}
+			for _, n := range x.Plan.KubeNodes {
+				points = append(points, x.Uplink(n.Name))
+			}
+			pools := []netip.Prefix{x.Plan.Pods.Block}
+			var pods []Pod
+			for _, app := range x.Plan.Apps {
+				p, err := x.Pods(ctx, app.Namespace, EchoName)
+				if err != nil {
+					return r, err
+				}
+				pods = append(pods, p...)
+			}
+			sums := map[Pod]ProbeSummary{}
+			caps, err := x.Capture(ctx, "no-masquerade"+suffix(control), capture.Filter{Proto: "udp", Port: ProbePort}, points, func() error {
+				for _, p := range pods {
+					out, err := x.PodExec(ctx, p, "v6lab-probe", "send", "--to", netip.AddrPortFrom(world.Address, ProbePort).String(),
+						"--count", "10", "--interval", "10ms", "--wait", "300ms")
+					if err != nil {
+						return err
+					}
+					var s ProbeSummary
+					if err := decodeJSON(out, &s); err != nil {
+						return err
+					}
+					sums[p] = s
+				}
+				return nil
+			})
+			if err != nil {
+				return r, err
+			}
+			r.pcaps(caps)
+			m := verdict.Match{Proto: "udp", DstPort: ProbePort, Dst: world.Address}
+			total := 0
+			for _, pt := range points {
+				v := verdict.Source(caps[pt].Packets, m, pools)
+				total += v.Matched
+				if !v.Pass && v.Matched > 0 {
+					r.fail("%s: %d of %d packets with a translated source (%v)", pt, v.Offenders, v.Matched, keys(v.Sources))
+					r.Evidence = append(r.Evidence, Evidence(caps[pt].File, v.Evidence)...)
+				}
+			}
+			if total == 0 {
+				r.fail("no probe captured: nothing proven")
+			}
+			for p, s := range sums {
+				for src := range s.Observed {
+					if src != p.IP.String() {
+						r.fail("the world host saw %s for pod %s (%s)", src, p.Name, p.IP)
+					}
+				}
+				if s.Received == 0 {
+					r.fail("pod %s got no reply", p.Name)
+				}
+			}
+			r.figure("pods", float64(len(pods)))
+			r.figure("packets", float64(total))
+			return r, nil
+		},
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// --- vip-reachability -------------------------------------------------------------
+
+// The client reaches every application's VIP over HTTP (new connections) and UDP: every
+// request answered, every backend reached, the servers saw the client's own address,
+// and at the client every reply comes from the VIP (no backend address leaks, and
+// nothing on the client's side translated the VIP away). Control: the first
+// application's Service loses its backends (its selector matches no pod).
+func vipReachability() Check {
+	return Check{
+		Name:     "vip-reachability",
+		Applies:  always,
+		Breakage: "the first application's Service selects no pod (its VIP has no backend)",
+		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
+			ns := x.Plan.Apps[0].Namespace
+			setSelector := func(ctx context.Context, app string) error {
+				s, err := x.Client.CoreV1().Services(ns).Get(ctx, EchoName, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				s.Spec.Selector = labels(app)
+				_, err = x.Client.CoreV1().Services(ns).Update(ctx, s, metav1.UpdateOptions{})
+				time.Sleep(2 * time.Second) // the agents program the change
+				return err
+			}
+			return func(ctx context.Context) error { return setSelector(ctx, EchoName) }, setSelector(ctx, "nothing")
+		},
+		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
+			r := Result{Pass: true, Reason: "ok"}
+			client := x.Plan.HostByRole("client")
+			for _, app := range x.Plan.Apps {
+				vip, err := x.VIP(ctx, app.Namespace, EchoName)
+				if err != nil {
+					return r, err
+				}
+				pods, err := x.Pods(ctx, app.Namespace, EchoName)
+				if err != nil {
+					return r, err
+				}
+				var hs HTTPSummary
+				var ps ProbeSummary
+				n := 10 * len(pods)
+				caps, err := x.Capture(ctx, "vip-"+app.Name+suffix(control), capture.Filter{IPv6Only: true}, []string{x.HostLink("client")}, func() error {
+					// The probes exit non-zero when requests fail: their JSON is the verdict.
+					out, err := x.Exec(ctx, client.Name, "v6lab-probe", "http", "--url", fmt.Sprintf("http://[%s]:%d/", vip, HTTPPort),
+						"--count", fmt.Sprint(n), "--timeout", "2s")
+					if jerr := decodeJSON(out, &hs); jerr != nil {
+						return fmt.Errorf("http: %w (%v)", jerr, err)
+					}
+					out, err = x.Exec(ctx, client.Name, "v6lab-probe", "send", "--to", netip.AddrPortFrom(vip, ProbePort).String(),
+						"--count", "20", "--interval", "10ms", "--wait", "500ms")
+					if jerr := decodeJSON(out, &ps); jerr != nil {
+						return fmt.Errorf("send: %w (%v)", jerr, err)
+					}
+					return nil
+				})
+				if err != nil {
+					return r, err
+				}
+				r.pcaps(caps)
+				c := caps[x.HostLink("client")]
+				if hs.OK != hs.Requests || hs.Requests == 0 {
+					r.fail("%s: %d of %d HTTP requests to %s answered", app.Name, hs.OK, hs.Requests, vip)
+				}
+				for _, p := range pods {
+					if hs.Hosts[p.Name] == 0 && hs.OK > 0 {
+						r.fail("%s: backend %s never answered in %d connections", app.Name, p.Name, hs.OK)
+					}
+				}
+				for cl := range hs.Clients {
+					if cl != client.Address.String() {
+						r.fail("%s: a server saw %s instead of the client's %s", app.Name, cl, client.Address)
+					}
+				}
+				if ps.Received != ps.Sent || ps.Sent == 0 {
+					r.fail("%s: %d of %d UDP probes to %s answered", app.Name, ps.Received, ps.Sent, vip)
+				}
+				for resp := range ps.Responders {
+					if resp != vip.String() {
+						r.fail("%s: UDP replies came from %s, not the VIP", app.Name, resp)
+					}
+				}
+				// At the client: requests go to the VIP, replies come from it.
+				// (TCP and UDP only: neighbour discovery with the gateway is not service traffic.)
+				fromClient, toVIP := 0, 0
+				for _, proto := range []string{"tcp", "udp"} {
+					v := verdict.Source(c.Packets, verdict.Match{Proto: proto, Dst: client.Address}, []netip.Prefix{netip.PrefixFrom(vip, 128)})
+					if !v.Pass {
+						r.fail("%s: at the client, %d %s packets toward it did not come from the VIP %s", app.Name, v.Offenders, proto, vip)
+						r.Evidence = append(r.Evidence, Evidence(c.File, v.Evidence)...)
+					} else if len(v.Evidence) > 0 {
+						r.Evidence = append(r.Evidence, Evidence(c.File, v.Evidence[:1])...)
+					}
+					fromClient += verdict.Source(c.Packets, verdict.Match{Proto: proto, Src: client.Address}, nil).Matched
+					toVIP += verdict.Source(c.Packets, verdict.Match{Proto: proto, Src: client.Address, Dst: vip}, nil).Matched
+				}
+				if toVIP == 0 || toVIP != fromClient {
+					r.fail("%s: %d of %d packets from the client went to the VIP", app.Name, toVIP, fromClient)
+				}
+				r.figure("http_ok_"+app.Name, float64(hs.OK))
+				r.figure("backends_reached_"+app.Name, float64(len(hs.Hosts)))
+			}
+			return r, nil
+		},
+	}
+}
+
+// --- dsr-return-path --------------------------------------------------------------
+
+// Connections to a VIP whose only backend runs on node B enter through every node the
+// routers spread them to; with DSR the replies (source VIP) leave node B toward the
+// client and never pass the node they entered through. Control: the same backend behind
+// a Service in SNAT forwarding mode, where replies go back through the entry node.
+func dsrReturnPath() Check {
+	return Check{
+		Name: "dsr-return-path",
+		Applies: func(x *Lab) string {
+			s := x.Lab.Spec.Spec
+			if s.Datapath != spec.DatapathNative {
+				return "DSR applies to native routing only (tunnel mode uses SNAT forwarding)"
+			}
+			if s.LoadBalancer.Mode != spec.LBModeDSR {
+				return "the lab's load balancer mode is " + string(s.LoadBalancer.Mode) + ", not dsr"
+			}
+			return ""
+		},
+		Breakage: "the backend behind a Service in SNAT forwarding mode (service.cilium.io/forwarding-mode: snat)",
+		Break: func(context.Context, *Lab) (func(context.Context) error, error) {
+			return func(context.Context) error { return nil }, nil
+		},
+		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
+			r := Result{Pass: true, Reason: "ok"}
+			ns := x.Plan.Apps[0].Namespace
+			svc := DSRSvc
+			if control {
+				svc = SNATSvc
+			}
+			vip, err := x.VIP(ctx, ns, svc)
+			if err != nil {
+				return r, err
+			}
+			client := x.Plan.HostByRole("client")
+			var points []string
+			for _, n := range x.Plan.KubeNodes {
+				points = append(points, x.Uplink(n.Name))
+			}
+			var hs HTTPSummary
+			caps, err := x.Capture(ctx, "dsr"+suffix(control), capture.Filter{Proto: "tcp", Port: HTTPPort}, points, func() error {
+				out, err := x.Exec(ctx, client.Name, "v6lab-probe", "http", "--url", fmt.Sprintf("http://[%s]:%d/", vip, HTTPPort),
+					"--count", "40", "--timeout", "2s")
+				if jerr := decodeJSON(out, &hs); jerr != nil {
+					return fmt.Errorf("http: %w (%v)", jerr, err)
+				}
+				return nil
+			})
+			if err != nil {
+				return r, err
+			}
+			r.pcaps(caps)
+			files := map[string][]verdict.Packet{}
+			for _, c := range caps {
+				files[c.File] = c.Packets
+			}
+			expect := caps[x.Uplink(x.DSRNode())].File
+			v := verdict.ReturnPath(files, vip, client.Address, verdict.Match{Proto: "tcp"}, expect)
+			if hs.OK != hs.Requests {
+				r.fail("%d of %d connections answered", hs.OK, hs.Requests)
+			}
+			if !v.Pass {
+				r.fail("%s", v.Reason)
+			}
+			r.Evidence = append(r.Evidence, Evidence("", v.Evidence)...)
+			for f, n := range v.Entries {
+				r.figure("entered_"+strings.TrimSuffix(lastElem(f), ".pcapng"), float64(n))
+			}
+			for f, n := range v.Replies {
+				r.figure("replies_"+strings.TrimSuffix(lastElem(f), ".pcapng"), float64(n))
+			}
+			return r, nil
+		},
+	}
+}
+
+func lastElem(p string) string {
+	if i := strings.LastIndex(p, "/"); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
+
+// routeVia reports whether a `show bgp ipv6 unicast PREFIX json` document has a path
+// learned from, or through, addr.
+func routeVia(doc []byte, addr netip.Addr) bool {
+	var d struct {
+		Paths []struct {
+			Peer struct {
+				PeerID string `json:"peerId"`
+			} `json:"peer"`
+			Nexthops []struct {
+				IP string `json:"ip"`
+			} `json:"nexthops"`
+		} `json:"paths"`
+	}
+	if json.Unmarshal(doc, &d) != nil {
+		return true // unreadable: not withdrawn as far as we know
+	}
+	for _, p := range d.Paths {
+		if a, err := netip.ParseAddr(p.Peer.PeerID); err == nil && a == addr {
+			return true
+		}
+		for _, n := range p.Nexthops {
+			if a, err := netip.ParseAddr(n.IP); err == nil && a == addr {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// --- failover ---------------------------------------------------------------------
+
+// A UDP probe stream from the client to a VIP runs while the router link of the node it
+// enters through goes down; the outage (from the replies' timestamps at the client) must
+// stay within the failure detection time the spec configures (BGP hold time, or BFD's).
+// The control is a failure BGP cannot see: the same link silently drops the probes while
+// its BGP session stays up; the outage lasts as long as the failure and the check fails.
+func failover() Check {
+	return Check{
+		Name:     "failover",
+		Applies:  always,
+		Breakage: "the entry node's router link drops the probe stream while BGP stays up (a failure only BFD-like detection would see)",
+		Break: func(context.Context, *Lab) (func(context.Context) error, error) {
+			return func(context.Context) error { return nil }, nil
+		},
+		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
+			return runFailover(ctx, x, control)
+		},
+	}
+}
+
+// threshold is the longest outage the spec's failure detection allows.
+func threshold(x *Lab) time.Duration {
+	b := x.Lab.Spec.Spec.BGP
+	if b.BFD.Enabled {
+		return time.Duration(b.BFD.DetectMultiplier*b.BFD.ReceiveIntervalMs)*time.Millisecond + 500*time.Millisecond
+	}
+	return time.Duration(b.HoldSeconds) * time.Second
+}
+
+func runFailover(ctx context.Context, x *Lab, control bool) (Result, error) {
+	r := Result{Pass: true, Reason: "ok"}
+	ns := x.Plan.Apps[0].Namespace
+	vip, err := x.VIP(ctx, ns, DSRSvc)
+	if err != nil {
+		return r, err
+	}
+	client := x.Plan.HostByRole("client")
+	limit := threshold(x)
+	r.figure("threshold_ms", float64(limit.Milliseconds()))
+	faultFor := 3 * time.Second
+	if control {
+		faultFor = limit + 2*time.Second
+	}
+	total := faultFor + 5*time.Second
+	// The stream must enter through a node other than the backend's (else the fault also
+	// cuts the backend off): new streams pick new source ports, hence new ECMP paths.
+	for attempt := 1; attempt <= 8; attempt++ {
+		entry, res, err := failoverOnce(ctx, x, client.Name, vip, total, faultFor, control, attempt)
+		if err != nil {
+			return r, err
+		}
+		if entry == "" {
+			continue // entered through the backend's node: try another flow
+		}
+		res.figure("threshold_ms", float64(limit.Milliseconds()))
+		res.figure("attempts", float64(attempt))
+		if out, ok := res.Figures["outage_ms"]; ok && out > float64(limit.Milliseconds()) {
+			res.fail("outage %.0f ms after the failure of %s's link exceeds the %s the spec's detection allows", out, entry, limit)
+		}
+		return res, nil
+	}
+	return r, errors.New("8 probe streams all entered through the backend's node: no failover to measure")
+}
+
+func failoverOnce(ctx context.Context, x *Lab, clientName string, vip netip.Addr, total, faultFor time.Duration, control bool, attempt int) (string, Result, error) {
+	r := Result{Pass: true, Reason: "ok"}
+	name := fmt.Sprintf("failover%s-%d", suffix(control), attempt)
+	clientPt := x.HostLink("client")
+	var entry string
+	var faultAt, restoredAt time.Time
+	var sum ProbeSummary
+	var withdrawn time.Duration = -1
+	caps, err := x.Capture(ctx, name, capture.Filter{Proto: "udp", Port: ProbePort}, []string{clientPt}, func() error {
+		done := make(chan error, 1)
+		go func() {
+			out, err := x.Exec(ctx, clientName, "v6lab-probe", "send", "--to", netip.AddrPortFrom(vip, ProbePort).String(),
+				"--interval", "10ms", "--duration", total.String(), "--wait", "500ms")
+			if jerr := decodeJSON(out, &sum); jerr != nil {
+				err = fmt.Errorf("send: %w (%v)", jerr, err)
+			} else {
+				err = nil // lost probes make it exit non-zero; the capture is the verdict
+			}
+			done <- err
+		}()
+		// Find the entry node: a short capture on every node's uplink.
+		var points []string
+		for _, n := range x.Plan.KubeNodes {
+			points = append(points, x.Uplink(n.Name))
+		}
+		time.Sleep(500 * time.Millisecond)
+		probe, err := x.Capture(ctx, name+"-entry", capture.Filter{Proto: "udp", Port: ProbePort}, points, func() error {
+			time.Sleep(500 * time.Millisecond)
+			return nil
+		})
+		if err != nil {
+			<-done
+			return err
+		}
+		for _, n := range x.Plan.KubeNodes {
+			for _, p := range probe[x.Uplink(n.Name)].Packets {
+				if p.IPv6 && p.Dst == vip {
+					entry = n.Name
+				}
+			}
+		}
+		if entry == "" || entry == x.DSRNode() {
+			slog.Info("failover: the stream entered through the backend's node (or was not seen); another flow", "attempt", attempt, "entry", entry)
+			entry = ""
+			_, _ = x.Exec(ctx, clientName, "pkill", "-f", "v6lab-probe send")
+			<-done
+			return nil
+		}
+		var node = x.node(entry)
+		router, iface := node.Router, node.RouterIface
+		if control {
+			rules := fmt.Sprintf("add table inet v6lab_negative\nadd chain inet v6lab_negative forward_c { type filter hook forward priority -300; }\nadd rule inet v6lab_negative forward_c oifname %s udp dport %d drop\n", iface, ProbePort)
+			if _, err := x.ExecStdin(ctx, router, rules, "nft", "-f", "-"); err != nil {
+				<-done
+				return err
+			}
+			faultAt = time.Now()
+			time.Sleep(faultFor)
+			_, err = x.Exec(ctx, router, "nft", "delete", "table", "inet", "v6lab_negative")
+			restoredAt = time.Now()
+		} else {
+			if _, err := x.Exec(ctx, router, "ip", "link", "set", iface, "down"); err != nil {
+				<-done
+				return err
+			}
+			faultAt = time.Now()
+			withdrawn = waitWithdrawn(ctx, x, router, vip, node.Address, faultFor)
+			if rest := faultFor - time.Since(faultAt); rest > 0 {
+				time.Sleep(rest)
+			}
+			_, err = x.Exec(ctx, router, "ip", "link", "set", iface, "up")
+			restoredAt = time.Now()
+		}
+		if err != nil {
+			<-done
+			return err
+		}
+		return <-done
+	})
+	if err != nil {
+		return "", r, err
+	}
+	if entry == "" {
+		return "", r, nil
+	}
+	r.pcaps(caps)
+	c := caps[clientPt]
+	client := x.Plan.HostByRole("client").Address
+	v := verdict.Outage(c.Packets, verdict.Match{Proto: "udp", Src: vip, Dst: client}, 0, 0)
+	var worst verdict.Window
+	for _, w := range v.Windows {
+		if w.DurationMs > worst.DurationMs {
+			worst = w
+		}
+	}
+	r.figure("outage_ms", worst.DurationMs)
+	r.figure("lost", float64(sum.Sent-sum.Received))
+	r.figure("sent", float64(sum.Sent))
+	if withdrawn >= 0 {
+		r.figure("withdraw_ms", float64(withdrawn.Milliseconds()))
+	}
+	r.Timeline = append(r.Timeline,
+		reports.Event{At: faultAt, Label: "fault: " + entry + "'s router link", Until: restoredAt})
+	for _, w := range v.Windows {
+		r.Timeline = append(r.Timeline, reports.Event{At: w.Start, Label: fmt.Sprintf("no replies (%.0f ms)", w.DurationMs), Until: w.End})
+	}
+	if v.Packets == 0 {
+		r.fail("no reply captured at the client: nothing measured")
+	}
+	r.Evidence = append(r.Evidence, reports.Evidence{File: c.File, Time: faultAt, Note: fmt.Sprintf("fault on %s's link; %d loss windows; longest %.0f ms", entry, len(v.Windows), worst.DurationMs)})
+	return entry, r, nil
+}
+
+func (x *Lab) node(name string) *struct {
+	Router, RouterIface string
+	Address             netip.Addr
+} {
+	for _, n := range x.Plan.KubeNodes {
+		if n.Name == name {
+			return &struct {
+				Router, RouterIface string
+				Address             netip.Addr
+			}{n.Router, n.RouterIface, n.Address}
+		}
+	}
+	return nil
+}
+
+// waitWithdrawn polls the router (vtysh JSON) until its route to the VIP no longer goes
+// through the node; it returns how long that took (-1: not within limit).
+func waitWithdrawn(ctx context.Context, x *Lab, router string, vip, node netip.Addr, limit time.Duration) time.Duration {
+	start := time.Now()
+	for time.Since(start) < limit {
+		out, err := x.Exec(ctx, router, "vtysh", "-c", fmt.Sprintf("show bgp ipv6 unicast %s/128 json", vip))
+		if err == nil && !routeVia([]byte(out), node) {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return -1
+}

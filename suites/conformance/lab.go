@@ -1,0 +1,438 @@
+// Package conformance is v6lab's conformance suite: features (sigs.k8s.io/e2e-framework)
+// whose assessments prove, from packet captures on the lab's links, what the seed designs
+// promise: pods egress with their GUA, nothing is masqueraded, VIPs answer from outside,
+// DSR replies leave the backend's node, failover converges. Every check runs twice: on
+// the lab as it is, where it must pass, and on the lab broken on purpose (its negative
+// control), where it must fail. Verdicts, figures and the pcapng evidence go into a run
+// directory (reports: report.json, junit.xml, report.html, pcap/).
+//
+// This file is the suite's view of a running lab: members, pods, captures, the report.
+package conformance
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/lab"
+	"v6lab.dev/v6lab/labs/plan"
+	"v6lab.dev/v6lab/labs/runtime"
+	"v6lab.dev/v6lab/labs/spec"
+	"v6lab.dev/v6lab/labs/verdict"
+	"v6lab.dev/v6lab/reports"
+)
+
+// Ports the echo workload serves (v6lab-probe serve) and its Services expose.
+const (
+	ProbePort = 9000 // UDP probes (answered with the source the responder saw)
+	HTTPPort  = 80   // Service port for HTTP (the pods serve 8080)
+	podHTTP   = 8080
+)
+
+// Lab is a running lab as the suite sees it.
+type Lab struct {
+	Lab        *lab.Lab
+	Plan       *plan.Plan
+	Kubeconfig string
+	Client     *kubernetes.Clientset
+	Kubectl    string
+	RunDir     string // the run directory: report files and pcap/
+	HostImage  string // the image of the echo workload
+
+	mu     sync.Mutex
+	report reports.Report
+}
+
+// Open connects to a running lab.
+func Open(l *lab.Lab, o runtime.Options, runDir, kubectl, hostImage string) (*Lab, error) {
+	kc := o.Kubeconfig(l.Plan.Lab)
+	c, err := runtime.Client(kc)
+	if err != nil {
+		return nil, err
+	}
+	s := l.Spec.Spec
+	x := &Lab{Lab: l, Plan: l.Plan, Kubeconfig: kc, Client: c, Kubectl: kubectl, RunDir: runDir, HostImage: hostImage}
+	x.report = reports.Report{
+		Lab: l.Plan.Lab,
+		Labels: map[string]string{
+			"datapath":   string(s.Datapath),
+			"lb":         string(s.LoadBalancer.Announcer),
+			"lbMode":     string(s.LoadBalancer.Mode),
+			"cilium":     s.Versions.Cilium,
+			"kubernetes": s.Versions.Kubernetes.Version,
+		},
+		StartedAt: time.Now().UTC(),
+		Topology:  topology(l.Plan),
+	}
+	var tree strings.Builder
+	if err := l.Plan.WriteTree(&tree); err == nil {
+		x.report.Plan = tree.String()
+	}
+	return x, nil
+}
+
+func topology(p *plan.Plan) *reports.Topology {
+	t := &reports.Topology{}
+	for _, r := range p.Routers {
+		t.Members = append(t.Members, reports.Member{Name: r.Name, Kind: "router", Addr: r.Loopback.String()})
+	}
+	for _, n := range p.KubeNodes {
+		t.Members = append(t.Members, reports.Member{Name: n.Name, Kind: "node", Addr: n.Address.String()})
+	}
+	for _, h := range p.Hosts {
+		t.Members = append(t.Members, reports.Member{Name: h.Name, Kind: "host", Addr: h.Address.String()})
+	}
+	for _, l := range p.Links {
+		t.Links = append(t.Links, [2]string{l.A.Node, l.B.Node})
+	}
+	return t
+}
+
+// Record adds (or replaces) a check's verdict in the report.
+func (x *Lab) Record(c reports.Check) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for i := range x.report.Checks {
+		if x.report.Checks[i].Name == c.Name {
+			x.report.Checks[i] = c
+			return
+		}
+	}
+	x.report.Checks = append(x.report.Checks, c)
+}
+
+// WriteReport writes the run directory's report files and returns the report.
+func (x *Lab) WriteReport() (*reports.Report, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.report.FinishedAt = time.Now().UTC()
+	r := x.report
+	return &r, r.Write(x.RunDir)
+}
+
+// Exec runs a command in a lab member's container.
+func (x *Lab) Exec(ctx context.Context, member string, args ...string) (string, error) {
+	return run(ctx, "docker", append([]string{"exec", x.Plan.ContainerName(member)}, args...), "")
+}
+
+// ExecStdin runs a command in a lab member's container with stdin.
+func (x *Lab) ExecStdin(ctx context.Context, member, stdin string, args ...string) (string, error) {
+	return run(ctx, "docker", append([]string{"exec", "-i", x.Plan.ContainerName(member)}, args...), stdin)
+}
+
+// PodExec runs a command in a pod.
+func (x *Lab) PodExec(ctx context.Context, p Pod, args ...string) (string, error) {
+	return run(ctx, x.Kubectl, append([]string{"--kubeconfig", x.Kubeconfig, "-n", p.Namespace, "exec", p.Name, "--"}, args...), "")
+}
+
+func run(ctx context.Context, name string, args []string, stdin string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		msg := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			msg = string(ee.Stderr)
+		}
+		return string(out), fmt.Errorf("%s %s: %w: %s%s", filepath.Base(name), strings.Join(args, " "), err, out, msg)
+	}
+	return string(out), nil
+}
+
+// ProbeSummary is what `v6lab-probe send` prints.
+type ProbeSummary struct {
+	Sent, Received int
+	Observed       map[string]int // the sources the responder saw
+	Responders     map[string]int // the sources the replies came from
+}
+
+// HTTPSummary is what `v6lab-probe http` prints.
+type HTTPSummary struct {
+	Requests, OK int
+	Clients      map[string]int // the client addresses the servers saw
+	Hosts        map[string]int // the pods that answered
+}
+
+func decodeJSON(out string, v any) error {
+	i := strings.Index(out, "{")
+	if i < 0 {
+		return fmt.Errorf("no JSON in %q", out)
+	}
+	return json.Unmarshal([]byte(out[i:]), v)
+}
+
+// Pod is a running pod of the suite's workload.
+type Pod struct {
+	Name, Namespace, Node string
+	IP                    netip.Addr
+}
+
+// Workload names.
+const (
+	EchoName = "echo"     // every application: one echo pod per node, a LoadBalancer Service
+	DSRName  = "dsr-echo" // first application: one backend pinned to one node
+	DSRSvc   = "dsr"      // its Service in the lab's LB mode
+	SNATSvc  = "dsr-snat" // the same backend, SNAT forwarding (the DSR check's control)
+)
+
+func labels(app string) map[string]string { return map[string]string{"app": app} }
+
+func (x *Lab) echoDeployment(ns, name string, replicas int32, node string) *appsv1.Deployment {
+	spec := corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "echo", Image: x.HostImage, ImagePullPolicy: corev1.PullIfNotPresent,
+			Command: []string{"v6lab-probe", "serve", "--udp", fmt.Sprintf(":%d", ProbePort), "--http", fmt.Sprintf(":%d", podHTTP)}}},
+		TerminationGracePeriodSeconds: ptr.To(int64(1)),
+	}
+	if node != "" {
+		spec.NodeSelector = map[string]string{"kubernetes.io/hostname": node}
+	} else {
+		spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{MaxSkew: 1,
+			TopologyKey: "kubernetes.io/hostname", WhenUnsatisfiable: corev1.DoNotSchedule,
+			LabelSelector: &metav1.LabelSelector{MatchLabels: labels(name)}}}
+	}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels(name)},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels(name)}, Spec: spec},
+		},
+	}
+}
+
+// LBService is a LoadBalancer Service for an app's pods; annotations may pick a mode.
+func LBService(ns, name, app string, annotations map[string]string) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations},
+		Spec: corev1.ServiceSpec{
+			Type:                  corev1.ServiceTypeLoadBalancer,
+			IPFamilies:            []corev1.IPFamily{corev1.IPv6Protocol},
+			Selector:              labels(app),
+			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyCluster,
+			Ports: []corev1.ServicePort{
+				{Name: "udp", Port: ProbePort, Protocol: corev1.ProtocolUDP},
+				{Name: "http", Port: HTTPPort, Protocol: corev1.ProtocolTCP, TargetPort: intstrPort(podHTTP)},
+			},
+		},
+	}
+}
+
+// DSRNode is the node that holds the DSR check's only backend: the last node, so that
+// connections also enter through the others.
+func (x *Lab) DSRNode() string { return x.Plan.KubeNodes[len(x.Plan.KubeNodes)-1].Name }
+
+// Deploy creates the suite's workload (idempotent) and waits until its pods run and
+// its Services have VIPs.
+func (x *Lab) Deploy(ctx context.Context) error {
+	for _, app := range x.Plan.Apps {
+		if err := x.apply(ctx, x.echoDeployment(app.Namespace, EchoName, int32(len(x.Plan.KubeNodes)), ""),
+			LBService(app.Namespace, EchoName, EchoName, nil)); err != nil {
+			return err
+		}
+	}
+	first := x.Plan.Apps[0].Namespace
+	if err := x.apply(ctx, x.echoDeployment(first, DSRName, 1, x.DSRNode()),
+		LBService(first, DSRSvc, DSRName, nil),
+		LBService(first, SNATSvc, DSRName, map[string]string{"service.cilium.io/forwarding-mode": "snat"})); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		why := ""
+		for _, app := range x.Plan.Apps {
+			pods, err := x.Pods(ctx, app.Namespace, EchoName)
+			if err != nil {
+				return err
+			}
+			if len(pods) != len(x.Plan.KubeNodes) {
+				why = fmt.Sprintf("%s: %d of %d echo pods running", app.Namespace, len(pods), len(x.Plan.KubeNodes))
+			}
+			if _, err := x.VIP(ctx, app.Namespace, EchoName); err != nil {
+				why = err.Error()
+			}
+		}
+		if pods, err := x.Pods(ctx, first, DSRName); err != nil || len(pods) != 1 {
+			why = fmt.Sprintf("the DSR backend is not running (%v)", err)
+		}
+		if why == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("workload not ready after 5m: %s", why)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func (x *Lab) apply(ctx context.Context, d *appsv1.Deployment, svcs ...*corev1.Service) error {
+	if _, err := x.Client.AppsV1().Deployments(d.Namespace).Create(ctx, d, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("deployment %s/%s: %w", d.Namespace, d.Name, err)
+	}
+	for _, s := range svcs {
+		if _, err := x.Client.CoreV1().Services(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("service %s/%s: %w", s.Namespace, s.Name, err)
+		}
+	}
+	return nil
+}
+
+// Pods lists the running pods (with an address) of an app label in a namespace.
+func (x *Lab) Pods(ctx context.Context, ns, app string) ([]Pod, error) {
+	list, err := x.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+	if err != nil {
+		return nil, err
+	}
+	var pods []Pod
+	for _, p := range list.Items {
+		ready := false
+		for _, c := range p.Status.ContainerStatuses {
+			ready = ready || c.Ready
+		}
+		ip, err := netip.ParseAddr(p.Status.PodIP)
+		if p.Status.Phase != corev1.PodRunning || err != nil || !ready || p.DeletionTimestamp != nil {
+			continue
+		}
+		pods = append(pods, Pod{Name: p.Name, Namespace: ns, Node: p.Spec.NodeName, IP: ip})
+	}
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Node < pods[j].Node })
+	return pods, nil
+}
+
+// VIP is a LoadBalancer Service's address.
+func (x *Lab) VIP(ctx context.Context, ns, name string) (netip.Addr, error) {
+	s, err := x.Client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, i := range s.Status.LoadBalancer.Ingress {
+		if a, err := netip.ParseAddr(i.IP); err == nil {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("service %s/%s has no VIP yet", ns, name)
+}
+
+// Captured is one finished capture, decoded.
+type Captured struct {
+	Point   string // member:iface
+	File    string // relative to the run directory
+	Packets []verdict.Packet
+}
+
+// Capture runs fn while capturing at the given points (member:iface) with a filter, into
+// pcap/<check>/ of the run directory. Every capture point must see traffic (sanity).
+func (x *Lab) Capture(ctx context.Context, check string, f capture.Filter, points []string, fn func() error) (map[string]Captured, error) {
+	dir := filepath.Join(x.RunDir, "pcap", check)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var specs []capture.Spec
+	for _, pt := range points {
+		member, iface, ok := strings.Cut(pt, ":")
+		if !ok {
+			return nil, fmt.Errorf("capture point %q: want member:iface", pt)
+		}
+		specs = append(specs, capture.Spec{Name: member + "-" + iface, Container: x.Plan.ContainerName(member), Iface: iface, Filter: f})
+	}
+	s, err := capture.Start(ctx, dir, 5*time.Minute, specs...)
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(200 * time.Millisecond) // the sockets are bound; let the first frames in
+	ferr := fn()
+	time.Sleep(200 * time.Millisecond)
+	res := s.Stop()
+	if ferr != nil {
+		return nil, ferr
+	}
+	out := map[string]Captured{}
+	for i, r := range res {
+		if r.Err != nil {
+			return nil, fmt.Errorf("capture at %s: %w", points[i], r.Err)
+		}
+		pkts, err := verdict.ReadFile(r.File)
+		if err != nil {
+			return nil, err
+		}
+		rel, _ := filepath.Rel(x.RunDir, r.File)
+		out[points[i]] = Captured{Point: points[i], File: rel, Packets: pkts}
+	}
+	return out, nil
+}
+
+// Uplink is a node's capture point toward its router.
+func (x *Lab) Uplink(node string) string {
+	for _, n := range x.Plan.KubeNodes {
+		if n.Name == node {
+			return n.Name + ":" + n.Iface
+		}
+	}
+	return node + ":eth1"
+}
+
+// HostLink is a host's capture point (by role) toward its router.
+func (x *Lab) HostLink(role string) string {
+	h := x.Plan.HostByRole(planRole(role))
+	return h.Name + ":" + h.Iface
+}
+
+// StartResponder starts the world host's UDP responder (idempotent: a second one fails
+// to bind and exits).
+func (x *Lab) StartResponder(ctx context.Context) error {
+	world := x.Plan.HostByRole("world")
+	_, err := run(ctx, "docker", []string{"exec", "-d", x.Plan.ContainerName(world.Name), "v6lab-probe", "serve", "--http", ""}, "")
+	time.Sleep(300 * time.Millisecond)
+	return err
+}
+
+// Evidence converts verdict evidence for the report.
+func Evidence(file string, ev []verdict.Evidence) []reports.Evidence {
+	var out []reports.Evidence
+	for _, e := range ev {
+		f := e.File
+		if f == "" {
+			f = file
+		}
+		out = append(out, reports.Evidence{File: f, Frame: e.Frame, Time: e.Time, Src: e.Src, Dst: e.Dst, Note: e.Note})
+	}
+	return out
+}
+
+// Cleanup removes everything the suite created in the cluster.
+func (x *Lab) Cleanup(ctx context.Context) {
+	for _, app := range x.Plan.Apps {
+		_ = x.Client.AppsV1().Deployments(app.Namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		for _, n := range []string{EchoName, DSRSvc, SNATSvc} {
+			_ = x.Client.CoreV1().Services(app.Namespace).Delete(ctx, n, metav1.DeleteOptions{})
+		}
+	}
+}
+
+func planRole(role string) spec.HostRole { return spec.HostRole(role) }
+
+func intstrPort(p int) intstr.IntOrString { return intstr.FromInt32(int32(p)) }
