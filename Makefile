@@ -22,6 +22,7 @@ build: ## build bin/v6lab, bin/v6lab-runc (the OCI runtime wrapper some hosts ne
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/v6lab-probe ./fixtures/probe
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/v6lab-node ./fixtures/node
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/v6lab-pause ./fixtures/pause
+	$(GO) test -c -trimpath -o bin/v6lab-conformance.test ./suites/conformance
 
 .PHONY: tools
 tools: ## build containerlab (pinned) and v6lab-clab once, cached in ~/.cache/v6lab, linked into bin/
@@ -40,8 +41,9 @@ host-setup: build ## install/start Docker and apply the host adaptations this ho
 	@$(BIN) host setup
 
 .PHONY: conformance
-conformance: build ## the main job: lab up, conformance suites, report, down (default lab; SPEC=... for another)
-	@scripts/conformance.sh $(BIN) $(RUNS) $(SPEC_FLAG)
+conformance: build tools k8s cilium ## the main job: for each lab of the matrix (SPEC=... for one): up, conformance suite, report, down
+	@$(BIN) host setup
+	@$(BIN) conformance --runs $(RUNS) $(SPEC_FLAG)
 
 .PHONY: test
 test: build tools k8s cilium ## everything CI runs: host setup, vet, unit, golden and integration tests (real labs)
@@ -50,6 +52,9 @@ test: build tools k8s cilium ## everything CI runs: host setup, vet, unit, golde
 	@# One package at a time: the integration packages run real labs whose outage
 	@# measurements must not compete for the two cores.
 	$(GO) test -count=1 -p 1 ./...
+	@# The conformance suite ran above on the default lab (native routing, a lab of its
+	@# own); tunnel mode gets the same suite here.
+	$(BIN) conformance --matrix embedded:tunnel --runs $${TMPDIR:-/tmp}/v6lab-test-runs
 
 .PHONY: unit
 unit: ## unit tests only (no external tools)

@@ -71,7 +71,7 @@ func newRoot(stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.specPath, "spec", "", "lab spec file (default: the embedded default lab; embedded:<name> picks another embedded lab)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "", "where labs keep their run directories (default $V6LAB_STATE_DIR or ~/.local/state/v6lab)")
-	root.AddCommand(planCmd(g), validateCmd(g), renderCmd(g), hostCmd(), imagesCmd(), upCmd(g), statusCmd(g), downCmd(g), captureCmd(g), analyzeCmd(), kubeconfigCmd(g), reportCmd(), compareCmd())
+	root.AddCommand(planCmd(g), validateCmd(g), renderCmd(g), hostCmd(), imagesCmd(), upCmd(g), statusCmd(g), downCmd(g), captureCmd(g), analyzeCmd(), kubeconfigCmd(g), reportCmd(), compareCmd(), testCmd(g), conformanceCmd(g))
 	return root
 }
 

@@ -178,3 +178,25 @@ func TestReportAndCompare(t *testing.T) {
 	assert.Equal(t, 0, code)
 	assert.Contains(t, out, "1 passed, 0 failed, 0 skipped")
 }
+
+// test and conformance refuse what they cannot run with status 2, before touching a lab.
+func TestSuiteCommandsBadInput(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errOut := runCLI(t, "test", "--suite", filepath.Join(dir, "missing.test"), "--state-dir", dir)
+	assert.Equal(t, 2, code, errOut)
+	assert.Contains(t, errOut, "missing.test")
+
+	bad := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("apiVersion: v6lab.dev/v1alpha1\nkind: Lab\nmetadata: {name: x}\nspec: {routerz: []}\n"), 0o644))
+	code, _, errOut = runCLI(t, "conformance", "--matrix", bad, "--runs", dir)
+	assert.Equal(t, 2, code, errOut)
+	assert.Contains(t, errOut, "routerz")
+}
+
+// The progress view keeps verdict lines and drops the rest of the test log.
+func TestProgressWriter(t *testing.T) {
+	var b bytes.Buffer
+	w := &progressWriter{w: &b}
+	_, _ = w.Write([]byte("=== RUN   TestConformance/failover\n    --- PASS: TestConformance/failover (3.1s)\n        --- PASS: TestConformance/failover/passes_on_the_lab (1s)\n    conformance_test.go:195: failover failed: outage 12000 ms\nconformance: 1 passed, 0 failed, 0 skipped\n"))
+	assert.Equal(t, "  --- PASS: TestConformance/failover (3.1s)\n  conformance_test.go:195: failover failed: outage 12000 ms\n  conformance: 1 passed, 0 failed, 0 skipped\n", b.String())
+}

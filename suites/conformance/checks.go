@@ -12,6 +12,7 @@ import (
 
 	"encoding/json"
 
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"v6lab.dev/v6lab/labs/capture"
@@ -70,7 +71,7 @@ type Check struct {
 // Checks are the suite's checks, in the order they run: the ones whose controls
 // disturb the lab most come last.
 func Checks() []Check {
-	return []Check{guaEgress(), vipReachability(), dsrReturnPath(), failover(), noMasquerade()}
+	return []Check{podConnectivity(), bgpRoutes(), guaEgress(), vipReachability(), dsrReturnPath(), failover(), noMasquerade()}
 }
 
 func always(*Lab) string { return "" }
@@ -394,8 +395,14 @@ func vipReachability() Check {
 						r.fail("%s: backend %s never answered in %d connections", app.Name, p.Name, hs.OK)
 					}
 				}
-				for cl := range hs.Clients {
-					if cl != client.Address.String() {
+				// With DSR the backends see the client itself; SNAT forwarding to a backend on
+				// another node shows them the entry node instead (by design), so only DSR
+				// labs are held to it.
+				preserved := x.Lab.Spec.Spec.LoadBalancer.Mode == spec.LBModeDSR && x.Lab.Spec.Spec.Datapath == spec.DatapathNative
+				for cl, n := range hs.Clients {
+					if cl == client.Address.String() {
+						r.figure("client_preserved_"+app.Name, float64(n))
+					} else if preserved {
 						r.fail("%s: a server saw %s instead of the client's %s", app.Name, cl, client.Address)
 					}
 				}
@@ -749,4 +756,273 @@ func waitWithdrawn(ctx context.Context, x *Lab, router string, vip, node netip.A
 		time.Sleep(50 * time.Millisecond)
 	}
 	return -1
+}
+
+// --- bgp-routes -------------------------------------------------------------------
+
+// The routers learn what the cluster announces (vtysh JSON): every leaf holds each of
+// the workload's VIPs with every node attached to it as a next hop, the edge holds
+// each VIP, and (native routing) the edge holds a route covering every pod's address,
+// inside its application's pool. Control: the cluster's BGP advertisement removed.
+func bgpRoutes() Check {
+	var saved string
+	return Check{
+		Name:     "bgp-routes",
+		Applies:  always,
+		Breakage: "the CiliumBGPAdvertisement removed (the nodes withdraw pod pools and VIPs)",
+		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
+			if x.Lab.Spec.Spec.LoadBalancer.Announcer != spec.AnnouncerCiliumBGP && x.Lab.Spec.Spec.Datapath != spec.DatapathNative {
+				return nil, errors.New("nothing to withdraw: the cluster announces neither VIPs nor pod pools")
+			}
+			kc := []string{"--kubeconfig", x.Kubeconfig}
+			out, err := run(ctx, x.Kubectl, append(kc, "get", "ciliumbgpadvertisements.cilium.io", "-o", "json"), "")
+			if err != nil {
+				return nil, err
+			}
+			saved = stripServerFields(out)
+			restore := func(ctx context.Context) error {
+				if _, err := run(ctx, x.Kubectl, append(kc, "apply", "-f", "-"), saved); err != nil {
+					return err
+				}
+				// Back only when the routers have the routes again.
+				deadline := time.Now().Add(time.Minute)
+				for {
+					r, err := routesOnce(ctx, x)
+					if err == nil && r.Pass {
+						return nil
+					}
+					if time.Now().After(deadline) {
+						return fmt.Errorf("routes not back a minute after restoring the advertisement: %s (%v)", r.Reason, err)
+					}
+					time.Sleep(time.Second)
+				}
+			}
+			_, err = run(ctx, x.Kubectl, append(kc, "delete", "ciliumbgpadvertisements.cilium.io", "--all"), "")
+			return restore, err
+		},
+		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
+			// Routes converge after a change: poll until the verdict is the one a healthy
+			// (or, for the control, broken) lab settles on, for at most 30 s.
+			var r Result
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				var err error
+				r, err = routesOnce(ctx, x)
+				if err != nil {
+					return r, err
+				}
+				if r.Pass != control || time.Now().After(deadline) {
+					return r, nil
+				}
+				time.Sleep(time.Second)
+			}
+		},
+	}
+}
+
+func routesOnce(ctx context.Context, x *Lab) (Result, error) {
+	r := Result{Pass: true, Reason: "ok"}
+	st, err := runtime.GetStatus(ctx, x.Plan)
+	if err != nil {
+		return r, err
+	}
+	routes := map[string][]runtime.Route{}
+	for _, rt := range st.Routes {
+		routes[rt.Router] = append(routes[rt.Router], rt)
+	}
+	find := func(router string, a netip.Addr) (runtime.Route, bool) {
+		best, bits := runtime.Route{}, -1
+		for _, rt := range routes[router] {
+			p, err := netip.ParsePrefix(rt.Prefix)
+			if err == nil && p.Contains(a) && p.Bits() > bits {
+				best, bits = rt, p.Bits()
+			}
+		}
+		return best, bits >= 0
+	}
+	var vips []netip.Addr
+	first := x.Plan.Apps[0].Namespace
+	for _, app := range x.Plan.Apps {
+		if v, err := x.VIP(ctx, app.Namespace, EchoName); err == nil {
+			vips = append(vips, v)
+		}
+	}
+	if v, err := x.VIP(ctx, first, DSRSvc); err == nil {
+		vips = append(vips, v)
+	}
+	if len(vips) == 0 {
+		return r, errors.New("the workload has no VIP")
+	}
+	edge := ""
+	for _, rt := range x.Plan.Routers {
+		if rt.Role == spec.RoleEdge {
+			edge = rt.Name
+		}
+	}
+	checked := 0
+	for _, vip := range vips {
+		for _, rt := range x.Plan.Routers {
+			route, ok := find(rt.Name, vip)
+			if !ok || route.Prefix != netip.PrefixFrom(vip, 128).String() {
+				r.fail("%s has no route for VIP %s", rt.Name, vip)
+				continue
+			}
+			checked++
+			for _, n := range x.Plan.KubeNodes {
+				if n.Router != rt.Name {
+					continue
+				}
+				if !hasHop(route.NextHops, n.Address) {
+					r.fail("%s's route for %s does not go through %s (%s): %v", rt.Name, vip, n.Name, n.Address, route.NextHops)
+				}
+			}
+			if rt.Name == edge {
+				r.Evidence = append(r.Evidence, reports.Evidence{Note: fmt.Sprintf("%s: %s via %v (AS path %s)", rt.Name, route.Prefix, route.NextHops, route.ASPath)})
+			}
+		}
+	}
+	if x.Lab.Spec.Spec.Datapath == spec.DatapathNative && edge != "" {
+		for _, app := range x.Plan.Apps {
+			pods, err := x.Pods(ctx, app.Namespace, EchoName)
+			if err != nil {
+				return r, err
+			}
+			for _, p := range pods {
+				route, ok := find(edge, p.IP)
+				pfx, _ := netip.ParsePrefix(route.Prefix)
+				switch {
+				case !ok:
+					r.fail("%s has no route for pod %s (%s)", edge, p.Name, p.IP)
+				case !app.PodPool.Contains(pfx.Addr()) || pfx.Bits() < app.PodPool.Bits():
+					r.fail("%s reaches pod %s through %s, not a slice of %s", edge, p.IP, route.Prefix, app.PodPool)
+				default:
+					checked++
+				}
+			}
+		}
+	}
+	r.figure("routes_checked", float64(checked))
+	r.figure("routes_learned", float64(len(st.Routes)))
+	return r, nil
+}
+
+func hasHop(hops []string, a netip.Addr) bool {
+	for _, h := range hops {
+		h, _, _ = strings.Cut(h, "%")
+		if ha, err := netip.ParseAddr(h); err == nil && ha == a {
+			return true
+		}
+	}
+	return false
+}
+
+// stripServerFields turns `kubectl get -o json` output into a document kubectl apply
+// can create again.
+func stripServerFields(doc string) string {
+	var list struct {
+		APIVersion string           `json:"apiVersion"`
+		Kind       string           `json:"kind"`
+		Items      []map[string]any `json:"items"`
+	}
+	if json.Unmarshal([]byte(doc), &list) != nil {
+		return doc
+	}
+	for _, it := range list.Items {
+		if md, ok := it["metadata"].(map[string]any); ok {
+			for _, k := range []string{"resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"} {
+				delete(md, k)
+			}
+		}
+		delete(it, "status")
+	}
+	out, err := json.Marshal(list)
+	if err != nil {
+		return doc
+	}
+	return string(out)
+}
+
+// --- pod-connectivity -------------------------------------------------------------
+
+// Every echo pod reaches a pod of another application on another node, and the world
+// host; every probe is answered (the capture at the world host holds the requests).
+// Control: a NetworkPolicy that denies all ingress in the second application.
+func podConnectivity() Check {
+	return Check{
+		Name:     "pod-connectivity",
+		Applies:  always,
+		Breakage: "a NetworkPolicy denying all ingress in the second application's namespace",
+		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
+			ns := x.Plan.Apps[len(x.Plan.Apps)-1].Namespace
+			np := &networkingv1.NetworkPolicy{
+				ObjectMeta: metav1.ObjectMeta{Name: "v6lab-deny-all", Namespace: ns},
+				Spec:       networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}},
+			}
+			restore := func(ctx context.Context) error {
+				err := x.Client.NetworkingV1().NetworkPolicies(ns).Delete(ctx, np.Name, metav1.DeleteOptions{})
+				time.Sleep(2 * time.Second)
+				return err
+			}
+			if _, err := x.Client.NetworkingV1().NetworkPolicies(ns).Create(ctx, np, metav1.CreateOptions{}); err != nil {
+				return nil, err
+			}
+			time.Sleep(3 * time.Second) // the agents compute and load the policy
+			return restore, nil
+		},
+		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
+			r := Result{Pass: true, Reason: "ok"}
+			if err := x.StartResponder(ctx); err != nil {
+				return r, err
+			}
+			if len(x.Plan.Apps) < 2 {
+				return r, errors.New("pod-connectivity needs two applications")
+			}
+			a, err := x.Pods(ctx, x.Plan.Apps[0].Namespace, EchoName)
+			if err != nil {
+				return r, err
+			}
+			b, err := x.Pods(ctx, x.Plan.Apps[len(x.Plan.Apps)-1].Namespace, EchoName)
+			if err != nil {
+				return r, err
+			}
+			world := x.Plan.HostByRole("world")
+			pairs, answered := 0, 0
+			caps, err := x.Capture(ctx, "pod-connectivity"+suffix(control), capture.Filter{IPv6Only: true}, []string{x.HostLink("world")}, func() error {
+				for _, from := range a {
+					targets := []netip.AddrPort{netip.AddrPortFrom(world.Address, ProbePort)}
+					for _, to := range b {
+						if to.Node != from.Node {
+							targets = append(targets, netip.AddrPortFrom(to.IP, ProbePort))
+							break
+						}
+					}
+					for _, to := range targets {
+						out, err := x.PodExec(ctx, from, "v6lab-probe", "send", "--to", to.String(), "--count", "5", "--interval", "10ms", "--wait", "300ms")
+						var s ProbeSummary
+						if jerr := decodeJSON(out, &s); jerr != nil {
+							return fmt.Errorf("%s -> %s: %w (%v)", from.Name, to, jerr, err)
+						}
+						pairs++
+						if s.Received == s.Sent && s.Sent > 0 {
+							answered++
+						} else {
+							r.fail("%s (%s, %s) -> %s: %d of %d answered", from.Name, from.IP, from.Node, to, s.Received, s.Sent)
+						}
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return r, err
+			}
+			r.pcaps(caps)
+			toWorld := verdict.Source(caps[x.HostLink("world")].Packets, verdict.Match{Proto: "udp", Dst: world.Address, DstPort: ProbePort}, nil)
+			if toWorld.Matched == 0 {
+				r.fail("the world host saw no probe")
+			}
+			r.figure("pairs", float64(pairs))
+			r.figure("answered", float64(answered))
+			return r, nil
+		},
+	}
 }

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"v6lab.dev/v6lab/labs/lab"
+	"v6lab.dev/v6lab/reports"
+)
+
+// The conformance suite is a compiled test binary (make build: go test -c
+// ./suites/conformance), run as Kubernetes runs e2e.test: v6lab test hands it a
+// running lab, v6lab conformance a spec for each lab of the matrix.
+const suiteBinary = "v6lab-conformance.test"
+
+type suiteFlags struct {
+	suite    string
+	feature  string
+	timeout  time.Duration
+	keep     bool
+	verbose  bool
+	labelSel string
+}
+
+func (f *suiteFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&f.suite, "suite", "", "the conformance suite binary (default: "+suiteBinary+" next to v6lab)")
+	c.Flags().StringVar(&f.feature, "check", "", "run only the checks whose name matches this regular expression")
+	c.Flags().StringVar(&f.labelSel, "labels", "", "run only the checks with these labels (e2e-framework --labels, e.g. check=failover)")
+	c.Flags().DurationVar(&f.timeout, "timeout", 2*time.Hour, "give up after this long")
+	c.Flags().BoolVar(&f.keep, "keep", false, "leave the lab as the suite leaves it (workload deployed; conformance: labs kept running)")
+	c.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "print the suite's full test output")
+}
+
+func (f *suiteFlags) binary() (string, error) {
+	p := f.suite
+	if p == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return "", err
+		}
+		p = filepath.Join(filepath.Dir(exe), suiteBinary)
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", &exitCode{2, fmt.Errorf("conformance suite %s not found (make build builds it): %w", p, err)}
+	}
+	return p, nil
+}
+
+// runSuite runs the suite binary with the v6lab flags; it returns the run's report.
+func (g *globals) runSuite(cmd *cobra.Command, f *suiteFlags, runDir string, labArgs ...string) (*reports.Report, error) {
+	bin, err := f.binary()
+	if err != nil {
+		return nil, err
+	}
+	exe, _ := os.Executable()
+	state := g.runtimeOptions(cmd).StateDir
+	args := []string{"-test.run", "^TestConformance$", "-test.v", "-test.timeout", f.timeout.String(),
+		"-v6lab.run", runDir, "-v6lab.state-dir", state, "-v6lab.bin", filepath.Dir(exe)}
+	args = append(args, labArgs...)
+	if f.keep {
+		args = append(args, "-v6lab.keep")
+	}
+	if f.feature != "" {
+		args = append(args, "--feature", f.feature)
+	}
+	if f.labelSel != "" {
+		args = append(args, "--labels", f.labelSel)
+	}
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(filepath.Join(runDir, "suite.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	out := io.Writer(logFile)
+	if f.verbose {
+		out = io.MultiWriter(logFile, cmd.OutOrStdout())
+	} else {
+		out = io.MultiWriter(logFile, &progressWriter{w: cmd.OutOrStdout()})
+	}
+	c := exec.CommandContext(cmd.Context(), bin, args...)
+	c.Stdout, c.Stderr = out, out
+	c.Env = append(os.Environ(), "CLAB_VERSION_CHECK=disable")
+	runErr := c.Run()
+	r, err := reports.Read(runDir)
+	if err != nil {
+		if runErr != nil {
+			return nil, fmt.Errorf("the suite failed before writing a report (%v); see %s", runErr, logFile.Name())
+		}
+		return nil, err
+	}
+	return r, nil
+}
+
+// progressWriter shows the suite's verdict lines (one per check and control) and
+// hides the rest of the test log, which stays in suite.log.
+type progressWriter struct {
+	w    io.Writer
+	line []byte
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	for _, c := range b {
+		if c != '\n' {
+			p.line = append(p.line, c)
+			continue
+		}
+		s := strings.TrimSpace(string(p.line))
+		p.line = p.line[:0]
+		for _, prefix := range []string{"--- PASS", "--- FAIL", "--- SKIP", "conformance:", "FAIL", "ok "} {
+			if strings.HasPrefix(s, prefix) && strings.Count(s, "/") <= 1 {
+				fmt.Fprintln(p.w, "  "+s)
+			}
+		}
+		if strings.Contains(s, "conformance_test.go") && (strings.Contains(s, " failed: ") || strings.Contains(s, "could not") || strings.Contains(s, "cannot fail")) {
+			fmt.Fprintln(p.w, "  "+s)
+		}
+	}
+	return len(b), nil
+}
+
+func summarize(w io.Writer, name string, r *reports.Report) bool {
+	pass, fail, skip := r.Counts()
+	fmt.Fprintf(w, "%s (%s): %d passed, %d failed, %d skipped\n", name, labelString(r.Labels), pass, fail, skip)
+	for _, c := range r.Checks {
+		ctrl := ""
+		if c.Control != nil {
+			ctrl = " (negative control: " + string(c.Control.Status) + ")"
+		}
+		fmt.Fprintf(w, "  %-18s %-4s%s %s\n", c.Name, c.Effective(), ctrl, firstLine(c.Reason))
+	}
+	return r.Passed()
+}
+
+func labelString(m map[string]string) string {
+	var parts []string
+	for _, k := range []string{"datapath", "lb", "lbMode", "cilium"} {
+		if v := m[k]; v != "" {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func firstLine(s string) string {
+	if len(s) > 100 {
+		s = s[:100] + "…"
+	}
+	return s
+}
+
+func testCmd(g *globals) *cobra.Command {
+	var f suiteFlags
+	var runDir string
+	c := &cobra.Command{
+		Use:   "test [LAB]",
+		Short: "Run the conformance suite on a running lab; the last line is the run directory",
+		Long: `Runs every conformance check (gua-egress, no-masquerade, vip-reachability,
+dsr-return-path, failover) on a running lab, each with its negative control, and writes
+report.json, junit.xml, report.html and pcap/ into the run directory. Exit status 1
+when a check fails or a negative control does not.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.labByName(args)
+			if err != nil {
+				return err
+			}
+			if runDir == "" {
+				runDir = filepath.Join(g.runtimeOptions(cmd).LabDir(l.Plan.Lab), "runs", time.Now().UTC().Format("20060102T150405Z"))
+			}
+			r, err := g.runSuite(cmd, &f, runDir, "-v6lab.lab", l.Plan.Lab)
+			if err != nil {
+				return err
+			}
+			ok := summarize(cmd.OutOrStdout(), l.Plan.Lab, r)
+			fmt.Fprintln(cmd.OutOrStdout(), runDir)
+			if !ok {
+				return &exitCode{1, errors.New("conformance failed")}
+			}
+			return nil
+		},
+	}
+	f.add(c)
+	c.Flags().StringVarP(&runDir, "output", "o", "", "run directory (default: the lab's runs/<time>)")
+	return c
+}
+
+// defaultMatrix is what `v6lab conformance` runs without --spec: the embedded labs the
+// offline path can bring up.
+var defaultMatrix = []string{"embedded:default", "embedded:tunnel"}
+
+func conformanceCmd(g *globals) *cobra.Command {
+	var f suiteFlags
+	var runs string
+	var specs []string
+	c := &cobra.Command{
+		Use:   "conformance",
+		Short: "For each lab of the matrix: up, conformance suite, report, down; the last line is the run directory",
+		Long: `Brings up each lab of the matrix (--spec, repeatable; default: ` + strings.Join(defaultMatrix, ", ") + `)
+under its own name, runs the conformance suite on it, writes its report into
+<run>/<lab>/ and removes the lab. A run directory per lab holds report.json,
+junit.xml, report.html, pcap/ and suite.log. Compare two runs with v6lab compare.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(specs) == 0 {
+				specs = defaultMatrix
+				if g.specPath != "" {
+					specs = []string{g.specPath}
+				}
+			}
+			var labs []*lab.Lab
+			for _, s := range specs {
+				l, err := lab.Load(s)
+				if err != nil {
+					return &exitCode{2, err}
+				}
+				labs = append(labs, l)
+			}
+			run := filepath.Join(runs, time.Now().UTC().Format("20060102T150405Z"))
+			allOK := true
+			for i, l := range labs {
+				name := "conf-" + l.Plan.Lab
+				dir := filepath.Join(run, l.Plan.Lab)
+				fmt.Fprintf(cmd.OutOrStdout(), "== %s: lab %s (%s)\n", specs[i], name, dir)
+				start := time.Now()
+				r, err := g.runSuite(cmd, &f, dir, "-v6lab.spec", specs[i], "-v6lab.name", name)
+				if err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", specs[i], err)
+					allOK = false
+					continue
+				}
+				allOK = summarize(cmd.OutOrStdout(), l.Plan.Lab, r) && allOK
+				fmt.Fprintf(cmd.OutOrStdout(), "  took %s\n", time.Since(start).Round(time.Second))
+			}
+			abs, _ := filepath.Abs(run)
+			fmt.Fprintln(cmd.OutOrStdout(), abs)
+			if !allOK {
+				return &exitCode{1, errors.New("conformance failed")}
+			}
+			return nil
+		},
+	}
+	f.add(c)
+	c.Flags().StringVar(&runs, "runs", "runs", "directory for run directories")
+	c.Flags().StringArrayVar(&specs, "matrix", nil, "a lab spec of the matrix (repeatable; file or embedded:NAME)")
+	return c
+}
