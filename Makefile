@@ -36,17 +36,21 @@ k8s: ## build Kubernetes and etcd from their Go modules for the offline node ima
 cilium: ## build Cilium's programs from its Go module for the offline Cilium images (cached; ~6 min cold)
 	@scripts/cilium.sh $(abspath bin/cilium)
 
+.PHONY: metallb
+metallb: ## build MetalLB's programs from its Go module for the offline MetalLB images (cached; ~3 min cold)
+	@scripts/metallb.sh $(abspath bin/metallb)
+
 .PHONY: host-setup
 host-setup: build ## install/start Docker and apply the host adaptations this host needs
 	@$(BIN) host setup
 
 .PHONY: conformance
-conformance: build tools k8s cilium ## the main job: for each lab of the matrix (SPEC=... for one): up, conformance suite, report, down
+conformance: build tools k8s cilium metallb ## the main job: for each lab of the matrix (SPEC=... for one): up, conformance suite, report, down
 	@$(BIN) host setup
 	@$(BIN) conformance --runs $(RUNS) $(SPEC_FLAG)
 
 .PHONY: test
-test: build tools k8s cilium ## everything CI runs: host setup, vet, unit, golden and integration tests (real labs)
+test: build tools k8s cilium metallb ## everything CI runs: host setup, vet, unit, golden and integration tests (real labs)
 	$(BIN) host setup
 	$(GO) vet ./...
 	@# One package at a time: the integration packages run real labs whose outage

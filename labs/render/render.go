@@ -226,6 +226,15 @@ func All(l *lab.Lab, opt Options) (Files, error) {
 			return nil, err
 		}
 		add("metallb/objects.yaml", mb)
+		var mimg metallb.Images
+		if node.Applies(&l.Spec.Spec) && opt.Source != images.Online {
+			mimg = metallb.Images{MetalLB: refs["metallb"], FRR: refs["metallb-frr"]}
+		}
+		mv, err := yaml.Marshal(metallb.ValuesFor(mimg))
+		if err != nil {
+			return nil, fmt.Errorf("render metallb values: %w", err)
+		}
+		add("metallb/values.yaml", append([]byte(fmt.Sprintf("# MetalLB %s Helm values, rendered by v6lab (FRR mode)\n", l.Spec.Spec.Versions.MetalLB)), mv...))
 	}
 	return out, nil
 }

@@ -24,53 +24,66 @@ import (
 // then applies the lab's namespaces and Cilium objects. Cilium's operator registers the
 // CRDs, so the objects are applied once their CRDs exist.
 func installCilium(ctx context.Context, dir, kubeconfig, chartDir string, log *slog.Logger) error {
+	if err := helmInstall(ctx, kubeconfig, "cilium", "kube-system", chartDir, filepath.Join(dir, "cilium", "values.yaml"), log); err != nil {
+		return err
+	}
+	return applyFiles(ctx, kubeconfig, 5*time.Minute, filepath.Join(dir, "kubernetes/namespaces.yaml"), filepath.Join(dir, "cilium/objects.yaml"))
+}
+
+// helmInstall installs a release of a chart directory with a values file, or upgrades
+// it when it exists (Helm Go SDK).
+func helmInstall(ctx context.Context, kubeconfig, release, namespace, chartDir, valuesFile string, log *slog.Logger) error {
 	ch, err := loader.Load(chartDir)
 	if err != nil {
-		return fmt.Errorf("loading the Cilium chart from %s (make cilium): %w", chartDir, err)
+		return fmt.Errorf("loading the %s chart from %s: %w", release, chartDir, err)
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "cilium", "values.yaml"))
+	data, err := os.ReadFile(valuesFile)
 	if err != nil {
 		return err
 	}
 	values := map[string]any{}
 	if err := yaml.Unmarshal(data, &values); err != nil {
-		return fmt.Errorf("cilium values: %w", err)
+		return fmt.Errorf("%s values: %w", release, err)
 	}
 	settings := cli.New()
 	settings.KubeConfig = kubeconfig
 	cfg := new(action.Configuration)
-	if err := cfg.Init(settings.RESTClientGetter(), "kube-system", "secret", func(format string, v ...any) {
+	if err := cfg.Init(settings.RESTClientGetter(), namespace, "secret", func(format string, v ...any) {
 		log.Debug(fmt.Sprintf(format, v...))
 	}); err != nil {
 		return err
 	}
-	if _, err := action.NewGet(cfg).Run("cilium"); err == nil {
+	if _, err := action.NewGet(cfg).Run(release); err == nil {
 		up := action.NewUpgrade(cfg)
-		up.Namespace = "kube-system"
+		up.Namespace = namespace
 		up.Timeout = 5 * time.Minute
-		if _, err := up.RunWithContext(ctx, "cilium", ch, values); err != nil {
-			return fmt.Errorf("helm upgrade cilium: %w", err)
+		if _, err := up.RunWithContext(ctx, release, ch, values); err != nil {
+			return fmt.Errorf("helm upgrade %s: %w", release, err)
 		}
-	} else {
-		in := action.NewInstall(cfg)
-		in.ReleaseName, in.Namespace = "cilium", "kube-system"
-		in.Timeout = 5 * time.Minute
-		if _, err := in.RunWithContext(ctx, ch, values); err != nil {
-			return fmt.Errorf("helm install cilium: %w", err)
-		}
+		return nil
 	}
-	// The namespaces and the Cilium objects (pools, BGP), once the operator has
-	// registered the CRDs.
-	deadline := time.Now().Add(5 * time.Minute)
-	for _, f := range []string{"kubernetes/namespaces.yaml", "cilium/objects.yaml"} {
+	in := action.NewInstall(cfg)
+	in.ReleaseName, in.Namespace, in.CreateNamespace = release, namespace, true
+	in.Timeout = 5 * time.Minute
+	if _, err := in.RunWithContext(ctx, ch, values); err != nil {
+		return fmt.Errorf("helm install %s: %w", release, err)
+	}
+	return nil
+}
+
+// applyFiles applies manifests in order, retrying each until it applies: objects wait
+// for their CRDs to be registered and for admission webhooks to serve.
+func applyFiles(ctx context.Context, kubeconfig string, timeout time.Duration, files ...string) error {
+	deadline := time.Now().Add(timeout)
+	for _, f := range files {
 		for {
-			_, err := xexec.Run(ctx, xexec.Cmd{Name: kubectl(), Timeout: time.Minute,
-				Args: []string{"--kubeconfig", kubeconfig, "apply", "-f", filepath.Join(dir, f)}})
+			out, err := xexec.Run(ctx, xexec.Cmd{Name: kubectl(), Timeout: time.Minute,
+				Args: []string{"--kubeconfig", kubeconfig, "apply", "-f", f}})
 			if err == nil {
 				break
 			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("applying %s: %w", f, err)
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("applying %s: %w: %s", f, err, out)
 			}
 			time.Sleep(3 * time.Second)
 		}
@@ -123,9 +136,40 @@ func waitCilium(ctx context.Context, p *plan.Plan, kubeconfig string, timeout ti
 		}
 		time.Sleep(3 * time.Second)
 	}
-	pods, _ := xexec.Run(ctx, xexec.Cmd{Name: kubectl(), Timeout: 20 * time.Second,
-		Args: []string{"--kubeconfig", kubeconfig, "-n", "kube-system", "get", "pods", "-o", "wide"}})
-	return fmt.Errorf("Cilium not ready within %s: %s\n%s", timeout, why, pods)
+	return fmt.Errorf("Cilium not ready within %s: %s\n%s", timeout, why, ciliumDiagnosis(ctx, kubeconfig))
+}
+
+// ciliumDiagnosis is what a user needs when Cilium does not come up: the kube-system
+// pods, and per agent its `cilium-dbg status` and the last lines of its log.
+func ciliumDiagnosis(ctx context.Context, kubeconfig string) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	k := func(args ...string) string {
+		out, err := xexec.Run(ctx, xexec.Cmd{Name: kubectl(), Timeout: 30 * time.Second,
+			Args: append([]string{"--kubeconfig", kubeconfig, "-n", "kube-system"}, args...)})
+		if err != nil && out == "" {
+			return err.Error()
+		}
+		return out
+	}
+	var b strings.Builder
+	b.WriteString(k("get", "pods", "-o", "wide"))
+	names := strings.Fields(k("get", "pods", "-l", "k8s-app=cilium", "-o", "jsonpath={.items[*].metadata.name}"))
+	for _, pod := range names {
+		fmt.Fprintf(&b, "\n--- %s: cilium-dbg status\n", pod)
+		b.WriteString(lastLines(k("exec", pod, "-c", "cilium-agent", "--", "cilium-dbg", "status"), 30))
+		fmt.Fprintf(&b, "\n--- %s: last log lines\n", pod)
+		b.WriteString(lastLines(k("logs", pod, "-c", "cilium-agent", "--tail", "15"), 15))
+	}
+	return b.String()
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // WaitReady waits until a running lab with Cilium is ready again: every agent and the
@@ -135,6 +179,6 @@ func WaitReady(ctx context.Context, p *plan.Plan, kubeconfig string, timeout tim
 	if err := waitCilium(ctx, p, kubeconfig, timeout); err != nil {
 		return err
 	}
-	_, err := waitBGPWith(ctx, p, Members(p, false), timeout)
+	_, err := waitBGPWith(ctx, p, append(Members(p, false), SpeakerMembers(p)...), timeout)
 	return err
 }

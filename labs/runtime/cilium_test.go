@@ -39,6 +39,13 @@ func TestCiliumNativeRouting(t *testing.T) {
 	})
 	require.NoError(t, Up(ctx, l, o))
 	kc := o.Kubeconfig(l.Plan.Lab)
+
+	// A readiness wait that times out says why: each agent's status and log.
+	err := waitCilium(ctx, l.Plan, kc, 0)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), ": cilium-dbg status")
+	assert.Contains(t, err.Error(), "KubeProxyReplacement", "cilium-dbg status output in the diagnosis")
+	assert.Contains(t, err.Error(), ": last log lines")
 	c, err := Client(kc)
 	require.NoError(t, err)
 

@@ -132,6 +132,9 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 		names := images.Underlay
 		if o.withNodes(l) && node.Applies(&l.Spec.Spec) {
 			names = append(append(append([]string{}, names...), images.Kubernetes...), images.Cilium...)
+			if usesMetalLB(p) {
+				names = append(names, images.MetalLB...)
+			}
 		}
 		res, err := b.Build(ctx, names...)
 		var built []string
@@ -174,7 +177,11 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 				return "", err
 			}
 			// Every node loads these: the pod sandbox, the lab's workload image, Cilium.
-			if err := archiveImages(ctx, []string{refs["pause"], refs["host"], refs["cilium"], refs["cilium-operator"]},
+			load := []string{refs["pause"], refs["host"], refs["cilium"], refs["cilium-operator"]}
+			if usesMetalLB(p) {
+				load = append(load, refs["metallb"], refs["metallb-frr"])
+			}
+			if err := archiveImages(ctx, load,
 				filepath.Join(CacheDir(), "archives"), filepath.Join(dir, render.ImagesDir)); err != nil {
 				return "", err
 			}
@@ -234,7 +241,7 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 	}); err != nil || o.NoCNI {
 		return err
 	}
-	return pr.Step("cilium", func() (string, error) {
+	if err := pr.Step("cilium", func() (string, error) {
 		chart, err := findTool(o.BinDir, filepath.Join("cilium", "chart"))
 		if err != nil {
 			return "", err
@@ -251,6 +258,23 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 			return "", err
 		}
 		return fmt.Sprintf("Cilium %s ready on %d nodes; %d BGP sessions Established", l.Spec.Spec.Versions.Cilium, len(p.KubeNodes), n), nil
+	}); err != nil || !usesMetalLB(p) {
+		return err
+	}
+	return pr.Step("metallb", func() (string, error) {
+		chart, err := findTool(o.BinDir, filepath.Join("metallb", "chart"))
+		if err != nil {
+			return "", err
+		}
+		if err := installMetalLB(ctx, dir, o.Kubeconfig(p.Lab), chart, p, o.NodeTimeout, o.Log); err != nil {
+			return "", err
+		}
+		// Every speaker has its session with its node's router.
+		n, err := waitBGPWith(ctx, p, append(Members(p, false), SpeakerMembers(p)...), o.BGPTimeout)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("MetalLB %s (FRR mode) ready; %d BGP sessions Established", l.Spec.Spec.Versions.MetalLB, n), nil
 	})
 }
 
@@ -290,6 +314,13 @@ func expectedSessions(p *plan.Plan, deployed map[string]bool) map[string][]strin
 				out[r.Name] = append(out[r.Name], i.Name)
 			case i.Kind == plan.LinkNode && deployed[i.Peer]:
 				out[r.Name] = append(out[r.Name], i.PeerAddr.String())
+			}
+			if i.Kind == plan.LinkNode && deployed[speakerMember(i.Peer)] {
+				for _, n := range p.KubeNodes {
+					if n.Name == i.Peer {
+						out[r.Name] = append(out[r.Name], n.SpeakerAddress.String())
+					}
+				}
 			}
 		}
 	}

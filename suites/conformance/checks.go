@@ -562,7 +562,7 @@ func failover() Check {
 	return Check{
 		Name:     "failover",
 		Applies:  always,
-		Breakage: "the entry node's router link drops the probe stream while BGP stays up (a failure only BFD-like detection would see)",
+		Breakage: "the entry node's router link drops the probe stream while BGP stays up (a failure only BFD-like detection would see), for longer than the detection time",
 		Break: func(context.Context, *Lab) (func(context.Context) error, error) {
 			return func(context.Context) error { return nil }, nil
 		},
@@ -572,62 +572,138 @@ func failover() Check {
 	}
 }
 
-// threshold is the longest outage the spec's failure detection allows.
+// fault is one failure the failover check injects on the stream's entry node; it
+// returns when the failure was injected and when it was undone, and how long the
+// node's router took to withdraw the VIP's path through the node (-1: not measured).
+type fault struct {
+	name   string
+	inject func(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration) (at, restored time.Time, withdrawn time.Duration, err error)
+}
+
+// failoverFaults are the failures of the check: (c) the node's router link goes down,
+// (b) the node's BGP session is shut on its router, (a) the node stops (frozen: its
+// speaker goes silent and only the hold timer finds out).
+var failoverFaults = []fault{
+	{"link-down", func(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration) (time.Time, time.Time, time.Duration, error) {
+		return around(ctx, x, n, hold,
+			func() error { _, err := x.Exec(ctx, n.Router, "ip", "link", "set", n.RouterIface, "down"); return err },
+			func() error { _, err := x.Exec(ctx, n.Router, "ip", "link", "set", n.RouterIface, "up"); return err })
+	}},
+	{"session-down", func(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration) (time.Time, time.Time, time.Duration, error) {
+		vty := func(cmd string) error {
+			_, err := x.Exec(ctx, n.Router, "vtysh", "-c", "configure terminal", "-c", "router bgp "+fmt.Sprint(n.RouterASN), "-c", cmd)
+			return err
+		}
+		return around(ctx, x, n, hold,
+			func() error { return vty("neighbor " + n.Address.String() + " shutdown") },
+			func() error { return vty("no neighbor " + n.Address.String() + " shutdown") })
+	}},
+	{"node-stopped", func(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration) (time.Time, time.Time, time.Duration, error) {
+		c := x.Plan.ContainerName(n.Name)
+		return around(ctx, x, n, hold,
+			func() error { _, err := run(ctx, "docker", []string{"pause", c}, ""); return err },
+			func() error { _, err := run(ctx, "docker", []string{"unpause", c}, ""); return err })
+	}},
+}
+
+// around injects a failure, measures the withdrawal at the node's router, keeps the
+// failure for the detection time plus two seconds, and undoes it.
+func around(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration, do, undo func() error) (time.Time, time.Time, time.Duration, error) {
+	if err := do(); err != nil {
+		return time.Time{}, time.Time{}, -1, err
+	}
+	at := time.Now()
+	keep := hold + 2*time.Second
+	withdrawn := waitWithdrawn(ctx, x, n.Router, n.vip, n.Address, keep)
+	if rest := keep - time.Since(at); rest > 0 {
+		time.Sleep(rest)
+	}
+	err := undo()
+	return at, time.Now(), withdrawn, err
+}
+
+// threshold is the longest outage the spec's failure detection allows: BFD's detection
+// time, or the BGP hold time, plus a second for the routers to converge.
 func threshold(x *Lab) time.Duration {
 	b := x.Lab.Spec.Spec.BGP
 	if b.BFD.Enabled {
-		return time.Duration(b.BFD.DetectMultiplier*b.BFD.ReceiveIntervalMs)*time.Millisecond + 500*time.Millisecond
+		return time.Duration(b.BFD.DetectMultiplier*b.BFD.ReceiveIntervalMs)*time.Millisecond + time.Second
 	}
-	return time.Duration(b.HoldSeconds) * time.Second
+	return time.Duration(b.HoldSeconds)*time.Second + time.Second
 }
+
+// The control: the link to the entry node drops the stream while BGP stays up.
+var silentDrop = fault{"silent-drop", func(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration) (time.Time, time.Time, time.Duration, error) {
+	rules := fmt.Sprintf("add table inet v6lab_negative\nadd chain inet v6lab_negative forward_c { type filter hook forward priority -300; }\nadd rule inet v6lab_negative forward_c oifname %s udp dport %d drop\n", n.RouterIface, ProbePort)
+	if _, err := x.ExecStdin(ctx, n.Router, rules, "nft", "-f", "-"); err != nil {
+		return time.Time{}, time.Time{}, -1, err
+	}
+	at := time.Now()
+	time.Sleep(hold + 3*time.Second)
+	_, err := x.Exec(ctx, n.Router, "nft", "delete", "table", "inet", "v6lab_negative")
+	return at, time.Now(), -1, err
+}}
 
 func runFailover(ctx context.Context, x *Lab, control bool) (Result, error) {
 	r := Result{Pass: true, Reason: "ok"}
+	limit := threshold(x)
+	r.figure("threshold_ms", float64(limit.Milliseconds()))
+	faults := failoverFaults
+	if control {
+		faults = []fault{silentDrop}
+	}
+	for _, f := range faults {
+		if err := measureFault(ctx, x, f, limit, &r); err != nil {
+			return r, fmt.Errorf("%s: %w", f.name, err)
+		}
+		// The lab is whole again before the next failure.
+		if err := runtime.WaitReady(ctx, x.Plan, x.Kubeconfig, 5*time.Minute); err != nil {
+			return r, fmt.Errorf("after %s: %w", f.name, err)
+		}
+	}
+	return r, nil
+}
+
+// measureFault runs probe streams until one enters through a node other than the
+// backend's (new streams pick new source ports, hence new ECMP paths), injects the
+// failure on that node, and adds the outage to r.
+func measureFault(ctx context.Context, x *Lab, f fault, limit time.Duration, r *Result) error {
+	for attempt := 1; attempt <= 8; attempt++ {
+		entry, out, err := failoverOnce(ctx, x, f, limit, attempt, r)
+		if err != nil {
+			return err
+		}
+		if entry == "" {
+			continue
+		}
+		r.figure("attempts_"+f.name, float64(attempt))
+		if out > float64(limit.Milliseconds()) {
+			r.fail("%s of %s: outage %.0f ms exceeds the %s the spec's detection allows", f.name, entry, out, limit)
+		}
+		return nil
+	}
+	return errors.New("8 probe streams all entered through the backend's node: no failover to measure")
+}
+
+func failoverOnce(ctx context.Context, x *Lab, f fault, limit time.Duration, attempt int, r *Result) (string, float64, error) {
 	ns := x.Plan.Apps[0].Namespace
 	vip, err := x.VIP(ctx, ns, DSRSvc)
 	if err != nil {
-		return r, err
+		return "", 0, err
 	}
 	client := x.Plan.HostByRole("client")
-	limit := threshold(x)
-	r.figure("threshold_ms", float64(limit.Milliseconds()))
-	faultFor := 3 * time.Second
-	if control {
-		faultFor = limit + 2*time.Second
-	}
-	total := faultFor + 5*time.Second
-	// The stream must enter through a node other than the backend's (else the fault also
-	// cuts the backend off): new streams pick new source ports, hence new ECMP paths.
-	for attempt := 1; attempt <= 8; attempt++ {
-		entry, res, err := failoverOnce(ctx, x, client.Name, vip, total, faultFor, control, attempt)
-		if err != nil {
-			return r, err
-		}
-		if entry == "" {
-			continue // entered through the backend's node: try another flow
-		}
-		res.figure("threshold_ms", float64(limit.Milliseconds()))
-		res.figure("attempts", float64(attempt))
-		if out, ok := res.Figures["outage_ms"]; ok && out > float64(limit.Milliseconds()) {
-			res.fail("outage %.0f ms after the failure of %s's link exceeds the %s the spec's detection allows", out, entry, limit)
-		}
-		return res, nil
-	}
-	return r, errors.New("8 probe streams all entered through the backend's node: no failover to measure")
-}
-
-func failoverOnce(ctx context.Context, x *Lab, clientName string, vip netip.Addr, total, faultFor time.Duration, control bool, attempt int) (string, Result, error) {
-	r := Result{Pass: true, Reason: "ok"}
-	name := fmt.Sprintf("failover%s-%d", suffix(control), attempt)
+	hold := time.Duration(x.Lab.Spec.Spec.BGP.HoldSeconds) * time.Second
+	total := hold + 8*time.Second
+	name := fmt.Sprintf("failover-%s-%d", f.name, attempt)
 	clientPt := x.HostLink("client")
 	var entry string
 	var faultAt, restoredAt time.Time
 	var sum ProbeSummary
-	var withdrawn time.Duration = -1
+	withdrawn := time.Duration(-1)
 	caps, err := x.Capture(ctx, name, capture.Filter{Proto: "udp", Port: ProbePort}, []string{clientPt}, func() error {
 		done := make(chan error, 1)
 		go func() {
-			out, err := x.Exec(ctx, clientName, "v6lab-probe", "send", "--to", netip.AddrPortFrom(vip, ProbePort).String(),
+			out, err := x.Exec(ctx, client.Name, "v6lab-probe", "send", "--to", netip.AddrPortFrom(vip, ProbePort).String(),
 				"--interval", "10ms", "--duration", total.String(), "--wait", "500ms")
 			if jerr := decodeJSON(out, &sum); jerr != nil {
 				err = fmt.Errorf("send: %w (%v)", jerr, err)
@@ -636,7 +712,7 @@ func failoverOnce(ctx context.Context, x *Lab, clientName string, vip netip.Addr
 			}
 			done <- err
 		}()
-		// Find the entry node: a short capture on every node's uplink.
+		// The entry node: a short capture on every node's uplink.
 		var points []string
 		for _, n := range x.Plan.KubeNodes {
 			points = append(points, x.Uplink(n.Name))
@@ -658,87 +734,62 @@ func failoverOnce(ctx context.Context, x *Lab, clientName string, vip netip.Addr
 			}
 		}
 		if entry == "" || entry == x.DSRNode() {
-			slog.Info("failover: the stream entered through the backend's node (or was not seen); another flow", "attempt", attempt, "entry", entry)
+			slog.Info("failover: the stream entered through the backend's node (or was not seen); another flow", "fault", f.name, "attempt", attempt, "entry", entry)
 			entry = ""
-			_, _ = x.Exec(ctx, clientName, "pkill", "-f", "v6lab-probe send")
+			_, _ = x.Exec(ctx, client.Name, "pkill", "-f", "v6lab-probe send")
 			<-done
 			return nil
 		}
-		var node = x.node(entry)
-		router, iface := node.Router, node.RouterIface
-		if control {
-			rules := fmt.Sprintf("add table inet v6lab_negative\nadd chain inet v6lab_negative forward_c { type filter hook forward priority -300; }\nadd rule inet v6lab_negative forward_c oifname %s udp dport %d drop\n", iface, ProbePort)
-			if _, err := x.ExecStdin(ctx, router, rules, "nft", "-f", "-"); err != nil {
-				<-done
-				return err
-			}
-			faultAt = time.Now()
-			time.Sleep(faultFor)
-			_, err = x.Exec(ctx, router, "nft", "delete", "table", "inet", "v6lab_negative")
-			restoredAt = time.Now()
-		} else {
-			if _, err := x.Exec(ctx, router, "ip", "link", "set", iface, "down"); err != nil {
-				<-done
-				return err
-			}
-			faultAt = time.Now()
-			withdrawn = waitWithdrawn(ctx, x, router, vip, node.Address, faultFor)
-			if rest := faultFor - time.Since(faultAt); rest > 0 {
-				time.Sleep(rest)
-			}
-			_, err = x.Exec(ctx, router, "ip", "link", "set", iface, "up")
-			restoredAt = time.Now()
-		}
+		n := x.node(entry)
+		n.vip = vip
+		faultAt, restoredAt, withdrawn, err = f.inject(ctx, x, n, hold)
 		if err != nil {
 			<-done
 			return err
 		}
 		return <-done
 	})
-	if err != nil {
-		return "", r, err
-	}
-	if entry == "" {
-		return "", r, nil
+	if err != nil || entry == "" {
+		return "", 0, err
 	}
 	r.pcaps(caps)
 	c := caps[clientPt]
-	client := x.Plan.HostByRole("client").Address
-	v := verdict.Outage(c.Packets, verdict.Match{Proto: "udp", Src: vip, Dst: client}, 0, 0)
+	v := verdict.Outage(c.Packets, verdict.Match{Proto: "udp", Src: vip, Dst: client.Address}, 0, 0)
 	var worst verdict.Window
 	for _, w := range v.Windows {
 		if w.DurationMs > worst.DurationMs {
 			worst = w
 		}
 	}
-	r.figure("outage_ms", worst.DurationMs)
-	r.figure("lost", float64(sum.Sent-sum.Received))
-	r.figure("sent", float64(sum.Sent))
+	r.figure("outage_ms_"+f.name, worst.DurationMs)
+	r.figure("lost_"+f.name, float64(sum.Sent-sum.Received))
 	if withdrawn >= 0 {
-		r.figure("withdraw_ms", float64(withdrawn.Milliseconds()))
+		r.figure("withdraw_ms_"+f.name, float64(withdrawn.Milliseconds()))
 	}
-	r.Timeline = append(r.Timeline,
-		reports.Event{At: faultAt, Label: "fault: " + entry + "'s router link", Until: restoredAt})
+	r.Timeline = append(r.Timeline, reports.Event{At: faultAt, Label: f.name + ": " + entry, Until: restoredAt})
 	for _, w := range v.Windows {
 		r.Timeline = append(r.Timeline, reports.Event{At: w.Start, Label: fmt.Sprintf("no replies (%.0f ms)", w.DurationMs), Until: w.End})
 	}
 	if v.Packets == 0 {
-		r.fail("no reply captured at the client: nothing measured")
+		r.fail("%s: no reply captured at the client: nothing measured", f.name)
 	}
-	r.Evidence = append(r.Evidence, reports.Evidence{File: c.File, Time: faultAt, Note: fmt.Sprintf("fault on %s's link; %d loss windows; longest %.0f ms", entry, len(v.Windows), worst.DurationMs)})
-	return entry, r, nil
+	r.Evidence = append(r.Evidence, reports.Evidence{File: c.File, Time: faultAt,
+		Note: fmt.Sprintf("%s on %s; %d loss windows; longest %.0f ms", f.name, entry, len(v.Windows), worst.DurationMs)})
+	return entry, worst.DurationMs, nil
 }
 
-func (x *Lab) node(name string) *struct {
-	Router, RouterIface string
-	Address             netip.Addr
-} {
+// kubeNode is what a fault needs of a node.
+type kubeNode struct {
+	Name, Router, RouterIface string
+	RouterASN                 uint32
+	Address                   netip.Addr
+	vip                       netip.Addr
+}
+
+func (x *Lab) node(name string) *kubeNode {
 	for _, n := range x.Plan.KubeNodes {
 		if n.Name == name {
-			return &struct {
-				Router, RouterIface string
-				Address             netip.Addr
-			}{n.Router, n.RouterIface, n.Address}
+			return &kubeNode{Name: n.Name, Router: n.Router, RouterIface: n.RouterIface, RouterASN: n.RouterASN, Address: n.Address}
 		}
 	}
 	return nil

@@ -190,10 +190,10 @@ const (
 	HostnameLabel = "kubernetes.io/hostname"
 )
 
-// vipFirst and vipLast bound the VIPs of an ingress /64: ::1 to ::ffff.
-func vipFirst(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
+// VIPFirst and VIPLast bound the VIPs of an ingress /64: ::1 to ::ffff.
+func VIPFirst(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
 
-func vipLast(p netip.Prefix) netip.Addr {
+func VIPLast(p netip.Prefix) netip.Addr {
 	a := p.Masked().Addr().As16()
 	a[14], a[15] = 0xff, 0xff
 	return netip.AddrFrom16(a)
@@ -227,7 +227,7 @@ func Objects(p *plan.Plan) []any {
 					// VIPs from ::1: Cilium hands out the prefix's first address
 					// (::, the Subnet-Router anycast address) otherwise, and clients
 					// refuse to connect to it.
-					Blocks: []CIDRBlock{{Start: vipFirst(a.Ingress).String(), Stop: vipLast(a.Ingress).String()}},
+					Blocks: []CIDRBlock{{Start: VIPFirst(a.Ingress).String(), Stop: VIPLast(a.Ingress).String()}},
 					ServiceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{
 						"io.kubernetes.service.namespace": a.Namespace}},
 				},

@@ -115,7 +115,9 @@ func Objects(p *plan.Plan) []any {
 		out = append(out, IPAddressPool{
 			TypeMeta: cilium.TypeMeta{APIVersion: "metallb.io/v1beta1", Kind: "IPAddressPool"},
 			Metadata: meta(a.Name),
-			Spec: IPAddressPoolSpec{Addresses: []string{a.Ingress.String()}, AutoAssign: true,
+			// ::1-::ffff, as Cilium's pools: never the prefix's first address (the
+			// Subnet-Router anycast address, which forwarding nodes claim).
+			Spec: IPAddressPoolSpec{Addresses: []string{cilium.VIPFirst(a.Ingress).String() + "-" + cilium.VIPLast(a.Ingress).String()}, AutoAssign: true,
 				ServiceAllocation: &ServiceAllocation{Namespaces: []string{a.Namespace}}},
 		})
 	}
