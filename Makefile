@@ -56,9 +56,9 @@ test: build tools k8s cilium metallb ## everything CI runs: host setup, vet, uni
 	@# One package at a time: the integration packages run real labs whose outage
 	@# measurements must not compete for the two cores.
 	$(GO) test -count=1 -p 1 ./...
-	@# The conformance suite ran above on the default lab (native routing, a lab of its
-	@# own); tunnel mode gets the same suite here.
-	$(BIN) conformance --matrix embedded:tunnel --runs $${TMPDIR:-/tmp}/v6lab-test-runs
+	@# The conformance suite ran above on the default lab (native routing + Cilium BGP, a
+	@# lab of its own); MetalLB mode and tunnel mode get the same suite here.
+	$(BIN) conformance --matrix embedded:metallb --matrix embedded:tunnel --runs $${TMPDIR:-/tmp}/v6lab-test-runs
 
 .PHONY: unit
 unit: ## unit tests only (no external tools)

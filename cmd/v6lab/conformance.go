@@ -197,7 +197,7 @@ when a check fails or a negative control does not.`,
 
 // defaultMatrix is what `v6lab conformance` runs without --spec: the embedded labs the
 // offline path can bring up.
-var defaultMatrix = []string{"embedded:default", "embedded:tunnel"}
+var defaultMatrix = []string{"embedded:default", "embedded:metallb", "embedded:tunnel"}
 
 func conformanceCmd(g *globals) *cobra.Command {
 	var f suiteFlags

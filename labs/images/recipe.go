@@ -61,8 +61,9 @@ var Recipes = []Recipe{
 		"cilium/cilium-mount", "cilium/cilium-sysctlfix", "cilium/cilium-cni", "cilium/bpf",
 		"cilium/init-container.sh", "cilium/install-plugin.sh"}},
 	{Name: "cilium-operator", Base: "base", Binaries: []string{"cilium/cilium-operator-generic"}},
-	{Name: "metallb", Base: "base", Binaries: []string{
-		"metallb/controller", "metallb/speaker", "metallb/cp-tool", "metallb/frr-metrics", "metallb/frr-reloader.sh"}},
+	{Name: "metallb-controller", Base: "base", Binaries: []string{"metallb/controller"}},
+	{Name: "metallb-speaker", Base: "base", Binaries: []string{
+		"metallb/speaker", "metallb/cp-tool", "metallb/frr-metrics", "metallb/frr-reloader.sh"}},
 	{Name: "metallb-frr", Base: "frr"},
 }
 
@@ -72,7 +73,7 @@ var (
 	Underlay   = []string{"base", "frr", "host"}
 	Kubernetes = []string{"pause", "node"}
 	Cilium     = []string{"cilium", "cilium-operator"}
-	MetalLB    = []string{"metallb", "metallb-frr"}
+	MetalLB    = []string{"metallb-controller", "metallb-speaker", "metallb-frr"}
 )
 
 // BinaryName is the file name of a program's binary.

@@ -228,7 +228,7 @@ func All(l *lab.Lab, opt Options) (Files, error) {
 		add("metallb/objects.yaml", mb)
 		var mimg metallb.Images
 		if node.Applies(&l.Spec.Spec) && opt.Source != images.Online {
-			mimg = metallb.Images{MetalLB: refs["metallb"], FRR: refs["metallb-frr"]}
+			mimg = metallb.Images{Controller: refs["metallb-controller"], Speaker: refs["metallb-speaker"], FRR: refs["metallb-frr"]}
 		}
 		mv, err := yaml.Marshal(metallb.ValuesFor(mimg))
 		if err != nil {

@@ -179,7 +179,7 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 			// Every node loads these: the pod sandbox, the lab's workload image, Cilium.
 			load := []string{refs["pause"], refs["host"], refs["cilium"], refs["cilium-operator"]}
 			if usesMetalLB(p) {
-				load = append(load, refs["metallb"], refs["metallb-frr"])
+				load = append(load, refs["metallb-controller"], refs["metallb-speaker"], refs["metallb-frr"])
 			}
 			if err := archiveImages(ctx, load,
 				filepath.Join(CacheDir(), "archives"), filepath.Join(dir, render.ImagesDir)); err != nil {

@@ -581,8 +581,8 @@ type fault struct {
 }
 
 // failoverFaults are the failures of the check: (c) the node's router link goes down,
-// (b) the node's BGP session is shut on its router, (a) the node stops (frozen: its
-// speaker goes silent and only the hold timer finds out).
+// (b) the node's BGP session is shut on its router, (a) the node stops (frozen, and its
+// link silent without going down: only BFD or the hold timer finds out).
 var failoverFaults = []fault{
 	{"link-down", func(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration) (time.Time, time.Time, time.Duration, error) {
 		return around(ctx, x, n, hold,
@@ -595,14 +595,38 @@ var failoverFaults = []fault{
 			return err
 		}
 		return around(ctx, x, n, hold,
-			func() error { return vty("neighbor " + n.Address.String() + " shutdown") },
-			func() error { return vty("no neighbor " + n.Address.String() + " shutdown") })
+			func() error { return vty("neighbor " + n.Announcer.String() + " shutdown") },
+			func() error { return vty("no neighbor " + n.Announcer.String() + " shutdown") })
 	}},
 	{"node-stopped", func(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration) (time.Time, time.Time, time.Duration, error) {
+		// A node that dies without its link going down: its processes frozen, and
+		// nothing in or out of its link any more (a frozen container's kernel datapath
+		// would go on forwarding). Only BFD or the hold timer can find out.
 		c := x.Plan.ContainerName(n.Name)
+		rules := fmt.Sprintf(`add table inet v6lab_nodestop
+add chain inet v6lab_nodestop input_c { type filter hook input priority -300; }
+add chain inet v6lab_nodestop forward_c { type filter hook forward priority -300; }
+add chain inet v6lab_nodestop output_c { type filter hook output priority -300; }
+add rule inet v6lab_nodestop input_c iifname %[1]s drop
+add rule inet v6lab_nodestop forward_c iifname %[1]s drop
+add rule inet v6lab_nodestop forward_c oifname %[1]s drop
+add rule inet v6lab_nodestop output_c oifname %[1]s drop
+`, n.RouterIface)
 		return around(ctx, x, n, hold,
-			func() error { _, err := run(ctx, "docker", []string{"pause", c}, ""); return err },
-			func() error { _, err := run(ctx, "docker", []string{"unpause", c}, ""); return err })
+			func() error {
+				if _, err := x.ExecStdin(ctx, n.Router, rules, "nft", "-f", "-"); err != nil {
+					return err
+				}
+				_, err := run(ctx, "docker", []string{"pause", c}, "")
+				return err
+			},
+			func() error {
+				_, err := run(ctx, "docker", []string{"unpause", c}, "")
+				if _, derr := x.Exec(ctx, n.Router, "nft", "delete", "table", "inet", "v6lab_nodestop"); err == nil {
+					err = derr
+				}
+				return err
+			})
 	}},
 }
 
@@ -614,7 +638,7 @@ func around(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration, do, un
 	}
 	at := time.Now()
 	keep := hold + 2*time.Second
-	withdrawn := waitWithdrawn(ctx, x, n.Router, n.vip, n.Address, keep)
+	withdrawn := waitWithdrawn(ctx, x, n.Router, n.vip, n.Announcer, keep)
 	if rest := keep - time.Since(at); rest > 0 {
 		time.Sleep(rest)
 	}
@@ -783,13 +807,29 @@ type kubeNode struct {
 	Name, Router, RouterIface string
 	RouterASN                 uint32
 	Address                   netip.Addr
+	Announcer                 netip.Addr // the address the VIPs are announced from
 	vip                       netip.Addr
+}
+
+// announcer is the address a node announces VIPs from: its node-ip (Cilium's BGP), or
+// its speaker address (MetalLB).
+func (x *Lab) announcer(node string) netip.Addr {
+	for _, n := range x.Plan.KubeNodes {
+		if n.Name == node {
+			if x.Lab.Spec.Spec.LoadBalancer.Announcer == spec.AnnouncerMetalLB {
+				return n.SpeakerAddress
+			}
+			return n.Address
+		}
+	}
+	return netip.Addr{}
 }
 
 func (x *Lab) node(name string) *kubeNode {
 	for _, n := range x.Plan.KubeNodes {
 		if n.Name == name {
-			return &kubeNode{Name: n.Name, Router: n.Router, RouterIface: n.RouterIface, RouterASN: n.RouterASN, Address: n.Address}
+			return &kubeNode{Name: n.Name, Router: n.Router, RouterIface: n.RouterIface, RouterASN: n.RouterASN,
+				Address: n.Address, Announcer: x.announcer(n.Name)}
 		}
 	}
 	return nil
@@ -820,13 +860,20 @@ func bgpRoutes() Check {
 	return Check{
 		Name:     "bgp-routes",
 		Applies:  always,
-		Breakage: "the CiliumBGPAdvertisement removed (the nodes withdraw pod pools and VIPs)",
+		Breakage: "the BGP advertisements removed (Cilium's, and MetalLB's when it announces): the nodes withdraw pod pools and VIPs",
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
 			if x.Lab.Spec.Spec.LoadBalancer.Announcer != spec.AnnouncerCiliumBGP && x.Lab.Spec.Spec.Datapath != spec.DatapathNative {
 				return nil, errors.New("nothing to withdraw: the cluster announces neither VIPs nor pod pools")
 			}
 			kc := []string{"--kubeconfig", x.Kubeconfig}
-			out, err := run(ctx, x.Kubectl, append(kc, "get", "ciliumbgpadvertisements.cilium.io", "-o", "json"), "")
+			kind := "ciliumbgpadvertisements.cilium.io"
+			if x.Lab.Spec.Spec.LoadBalancer.Announcer == spec.AnnouncerMetalLB {
+				// MetalLB announces the VIPs: withdraw its advertisement (and Cilium's, the
+				// pod pools) — every route the check looks for goes.
+				kind = "ciliumbgpadvertisements.cilium.io,bgpadvertisements.metallb.io"
+				kc = append(kc, "-n", "metallb-system")
+			}
+			out, err := run(ctx, x.Kubectl, append(kc, "get", kind, "-o", "json"), "")
 			if err != nil {
 				return nil, err
 			}
@@ -848,7 +895,7 @@ func bgpRoutes() Check {
 					time.Sleep(time.Second)
 				}
 			}
-			_, err = run(ctx, x.Kubectl, append(kc, "delete", "ciliumbgpadvertisements.cilium.io", "--all"), "")
+			_, err = run(ctx, x.Kubectl, append(kc, "delete", kind, "--all"), "")
 			return restore, err
 		},
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
@@ -923,8 +970,9 @@ func routesOnce(ctx context.Context, x *Lab) (Result, error) {
 				if n.Router != rt.Name {
 					continue
 				}
-				if !hasHop(route.NextHops, n.Address) {
-					r.fail("%s's route for %s does not go through %s (%s): %v", rt.Name, vip, n.Name, n.Address, route.NextHops)
+				hop := x.announcer(n.Name)
+				if !hasHop(route.NextHops, hop) {
+					r.fail("%s's route for %s does not go through %s (%s): %v", rt.Name, vip, n.Name, hop, route.NextHops)
 				}
 			}
 			if rt.Name == edge {

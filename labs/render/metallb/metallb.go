@@ -128,7 +128,12 @@ func Objects(p *plan.Plan) []any {
 			Spec: BGPPeerSpec{
 				MyASN: n.ASN, PeerASN: n.RouterASN,
 				PeerAddress: n.Gateway.String(), SourceAddress: n.SpeakerAddress.String(),
-				RouterID:      n.SpeakerRouterID.String(),
+				// MetalLB's FRR mode runs one BGP instance per speaker and requires every
+				// BGPPeer to carry the same router-id (its webhook rejects others); IPv6-only
+				// nodes have no IPv4 address to derive one from, so the lab sets it: the
+				// first node's speaker router-id, for all (the routers tell the speakers
+				// apart by address, and none shares a router-id with them).
+				RouterID:      p.KubeNodes[0].SpeakerRouterID.String(),
 				HoldTime:      (time.Duration(s.BGP.HoldSeconds) * time.Second).String(),
 				KeepaliveTime: (time.Duration(s.BGP.KeepaliveSeconds) * time.Second).String(),
 				NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{cilium.HostnameLabel: n.Name}}},

@@ -53,8 +53,7 @@ type Prometheus struct {
 
 // Images are the offline images; empty fields keep the chart's (online) defaults.
 type Images struct {
-	MetalLB string // controller and speaker
-	FRR     string
+	Controller, Speaker, FRR string
 }
 
 // ValuesFor renders the chart values.
@@ -64,9 +63,11 @@ func ValuesFor(img Images) Values {
 		Speaker:    Speaker{LogLevel: "info", FRR: FRR{Enabled: true}, IgnoreExcludeLB: true},
 		CRDs:       Enabled{true},
 	}
-	if img.MetalLB != "" {
-		i := imageOf(img.MetalLB)
-		v.Controller.Image, v.Speaker.Image = i, i
+	if img.Controller != "" {
+		v.Controller.Image = imageOf(img.Controller)
+	}
+	if img.Speaker != "" {
+		v.Speaker.Image = imageOf(img.Speaker)
 	}
 	if img.FRR != "" {
 		v.Speaker.FRR.Image = imageOf(img.FRR)
