@@ -85,13 +85,19 @@ func Compare(a, b *Report, tol Tolerance) []Change {
 	return out
 }
 
+// worseIfLarger says which figures regress when they grow: times (…_ms, also with a
+// qualifier after them, as outage_ms_link-down) and losses. A negative control's figures
+// and configured thresholds are not measurements of the lab's quality.
 func worseIfLarger(figure string) bool {
+	if strings.HasPrefix(figure, "control_") || strings.HasPrefix(figure, "threshold") {
+		return false
+	}
 	for _, s := range []string{"_ms", "_loss", "_lost"} {
-		if strings.HasSuffix(figure, s) {
+		if strings.HasSuffix(figure, s) || strings.Contains(figure, s+"_") {
 			return true
 		}
 	}
-	return false
+	return strings.HasPrefix(figure, "lost_") || strings.HasPrefix(figure, "loss_")
 }
 
 // Regressed reports whether any change is a regression.
@@ -117,6 +123,9 @@ func WriteChanges(w io.Writer, a, b *Report, changes []Change) error {
 		what, delta := "verdict", ""
 		if c.Figure != "" {
 			what, delta = c.Figure, fmt.Sprintf("%+.1f%%", c.DeltaPct)
+			if c.From == "0" {
+				delta = "from 0"
+			}
 		}
 		if c.Regression {
 			delta += " REGRESSION"

@@ -99,3 +99,15 @@ func TestReadRefusesOtherSchemas(t *testing.T) {
 	_, err := Read(dir)
 	assert.ErrorContains(t, err, "schema")
 }
+
+func TestWorseIfLarger(t *testing.T) {
+	for fig, want := range map[string]bool{
+		"outage_ms": true, "outage_ms_link-down": true, "withdraw_ms_node-stopped": true,
+		"lost_session-down": true, "control_outage_ms_silent-drop": false, "threshold_ms": false,
+		"packets": false, "http_ok_app-a": false,
+	} {
+		if got := worseIfLarger(fig); got != want {
+			t.Errorf("worseIfLarger(%q) = %v, want %v", fig, got, want)
+		}
+	}
+}

@@ -176,7 +176,8 @@ when a check fails or a negative control does not.`,
 				return err
 			}
 			if runDir == "" {
-				runDir = filepath.Join(g.runtimeOptions(cmd).LabDir(l.Plan.Lab), "runs", time.Now().UTC().Format("20060102T150405Z"))
+				// Not under the lab's own directory: down removes that, runs outlive labs.
+				runDir = filepath.Join(g.runtimeOptions(cmd).StateDir, "runs", l.Plan.Lab, time.Now().UTC().Format("20060102T150405Z"))
 			}
 			r, err := g.runSuite(cmd, &f, runDir, "-v6lab.lab", l.Plan.Lab)
 			if err != nil {
@@ -191,7 +192,7 @@ when a check fails or a negative control does not.`,
 		},
 	}
 	f.add(c)
-	c.Flags().StringVarP(&runDir, "output", "o", "", "run directory (default: the lab's runs/<time>)")
+	c.Flags().StringVarP(&runDir, "output", "o", "", "run directory (default: <state-dir>/runs/<lab>/<time>, which down leaves alone)")
 	return c
 }
 
