@@ -71,7 +71,7 @@ type Check struct {
 // Checks are the suite's checks, in the order they run: the ones whose controls
 // disturb the lab most come last.
 func Checks() []Check {
-	return []Check{podConnectivity(), bgpRoutes(), guaEgress(), vipReachability(), dsrReturnPath(), failover(), noMasquerade()}
+	return []Check{podConnectivity(), bgpRoutes(), etpLocal(), bfdSessions(), guaEgress(), vipReachability(), dsrReturnPath(), failover(), noMasquerade()}
 }
 
 func always(*Lab) string { return "" }
@@ -1124,4 +1124,186 @@ func podConnectivity() Check {
 			return r, nil
 		},
 	}
+}
+
+// --- etp-local --------------------------------------------------------------------
+
+// A Service with externalTrafficPolicy Local whose only backend runs on one node is
+// announced from that node alone: every router's route to its VIP goes only through
+// that node (or, away from its leaf, toward it), and the client reaches it. Control:
+// the same backend behind an externalTrafficPolicy Cluster Service, announced by every
+// node.
+func etpLocal() Check {
+	return Check{
+		Name:     "etp-local",
+		Applies:  always,
+		Breakage: "the same backend behind a Service with externalTrafficPolicy Cluster (every node announces it)",
+		Break: func(context.Context, *Lab) (func(context.Context) error, error) {
+			return func(context.Context) error { return nil }, nil
+		},
+		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
+			svc := LocalSvc
+			if control {
+				svc = DSRSvc
+			}
+			ns := x.Plan.Apps[0].Namespace
+			vip, err := x.VIP(ctx, ns, svc)
+			if err != nil {
+				return Result{}, err
+			}
+			backend := x.DSRNode()
+			var r Result
+			// Announcements converge: poll until the expected verdict, at most 30 s.
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				r = Result{Pass: true, Reason: "ok"}
+				st, err := runtime.GetStatus(ctx, x.Plan)
+				if err != nil {
+					return r, err
+				}
+				want := netip.PrefixFrom(vip, 128).String()
+				for _, n := range x.Plan.KubeNodes {
+					var route *runtime.Route
+					for i := range st.Routes {
+						if st.Routes[i].Router == n.Router && st.Routes[i].Prefix == want {
+							route = &st.Routes[i]
+						}
+					}
+					hop := x.announcer(n.Name)
+					switch {
+					case n.Name == backend && (route == nil || !hasHop(route.NextHops, hop)):
+						r.fail("%s has no route for %s through the backend's node %s (%s)", n.Router, vip, n.Name, hop)
+					case n.Name != backend && route != nil && hasHop(route.NextHops, hop):
+						r.fail("%s routes %s through %s (%s), which has no backend", n.Router, vip, n.Name, hop)
+					}
+					if route != nil {
+						r.Evidence = append(r.Evidence, reports.Evidence{Note: fmt.Sprintf("%s: %s via %v", n.Router, want, route.NextHops)})
+					}
+				}
+				if r.Pass != control || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(time.Second)
+			}
+			client := x.Plan.HostByRole("client")
+			out, err := x.Exec(ctx, client.Name, "v6lab-probe", "send", "--to", netip.AddrPortFrom(vip, ProbePort).String(),
+				"--count", "10", "--interval", "10ms", "--wait", "300ms")
+			var s ProbeSummary
+			if jerr := decodeJSON(out, &s); jerr != nil {
+				return r, fmt.Errorf("send: %w (%v)", jerr, err)
+			}
+			if s.Received != s.Sent || s.Sent == 0 {
+				r.fail("%d of %d probes to %s answered", s.Received, s.Sent, vip)
+			}
+			for src := range s.Observed {
+				if src != client.Address.String() {
+					r.fail("the backend saw %s, not the client (externalTrafficPolicy Local keeps the source)", src)
+				}
+			}
+			r.figure("answered", float64(s.Received))
+			return r, nil
+		},
+	}
+}
+
+// --- bfd-sessions -----------------------------------------------------------------
+
+// With BFD in the spec, every router has an up BFD session with each MetalLB speaker it
+// peers with (vtysh `show bfd peers json`). Control: one BGPPeer loses its BFD profile.
+func bfdSessions() Check {
+	var peerName string
+	return Check{
+		Name: "bfd-sessions",
+		Applies: func(x *Lab) string {
+			s := x.Lab.Spec.Spec
+			if !s.BGP.BFD.Enabled {
+				return "the spec does not enable BFD"
+			}
+			if s.LoadBalancer.Announcer != spec.AnnouncerMetalLB {
+				return "BFD runs with MetalLB's speakers; Cilium's BGP control plane has no BFD in the versions v6lab supports"
+			}
+			return ""
+		},
+		Breakage: "one BGPPeer's bfdProfile removed (MetalLB stops BFD on that session)",
+		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
+			n := x.Plan.KubeNodes[0]
+			peerName = n.Name + "-" + n.Router
+			kc := []string{"--kubeconfig", x.Kubeconfig, "-n", "metallb-system"}
+			profile, err := run(ctx, x.Kubectl, append(kc, "get", "bgppeers.metallb.io", peerName, "-o", "jsonpath={.spec.bfdProfile}"), "")
+			if err != nil {
+				return nil, err
+			}
+			patch := func(ctx context.Context, v string) error {
+				body := `{"spec":{"bfdProfile":null}}`
+				if v != "" {
+					body = fmt.Sprintf(`{"spec":{"bfdProfile":%q}}`, v)
+				}
+				_, err := run(ctx, x.Kubectl, append(kc, "patch", "bgppeers.metallb.io", peerName, "--type", "merge", "-p", body), "")
+				return err
+			}
+			restore := func(ctx context.Context) error {
+				if err := patch(ctx, strings.TrimSpace(profile)); err != nil {
+					return err
+				}
+				deadline := time.Now().Add(time.Minute)
+				for {
+					r, err := bfdOnce(ctx, x)
+					if err == nil && r.Pass {
+						return nil
+					}
+					if time.Now().After(deadline) {
+						return fmt.Errorf("BFD not back a minute after restoring %s: %s (%v)", peerName, r.Reason, err)
+					}
+					time.Sleep(time.Second)
+				}
+			}
+			return restore, patch(ctx, "")
+		},
+		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
+			var r Result
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				var err error
+				r, err = bfdOnce(ctx, x)
+				if err != nil {
+					return r, err
+				}
+				if r.Pass != control || time.Now().After(deadline) {
+					return r, nil
+				}
+				time.Sleep(time.Second)
+			}
+		},
+	}
+}
+
+func bfdOnce(ctx context.Context, x *Lab) (Result, error) {
+	r := Result{Pass: true, Reason: "ok"}
+	up := 0
+	for _, n := range x.Plan.KubeNodes {
+		out, err := x.Exec(ctx, n.Router, "vtysh", "-c", "show bfd peers json")
+		if err != nil {
+			return r, err
+		}
+		var peers []struct {
+			Peer   string `json:"peer"`
+			Status string `json:"status"`
+		}
+		if err := json.Unmarshal([]byte(out), &peers); err != nil {
+			return r, fmt.Errorf("%s: show bfd peers json: %w", n.Router, err)
+		}
+		state := "absent"
+		for _, p := range peers {
+			if a, err := netip.ParseAddr(p.Peer); err == nil && a == n.SpeakerAddress {
+				state = p.Status
+			}
+		}
+		if state != "up" {
+			r.fail("%s: BFD with %s's speaker (%s) is %s", n.Router, n.Name, n.SpeakerAddress, state)
+		} else {
+			up++
+		}
+	}
+	r.figure("bfd_up", float64(up))
+	return r, nil
 }

@@ -190,10 +190,11 @@ type Pod struct {
 
 // Workload names.
 const (
-	EchoName = "echo"     // every application: one echo pod per node, a LoadBalancer Service
-	DSRName  = "dsr-echo" // first application: one backend pinned to one node
-	DSRSvc   = "dsr"      // its Service in the lab's LB mode
-	SNATSvc  = "dsr-snat" // the same backend, SNAT forwarding (the DSR check's control)
+	EchoName = "echo"      // every application: one echo pod per node, a LoadBalancer Service
+	DSRName  = "dsr-echo"  // first application: one backend pinned to one node
+	DSRSvc   = "dsr"       // its Service in the lab's LB mode
+	SNATSvc  = "dsr-snat"  // the same backend, SNAT forwarding (the DSR check's control)
+	LocalSvc = "dsr-local" // the same backend, externalTrafficPolicy Local
 )
 
 func labels(app string) map[string]string { return map[string]string{"app": app} }
@@ -238,6 +239,11 @@ func LBService(ns, name, app string, annotations map[string]string) *corev1.Serv
 	}
 }
 
+func localService(s *corev1.Service) *corev1.Service {
+	s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	return s
+}
+
 // DSRNode is the node that holds the DSR check's only backend: the last node, so that
 // connections also enter through the others.
 func (x *Lab) DSRNode() string { return x.Plan.KubeNodes[len(x.Plan.KubeNodes)-1].Name }
@@ -254,7 +260,8 @@ func (x *Lab) Deploy(ctx context.Context) error {
 	first := x.Plan.Apps[0].Namespace
 	if err := x.apply(ctx, x.echoDeployment(first, DSRName, 1, x.DSRNode()),
 		LBService(first, DSRSvc, DSRName, nil),
-		LBService(first, SNATSvc, DSRName, map[string]string{"service.cilium.io/forwarding-mode": "snat"})); err != nil {
+		LBService(first, SNATSvc, DSRName, map[string]string{"service.cilium.io/forwarding-mode": "snat"}),
+		localService(LBService(first, LocalSvc, DSRName, nil))); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(5 * time.Minute)
@@ -427,7 +434,7 @@ func Evidence(file string, ev []verdict.Evidence) []reports.Evidence {
 func (x *Lab) Cleanup(ctx context.Context) {
 	for _, app := range x.Plan.Apps {
 		_ = x.Client.AppsV1().Deployments(app.Namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
-		for _, n := range []string{EchoName, DSRSvc, SNATSvc} {
+		for _, n := range []string{EchoName, DSRSvc, SNATSvc, LocalSvc} {
 			_ = x.Client.CoreV1().Services(app.Namespace).Delete(ctx, n, metav1.DeleteOptions{})
 		}
 	}
