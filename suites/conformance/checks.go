@@ -134,22 +134,7 @@ func guaEgress() Check {
 				if len(pods) == 0 {
 					return r, fmt.Errorf("%s: no echo pod runs", app.Namespace)
 				}
-				sums := map[Pod]ProbeSummary{}
-				caps, err := x.Capture(ctx, "gua-egress-"+app.Name+suffix(control), capture.Filter{Proto: "udp", Port: ProbePort}, points, func() error {
-					for _, p := range pods {
-						out, err := x.PodExec(ctx, p, "v6lab-probe", "send", "--to", netip.AddrPortFrom(world.Address, ProbePort).String(),
-							"--count", "10", "--interval", "10ms", "--wait", "300ms")
-						if err != nil {
-							return err
-						}
-						var s ProbeSummary
-						if err := decodeJSON(out, &s); err != nil {
-							return err
-						}
-						sums[p] = s
-					}
-					return nil
-				})
+				caps, sums, err := x.podsToWorld(ctx, "gua-egress-"+app.Name+suffix(control), pods, points)
 				if err != nil {
 					return r, err
 				}
@@ -185,6 +170,29 @@ func guaEgress() Check {
 			return r, nil
 		},
 	}
+}
+
+// podsToWorld has every pod send probes to the world host while capturing the probes at
+// the given points; it returns the captures and each pod's probe summary.
+func (x *Lab) podsToWorld(ctx context.Context, check string, pods []Pod, points []string) (map[string]Captured, map[Pod]ProbeSummary, error) {
+	world := x.Plan.HostByRole("world")
+	sums := map[Pod]ProbeSummary{}
+	caps, err := x.Capture(ctx, check, capture.Filter{Proto: "udp", Port: ProbePort}, points, func() error {
+		for _, p := range pods {
+			out, err := x.PodExec(ctx, p, "v6lab-probe", "send", "--to", netip.AddrPortFrom(world.Address, ProbePort).String(),
+				"--count", "10", "--interval", "10ms", "--wait", "300ms")
+			if err != nil {
+				return err
+			}
+			var s ProbeSummary
+			if err := decodeJSON(out, &s); err != nil {
+				return err
+			}
+			sums[p] = s
+		}
+		return nil
+	})
+	return caps, sums, err
 }
 
 func suffix(control bool) string {
@@ -268,22 +276,7 @@ func noMasquerade() Check {
 				}
 				pods = append(pods, p...)
 			}
-			sums := map[Pod]ProbeSummary{}
-			caps, err := x.Capture(ctx, "no-masquerade"+suffix(control), capture.Filter{Proto: "udp", Port: ProbePort}, points, func() error {
-				for _, p := range pods {
-					out, err := x.PodExec(ctx, p, "v6lab-probe", "send", "--to", netip.AddrPortFrom(world.Address, ProbePort).String(),
-						"--count", "10", "--interval", "10ms", "--wait", "300ms")
-					if err != nil {
-						return err
-					}
-					var s ProbeSummary
-					if err := decodeJSON(out, &s); err != nil {
-						return err
-					}
-					sums[p] = s
-				}
-				return nil
-			})
+			caps, sums, err := x.podsToWorld(ctx, "no-masquerade"+suffix(control), pods, points)
 			if err != nil {
 				return r, err
 			}
@@ -883,38 +876,43 @@ func bgpRoutes() Check {
 					return err
 				}
 				// Back only when the routers have the routes again.
-				deadline := time.Now().Add(time.Minute)
-				for {
-					r, err := routesOnce(ctx, x)
-					if err == nil && r.Pass {
-						return nil
-					}
-					if time.Now().After(deadline) {
-						return fmt.Errorf("routes not back a minute after restoring the advertisement: %s (%v)", r.Reason, err)
-					}
-					time.Sleep(time.Second)
-				}
+				return restored(ctx, x, "the routes", routesOnce)
 			}
 			_, err = run(ctx, x.Kubectl, append(kc, "delete", kind, "--all"), "")
 			return restore, err
 		},
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
-			// Routes converge after a change: poll until the verdict is the one a healthy
-			// (or, for the control, broken) lab settles on, for at most 30 s.
-			var r Result
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				var err error
-				r, err = routesOnce(ctx, x)
-				if err != nil {
-					return r, err
-				}
-				if r.Pass != control || time.Now().After(deadline) {
-					return r, nil
-				}
-				time.Sleep(time.Second)
-			}
+			return settle(ctx, x, control, routesOnce)
 		},
+	}
+}
+
+// settle polls a state check (routes, BFD: they converge after a change) until it gives
+// the verdict the lab settles on — a pass, or for a control a failure — for at most 30 s.
+func settle(ctx context.Context, x *Lab, control bool, once func(context.Context, *Lab) (Result, error)) (Result, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r, err := once(ctx, x)
+		if err != nil || r.Pass != control || time.Now().After(deadline) {
+			return r, err
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// restored waits, for at most a minute, until a state check passes again after a
+// control restored the lab.
+func restored(ctx context.Context, x *Lab, what string, once func(context.Context, *Lab) (Result, error)) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		r, err := once(ctx, x)
+		if err == nil && r.Pass {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not back a minute after the restore: %s (%v)", what, r.Reason, err)
+		}
+		time.Sleep(time.Second)
 	}
 }
 
@@ -1245,34 +1243,12 @@ func bfdSessions() Check {
 				if err := patch(ctx, strings.TrimSpace(profile)); err != nil {
 					return err
 				}
-				deadline := time.Now().Add(time.Minute)
-				for {
-					r, err := bfdOnce(ctx, x)
-					if err == nil && r.Pass {
-						return nil
-					}
-					if time.Now().After(deadline) {
-						return fmt.Errorf("BFD not back a minute after restoring %s: %s (%v)", peerName, r.Reason, err)
-					}
-					time.Sleep(time.Second)
-				}
+				return restored(ctx, x, "BFD", bfdOnce)
 			}
 			return restore, patch(ctx, "")
 		},
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
-			var r Result
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				var err error
-				r, err = bfdOnce(ctx, x)
-				if err != nil {
-					return r, err
-				}
-				if r.Pass != control || time.Now().After(deadline) {
-					return r, nil
-				}
-				time.Sleep(time.Second)
-			}
+			return settle(ctx, x, control, bfdOnce)
 		},
 	}
 }
