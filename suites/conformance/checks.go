@@ -76,6 +76,24 @@ func Checks() []Check {
 
 func always(*Lab) string { return "" }
 
+// podsEgressAsThemselves says why pod egress checks do not apply in tunnel mode.
+func podsEgressAsThemselves(x *Lab) string {
+	if x.Lab.Spec.Spec.Datapath == spec.DatapathTunnel {
+		return "tunnel mode masquerades pod egress to the node address by design (the seed's trade-off): pods do not egress with their GUA"
+	}
+	return ""
+}
+
+// worldAndUplinks are the capture points of pod egress: the world host's link, then
+// every node's uplink.
+func (x *Lab) worldAndUplinks() []string {
+	points := []string{x.HostLink("world")}
+	for _, n := range x.Plan.KubeNodes {
+		points = append(points, x.Uplink(n.Name))
+	}
+	return points
+}
+
 // --- gua-egress -------------------------------------------------------------------
 
 // A pod of each application talks to the world host; on the nodes' uplinks and at the
@@ -85,13 +103,8 @@ func always(*Lab) string { return "" }
 func guaEgress() Check {
 	const wrongPod = "wrong-pool"
 	return Check{
-		Name: "gua-egress",
-		Applies: func(x *Lab) string {
-			if x.Lab.Spec.Spec.Datapath == spec.DatapathTunnel {
-				return "tunnel mode masquerades pod egress to the node address by design (the seed's trade-off): pods do not egress with their GUA"
-			}
-			return ""
-		},
+		Name:     "gua-egress",
+		Applies:  podsEgressAsThemselves,
 		Breakage: "a pod of the first application takes its address from the second application's pool (ipam.cilium.io/ip-pool)",
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
 			if len(x.Plan.Apps) < 2 {
@@ -121,10 +134,7 @@ func guaEgress() Check {
 				return r, err
 			}
 			world := x.Plan.HostByRole("world")
-			points := []string{x.HostLink("world")}
-			for _, n := range x.Plan.KubeNodes {
-				points = append(points, x.Uplink(n.Name))
-			}
+			points := x.worldAndUplinks()
 			m := verdict.Match{Proto: "udp", DstPort: ProbePort, Dst: world.Address}
 			for _, app := range x.Plan.Apps {
 				pods, err := x.Pods(ctx, app.Namespace, EchoName)
@@ -226,13 +236,8 @@ func waitPods(ctx context.Context, x *Lab, ns, app string, n int) error {
 // IPv6 masquerading switched on (the agents restart with it, then without it again).
 func noMasquerade() Check {
 	return Check{
-		Name: "no-masquerade",
-		Applies: func(x *Lab) string {
-			if x.Lab.Spec.Spec.Datapath == spec.DatapathTunnel {
-				return "tunnel mode masquerades pod egress to the node address by design (the seed's trade-off)"
-			}
-			return ""
-		},
+		Name:     "no-masquerade",
+		Applies:  podsEgressAsThemselves,
 		Breakage: "Cilium's IPv6 masquerading enabled (enable-ipv6-masquerade, enable-bpf-masquerade) and the agents restarted",
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
 			set := func(ctx context.Context, on bool) error {
@@ -263,10 +268,7 @@ func noMasquerade() Check {
 				return r, err
 			}
 			world := x.Plan.HostByRole("world")
-			points := []string{x.HostLink("world")}
-			for _, n := range x.Plan.KubeNodes {
-				points = append(points, x.Uplink(n.Name))
-			}
+			points := x.worldAndUplinks()
 			pools := []netip.Prefix{x.Plan.Pods.Block}
 			var pods []Pod
 			for _, app := range x.Plan.Apps {
