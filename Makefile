@@ -6,6 +6,11 @@ GO         ?= go
 BIN        := bin/v6lab
 SPEC       ?=
 SPEC_FLAG  := $(if $(SPEC),--spec $(SPEC),)
+# The Cilium releases make test's version axis runs (the first is the baseline);
+# CILIUM="1.18.4 1.20.2" make conformance runs the main job's matrix at each.
+TEST_CILIUM ?= 1.18.4 1.20.2
+CILIUM     ?=
+CILIUM_FLAGS := $(foreach v,$(TEST_CILIUM),--cilium $(v))
 RUNS       ?= runs
 FUZZTIME   ?= 30s
 
@@ -33,8 +38,9 @@ k8s: ## build Kubernetes and etcd from their Go modules for the offline node ima
 	@scripts/k8s.sh $(abspath bin/k8s)
 
 .PHONY: cilium
-cilium: ## build Cilium's programs from its Go module for the offline Cilium images (cached; ~6 min cold)
-	@scripts/cilium.sh $(abspath bin/cilium)
+cilium: ## build Cilium's programs (1.20.2 and 1.18.4) from their Go modules for the offline Cilium images (cached; ~6 min cold each)
+	@scripts/cilium.sh $(abspath bin/cilium) tools/cilium
+	@scripts/cilium.sh $(abspath bin/cilium-1.18) tools/cilium-1.18
 
 .PHONY: metallb
 metallb: ## build MetalLB's programs from its Go module for the offline MetalLB images (cached; ~3 min cold)
@@ -47,18 +53,22 @@ host-setup: build ## install/start Docker and apply the host adaptations this ho
 .PHONY: conformance
 conformance: build tools k8s cilium metallb ## the main job: for each lab of the matrix (SPEC=... for one): up, conformance suite, report, down
 	@$(BIN) host setup
-	@$(BIN) conformance --runs $(RUNS) $(SPEC_FLAG)
+	@$(BIN) conformance --runs $(RUNS) $(SPEC_FLAG) $(foreach v,$(CILIUM),--cilium $(v))
 
 .PHONY: test
 test: build tools k8s cilium metallb ## everything CI runs: host setup, vet, unit, golden and integration tests (real labs)
 	$(BIN) host setup
 	$(GO) vet ./...
 	@# One package at a time: the integration packages run real labs whose outage
-	@# measurements must not compete for the two cores.
-	$(GO) test -count=1 -p 1 ./...
-	@# The conformance suite ran above on the default lab (native routing + Cilium BGP, a
-	@# lab of its own); MetalLB mode and tunnel mode get the same suite here.
-	$(BIN) conformance --matrix embedded:metallb --matrix embedded:tunnel --runs $${TMPDIR:-/tmp}/v6lab-test-runs
+	@# measurements must not compete for the two cores. The conformance suite's labs run
+	@# below, through v6lab conformance (the same test binary); here only its unit tests.
+	$(GO) test -count=1 -p 1 $$($(GO) list ./... | grep -v '/suites/conformance$$')
+	$(GO) test -count=1 -short ./suites/conformance
+	@# The version axis: the default lab (native routing + Cilium BGP) and tunnel mode at
+	@# both Cilium releases, each later one compared with the first; MetalLB mode at the
+	@# default release.
+	$(BIN) conformance --matrix embedded:default --matrix embedded:tunnel $(CILIUM_FLAGS) --runs $${TMPDIR:-/tmp}/v6lab-test-runs
+	$(BIN) conformance --matrix embedded:metallb --runs $${TMPDIR:-/tmp}/v6lab-test-runs
 
 .PHONY: unit
 unit: ## unit tests only (no external tools)

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Builds Cilium's programs from the module pinned in tools/cilium, once per content of
-# that module, and stages what the offline Cilium images carry from the same module
+# Builds Cilium's programs from the module pinned in a tools module (tools/cilium for
+# Cilium 1.20, tools/cilium-1.18 for 1.18), once per content of that module, and stages what the offline Cilium images carry from the same module
 # version: the BPF sources the agent compiles at run time, and the two scripts the
 # chart's init containers run. Cached under ${XDG_CACHE_HOME:-~/.cache}/v6lab/cilium/<key>
 # and linked into the given directory, with the Helm chart of the same version. Cold: ~6 minutes on 2 cores; warm: nothing.
 set -euo pipefail
-out=$(realpath -m "${1:?usage: cilium.sh DIR}")
-cd "$(dirname "$0")/../tools/cilium"
+out=$(realpath -m "${1:?usage: cilium.sh DIR [TOOLS-MODULE]}")
+cd "$(dirname "$0")/.."
+cd "${2:-tools/cilium}"
 version=$(awk '$1 == "github.com/cilium/cilium" {print $2; exit}' go.mod)
 # Stamp the version as Cilium's Makefile does (pkg/version.ciliumVersion).
 ldflags="-s -X github.com/cilium/cilium/pkg/version.ciliumVersion=${version#v}"
-key=$( (cat go.mod go.sum; find stub -type f | sort | xargs cat; go env GOVERSION; echo "$ldflags") | sha256sum | cut -c1-16)
+key=$( (cat go.mod go.sum; stub=$(go mod edit -json | awk -F'"' '/"Path": "\.\.?\//{print $4}'); [ -z "$stub" ] || find $stub -type f | sort | xargs cat; go env GOVERSION; echo "$ldflags") | sha256sum | cut -c1-16)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/v6lab/cilium/$key
 progs="cilium-agent cilium-operator-generic cilium-dbg cilium-health cilium-health-responder cilium-cni cilium-mount cilium-sysctlfix"
 missing=0

@@ -203,14 +203,21 @@ var defaultMatrix = []string{"embedded:default", "embedded:metallb", "embedded:t
 func conformanceCmd(g *globals) *cobra.Command {
 	var f suiteFlags
 	var runs string
-	var specs []string
+	var specs, ciliums []string
 	c := &cobra.Command{
 		Use:   "conformance",
 		Short: "For each lab of the matrix: up, conformance suite, report, down; the last line is the run directory",
-		Long: `Brings up each lab of the matrix (--spec, repeatable; default: ` + strings.Join(defaultMatrix, ", ") + `)
+		Long: `Brings up each lab of the matrix (--matrix, repeatable; default: ` + strings.Join(defaultMatrix, ", ") + `)
 under its own name, runs the conformance suite on it, writes its report into
 <run>/<lab>/ and removes the lab. A run directory per lab holds report.json,
-junit.xml, report.html, pcap/ and suite.log. Compare two runs with v6lab compare.`,
+junit.xml, report.html, pcap/ and suite.log.
+
+--cilium (repeatable) adds the version axis: every lab of the matrix runs at each
+Cilium release given, into <run>/<lab>-cilium-<version>/, and each later release is
+compared with the first (what v6lab compare prints, also saved as
+<run>/<lab>-compare-<a>-<b>.txt): the pre-upgrade check of a new Cilium release.`,
+		Example: `  v6lab conformance
+  v6lab conformance --matrix embedded:metallb --cilium 1.18.4 --cilium 1.20.2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(specs) == 0 {
@@ -219,29 +226,77 @@ junit.xml, report.html, pcap/ and suite.log. Compare two runs with v6lab compare
 					specs = []string{g.specPath}
 				}
 			}
-			var labs []*lab.Lab
+			type entry struct {
+				spec, cilium, name, dir string
+				lab                     *lab.Lab
+				report                  *reports.Report
+			}
+			run := filepath.Join(runs, time.Now().UTC().Format("20060102T150405Z"))
+			var matrix []*entry
+			var errs []error
 			for _, s := range specs {
 				l, err := lab.Load(s)
 				if err != nil {
-					return &exitCode{2, err}
+					errs = append(errs, err)
+					continue
 				}
-				labs = append(labs, l)
+				if len(ciliums) == 0 {
+					matrix = append(matrix, &entry{spec: s, lab: l, name: "conf-" + l.Plan.Lab, dir: filepath.Join(run, l.Plan.Lab)})
+					continue
+				}
+				for _, v := range ciliums {
+					lv, err := l.WithCilium(v)
+					if err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					matrix = append(matrix, &entry{spec: s, cilium: v, lab: lv,
+						name: "conf-" + l.Plan.Lab + "-c" + strings.NewReplacer(".", "", "v", "").Replace(v),
+						dir:  filepath.Join(run, l.Plan.Lab+"-cilium-"+strings.TrimPrefix(v, "v"))})
+				}
 			}
-			run := filepath.Join(runs, time.Now().UTC().Format("20060102T150405Z"))
+			if len(errs) > 0 {
+				return &exitCode{2, errors.Join(errs...)}
+			}
 			allOK := true
-			for i, l := range labs {
-				name := "conf-" + l.Plan.Lab
-				dir := filepath.Join(run, l.Plan.Lab)
-				fmt.Fprintf(cmd.OutOrStdout(), "== %s: lab %s (%s)\n", specs[i], name, dir)
+			for _, e := range matrix {
+				fmt.Fprintf(cmd.OutOrStdout(), "== %s: lab %s, Cilium %s (%s)\n", e.spec, e.name, e.lab.Spec.Spec.Versions.Cilium, e.dir)
 				start := time.Now()
-				r, err := g.runSuite(cmd, &f, dir, "-v6lab.spec", specs[i], "-v6lab.name", name)
+				labArgs := []string{"-v6lab.spec", e.spec, "-v6lab.name", e.name}
+				if e.cilium != "" {
+					labArgs = append(labArgs, "-v6lab.cilium", e.cilium)
+				}
+				r, err := g.runSuite(cmd, &f, e.dir, labArgs...)
 				if err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", specs[i], err)
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", e.spec, err)
 					allOK = false
 					continue
 				}
-				allOK = summarize(cmd.OutOrStdout(), l.Plan.Lab, r) && allOK
+				e.report = r
+				allOK = summarize(cmd.OutOrStdout(), e.lab.Plan.Lab, r) && allOK
 				fmt.Fprintf(cmd.OutOrStdout(), "  took %s\n", time.Since(start).Round(time.Second))
+			}
+			// The version axis: each later release of a lab against its first.
+			for i, base := range matrix {
+				if base.cilium == "" || (i > 0 && matrix[i-1].spec == base.spec) {
+					continue
+				}
+				for _, e := range matrix[i+1:] {
+					if e.spec != base.spec || base.report == nil || e.report == nil {
+						continue
+					}
+					file := filepath.Join(run, fmt.Sprintf("%s-compare-%s-%s.txt", base.lab.Plan.Lab,
+						strings.TrimPrefix(base.cilium, "v"), strings.TrimPrefix(e.cilium, "v")))
+					var buf strings.Builder
+					changes := reports.Compare(base.report, e.report, reports.DefaultTolerance)
+					if err := reports.WriteChanges(&buf, base.report, e.report, changes); err != nil {
+						return err
+					}
+					if err := os.WriteFile(file, []byte(buf.String()), 0o644); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "== %s: Cilium %s -> %s (%s)\n%s", base.lab.Plan.Lab, base.cilium, e.cilium, file, buf.String())
+				}
 			}
 			abs, _ := filepath.Abs(run)
 			fmt.Fprintln(cmd.OutOrStdout(), abs)
@@ -254,5 +309,6 @@ junit.xml, report.html, pcap/ and suite.log. Compare two runs with v6lab compare
 	f.add(c)
 	c.Flags().StringVar(&runs, "runs", "runs", "directory for run directories")
 	c.Flags().StringArrayVar(&specs, "matrix", nil, "a lab spec of the matrix (repeatable; file or embedded:NAME)")
+	c.Flags().StringArrayVar(&ciliums, "cilium", nil, "run every lab of the matrix at this Cilium release (repeatable: the first is the baseline the others are compared with)")
 	return c
 }

@@ -26,6 +26,7 @@ func (e *exitCode) Unwrap() error { return e.err }
 
 type globals struct {
 	specPath string
+	cilium   string // --cilium: the spec's Cilium release replaced
 	logLevel string
 	stateDir string
 }
@@ -69,6 +70,7 @@ func newRoot(stderr io.Writer) *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&g.specPath, "spec", "", "lab spec file (default: the embedded default lab; embedded:<name> picks another embedded lab)")
+	root.PersistentFlags().StringVar(&g.cilium, "cilium", "", "Cilium release instead of the spec's spec.versions.cilium (e.g. 1.18.4; conformance: repeatable, the version axis)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "", "where labs keep their run directories (default $V6LAB_STATE_DIR or ~/.local/state/v6lab)")
 	root.AddCommand(planCmd(g), validateCmd(g), renderCmd(g), hostCmd(), imagesCmd(), upCmd(g), statusCmd(g), downCmd(g), captureCmd(g), analyzeCmd(), kubeconfigCmd(g), reportCmd(), compareCmd(), testCmd(g), conformanceCmd(g))
@@ -89,6 +91,9 @@ func isUsageError(err error) bool {
 // load loads the lab named by --spec; spec problems exit with status 2.
 func (g *globals) load() (*lab.Lab, error) {
 	l, err := lab.Load(g.specPath)
+	if err == nil && g.cilium != "" {
+		l, err = l.WithCilium(g.cilium)
+	}
 	if err != nil {
 		return nil, &exitCode{2, err}
 	}

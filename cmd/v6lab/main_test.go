@@ -15,6 +15,7 @@ import (
 
 	"v6lab.dev/v6lab/labs/verdict"
 	"v6lab.dev/v6lab/reports"
+	"v6lab.dev/v6lab/topologies"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -191,6 +192,38 @@ func TestSuiteCommandsBadInput(t *testing.T) {
 	code, _, errOut = runCLI(t, "conformance", "--matrix", bad, "--runs", dir)
 	assert.Equal(t, 2, code, errOut)
 	assert.Contains(t, errOut, "routerz")
+
+	// The version axis names releases the spec accepts, all errors at once.
+	code, _, errOut = runCLI(t, "conformance", "--cilium", "1.18.4", "--cilium", "1.7.0", "--cilium", "2.0", "--runs", dir)
+	assert.Equal(t, 2, code, errOut)
+	assert.Contains(t, errOut, `"1.7.0"`)
+	assert.Contains(t, errOut, `"2.0"`)
+	assert.Contains(t, errOut, "spec.versions.cilium")
+}
+
+// Offline, a Cilium release without built images is an error that names the built ones;
+// online, any supported release renders (the public images and chart).
+func TestRenderCiliumRelease(t *testing.T) {
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "lab.yaml")
+	def, err := topologies.Get(topologies.DefaultName)
+	require.NoError(t, err)
+	withCilium := func(v string) []byte { return []byte(strings.Replace(string(def), "cilium: 1.20.2", "cilium: "+v, 1)) }
+	require.NoError(t, os.WriteFile(spec, withCilium("1.18.4"), 0o644))
+	code, _, errOut := runCLI(t, "render", "--spec", spec, "-o", filepath.Join(dir, "out"))
+	require.Equal(t, 0, code, errOut)
+	values, err := os.ReadFile(filepath.Join(dir, "out", "cilium", "values.yaml"))
+	require.NoError(t, err)
+	assert.Contains(t, string(values), "v6lab/cilium-1.18:")
+	assert.Contains(t, string(values), "v6lab/cilium-operator-1.18:")
+	assert.NotContains(t, string(values), "preferIpv6", "1.18 has no top-level preferIpv6")
+
+	require.NoError(t, os.WriteFile(spec, withCilium("1.19.3"), 0o644))
+	code, _, errOut = runCLI(t, "render", "--spec", spec, "-o", filepath.Join(dir, "out2"))
+	assert.NotEqual(t, 0, code)
+	assert.Contains(t, errOut, "1.20.2 and 1.18.4")
+	code, _, errOut = runCLI(t, "render", "--spec", spec, "--images", "online", "-o", filepath.Join(dir, "out3"))
+	assert.Equal(t, 0, code, errOut)
 }
 
 // The progress view keeps verdict lines and drops the rest of the test log.

@@ -88,7 +88,7 @@ func (b *Builder) Build(ctx context.Context, names ...string) ([]Result, error) 
 			continue
 		}
 		b.Log.Info("building image", "image", ref)
-		if _, perr := fs.Stat(b.FS, path.Join("images", r.Name, "packages")); perr == nil {
+		if _, perr := fs.Stat(b.FS, path.Join("images", r.dir(), "packages")); perr == nil {
 			err = b.debootstrap(ctx, r.Name, ref)
 		} else {
 			err = b.dockerBuild(ctx, r.Name, ref, refs[r.Base], binKey)
@@ -221,14 +221,14 @@ func (b *Builder) dockerBuild(ctx context.Context, name, ref, base, binKey strin
 		return err
 	}
 	defer os.RemoveAll(dir)
-	sub, err := fs.Sub(b.FS, path.Join("images", name))
+	r := recipe(name)
+	sub, err := fs.Sub(b.FS, path.Join("images", r.dir()))
 	if err != nil {
 		return err
 	}
 	if err := copyFS(dir, sub); err != nil {
 		return err
 	}
-	r := recipe(name)
 	var files []string
 	for _, prog := range r.Programs {
 		files = append(files, BinaryName(prog))

@@ -37,6 +37,9 @@ const (
 // `packages` list (debootstrapped into a base image) or a Dockerfile.
 type Recipe struct {
 	Name string
+	// Dir is the recipe's directory under fixtures/images when it is not Name: the
+	// images of each Cilium release share one Dockerfile and differ in their binaries.
+	Dir  string
 	Base string // recipe it builds on ("" for a debootstrapped or FROM scratch image)
 	// Programs are v6lab programs the image carries: their binaries (built by make,
 	// found next to v6lab) go into the build context, and their sources (the
@@ -47,8 +50,51 @@ type Recipe struct {
 	Binaries []string
 }
 
+func (r *Recipe) dir() string {
+	if r.Dir != "" {
+		return r.Dir
+	}
+	return r.Name
+}
+
+// CiliumBuild is a Cilium release the offline images are built for: make cilium builds
+// its programs from the tools module of that release into BinDir (under v6lab's bin
+// directory), with the Helm chart of the same release (BinDir/chart).
+type CiliumBuild struct {
+	Version  string
+	BinDir   string
+	Agent    string // recipe of the agent image
+	Operator string // recipe of the operator image
+}
+
+// Chart is the bin-relative path of the release's Helm chart.
+func (c CiliumBuild) Chart() string { return c.BinDir + "/chart" }
+
+// Images are the release's two image recipes.
+func (c CiliumBuild) Images() []string { return []string{c.Agent, c.Operator} }
+
+// CiliumBuilds are the Cilium releases built offline (tools/cilium, tools/cilium-1.18);
+// the first is the default.
+var CiliumBuilds = []CiliumBuild{
+	{Version: "1.20.2", BinDir: "cilium", Agent: "cilium", Operator: "cilium-operator"},
+	{Version: "1.18.4", BinDir: "cilium-1.18", Agent: "cilium-1.18", Operator: "cilium-operator-1.18"},
+}
+
+// CiliumFor returns the offline build of a Cilium version ("1.18.4" or "v1.18.4").
+func CiliumFor(version string) (CiliumBuild, error) {
+	var have []string
+	for _, c := range CiliumBuilds {
+		if c.Version == strings.TrimPrefix(version, "v") {
+			return c, nil
+		}
+		have = append(have, c.Version)
+	}
+	return CiliumBuild{}, fmt.Errorf("offline Cilium images are built for Cilium %s (make cilium), not %q: pick one of them in spec.versions.cilium, or use public images (--images online)",
+		strings.Join(have, " and "), version)
+}
+
 // Recipes are every image v6lab builds, in build order.
-var Recipes = []Recipe{
+var Recipes = append(append([]Recipe{
 	{Name: "base"},
 	{Name: "frr", Base: "base"},
 	{Name: "host", Base: "base", Programs: []string{"probe"}},
@@ -56,23 +102,36 @@ var Recipes = []Recipe{
 	{Name: "node", Base: "base", Programs: []string{"node"}, Binaries: []string{
 		"k8s/kubelet", "k8s/kube-apiserver", "k8s/kube-controller-manager", "k8s/kube-scheduler",
 		"k8s/kubectl", "k8s/etcd"}},
-	{Name: "cilium", Base: "base", Binaries: []string{
-		"cilium/cilium-agent", "cilium/cilium-dbg", "cilium/cilium-health", "cilium/cilium-health-responder",
-		"cilium/cilium-mount", "cilium/cilium-sysctlfix", "cilium/cilium-cni", "cilium/bpf",
-		"cilium/init-container.sh", "cilium/install-plugin.sh"}},
-	{Name: "cilium-operator", Base: "base", Binaries: []string{"cilium/cilium-operator-generic"}},
+}, ciliumRecipes()...), []Recipe{
 	{Name: "metallb-controller", Base: "base", Binaries: []string{"metallb/controller"}},
 	{Name: "metallb-speaker", Base: "base", Binaries: []string{
 		"metallb/speaker", "metallb/cp-tool", "metallb/frr-metrics", "metallb/frr-reloader.sh"}},
 	{Name: "metallb-frr", Base: "frr"},
+}...)
+
+// ciliumRecipes are the agent and operator recipes of every Cilium build: one
+// Dockerfile each (fixtures/images/cilium, cilium-operator), the binaries of the release.
+func ciliumRecipes() []Recipe {
+	var out []Recipe
+	for _, c := range CiliumBuilds {
+		var agent []string
+		for _, b := range []string{"cilium-agent", "cilium-dbg", "cilium-health", "cilium-health-responder",
+			"cilium-mount", "cilium-sysctlfix", "cilium-cni", "bpf", "init-container.sh", "install-plugin.sh"} {
+			agent = append(agent, c.BinDir+"/"+b)
+		}
+		out = append(out,
+			Recipe{Name: c.Agent, Dir: "cilium", Base: "base", Binaries: agent},
+			Recipe{Name: c.Operator, Dir: "cilium-operator", Base: "base", Binaries: []string{c.BinDir + "/cilium-operator-generic"}})
+	}
+	return out
 }
 
 // Underlay are the images of routers and external hosts; Kubernetes adds the node and
-// pause images (the upstream distribution).
+// pause images (the upstream distribution); each Cilium build has its own two
+// (CiliumBuild.Images).
 var (
 	Underlay   = []string{"base", "frr", "host"}
 	Kubernetes = []string{"pause", "node"}
-	Cilium     = []string{"cilium", "cilium-operator"}
 	MetalLB    = []string{"metallb-controller", "metallb-speaker", "metallb-frr"}
 )
 
@@ -94,7 +153,7 @@ func Key(fsys fs.FS, name string) (string, error) {
 		fmt.Fprintf(h, "base %s\n", base)
 	}
 	var files []string
-	for _, dir := range append([]string{path.Join("images", name)}, r.Programs...) {
+	for _, dir := range append([]string{path.Join("images", r.dir())}, r.Programs...) {
 		if err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
 			if err == nil && !d.IsDir() {
 				files = append(files, p)
@@ -127,7 +186,11 @@ func recipe(name string) *Recipe {
 
 // Packages reads a recipe's package list (one per line, # comments).
 func Packages(fsys fs.FS, name string) ([]string, error) {
-	data, err := fs.ReadFile(fsys, path.Join("images", name, "packages"))
+	dir := name
+	if r := recipe(name); r != nil {
+		dir = r.dir()
+	}
+	data, err := fs.ReadFile(fsys, path.Join("images", dir, "packages"))
 	if err != nil {
 		return nil, err
 	}

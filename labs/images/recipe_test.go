@@ -48,6 +48,20 @@ func TestKeyIsStableAndFollowsContent(t *testing.T) {
 	assert.Error(t, err)
 }
 
+func TestCiliumBuilds(t *testing.T) {
+	c, err := CiliumFor("v1.18.4")
+	require.NoError(t, err)
+	assert.Equal(t, "cilium-1.18/chart", c.Chart())
+	k18, err := Key(fixtures.Images, c.Agent)
+	require.NoError(t, err)
+	k20, err := Key(fixtures.Images, "cilium")
+	require.NoError(t, err)
+	assert.Equal(t, k20, k18, "one Dockerfile for every release: the binaries tell the images apart")
+	assert.NotEqual(t, Ref("cilium", k20), Ref(c.Agent, k18))
+	_, err = CiliumFor("1.19.1")
+	assert.ErrorContains(t, err, "1.20.2 and 1.18.4")
+}
+
 func TestShippedRecipes(t *testing.T) {
 	for _, r := range Recipes {
 		k, err := Key(fixtures.Images, r.Name)
@@ -108,8 +122,6 @@ func TestNodeVersionsMatchTheToolsModules(t *testing.T) {
 		require.NoError(t, err)
 		versions = append(versions, v...)
 	}
-	cilium, err := os.ReadFile("../../tools/cilium/go.mod")
-	require.NoError(t, err)
 	k8s, err := os.ReadFile("../../tools/k8s/go.mod")
 	require.NoError(t, err)
 	etcd, err := os.ReadFile("../../tools/etcd/go.mod")
@@ -125,7 +137,12 @@ func TestNodeVersionsMatchTheToolsModules(t *testing.T) {
 		case "etcd":
 			assert.True(t, strings.Contains(string(etcd), "go.etcd.io/etcd/server/v3 "+f[1]), "tools/etcd requires etcd %s", f[1])
 		case "cilium":
-			assert.True(t, strings.Contains(string(cilium), "github.com/cilium/cilium "+f[1]), "tools/cilium requires cilium %s", f[1])
+			c, err := CiliumFor(f[1])
+			require.NoError(t, err, "versions names a Cilium release that is not an images.CiliumBuild")
+			// Each build's programs come from the tools module of the same name as its bin directory.
+			mod, err := os.ReadFile("../../tools/" + c.BinDir + "/go.mod")
+			require.NoError(t, err)
+			assert.True(t, strings.Contains(string(mod), "github.com/cilium/cilium "+f[1]), "tools/%s requires cilium %s", c.BinDir, f[1])
 		default:
 			t.Errorf("unknown program %q in versions", f[0])
 		}

@@ -59,10 +59,22 @@ func Parse(data []byte, source string) (*Lab, error) {
 // Renamed is the same lab under another name (its own containers, networks, management
 // subnet and run directory): suites bring up a lab of their own next to a user's.
 func (l *Lab) Renamed(name string) (*Lab, error) {
+	return l.Variant("renamed "+name, func(s *spec.Lab) { s.Metadata.Name = name })
+}
+
+// WithCilium is the same lab with another Cilium release (the version axis of a
+// conformance matrix: the same lab at two releases, compared).
+func (l *Lab) WithCilium(version string) (*Lab, error) {
+	return l.Variant("with Cilium "+version, func(s *spec.Lab) { s.Spec.Versions.Cilium = version })
+}
+
+// Variant is the lab with its spec changed by edit, validated and planned again; what
+// says what changed in errors.
+func (l *Lab) Variant(what string, edit func(*spec.Lab)) (*Lab, error) {
 	s := *l.Spec
-	s.Metadata.Name = name
+	edit(&s)
 	if errs := spec.Validate(&s); len(errs) > 0 {
-		return nil, fmt.Errorf("%s renamed %s: %w", l.Source, name, errs)
+		return nil, fmt.Errorf("%s %s: %w", l.Source, what, errs)
 	}
 	p, err := plan.New(&s)
 	if err != nil {

@@ -201,8 +201,13 @@ func All(l *lab.Lab, opt Options) (Files, error) {
 
 	ciliumImages := opt.CiliumImages
 	if node.Applies(&l.Spec.Spec) && opt.Source != images.Online && ciliumImages.Agent == "" {
-		// Offline upstream nodes: the images built here, and Debian's CNI directory.
-		ciliumImages = cilium.Images{Agent: refs["cilium"], Operator: refs["cilium-operator"], CNIBinPath: "/usr/lib/cni"}
+		// Offline upstream nodes: the images built here for the spec's Cilium release,
+		// and Debian's CNI directory.
+		build, err := images.CiliumFor(l.Spec.Spec.Versions.Cilium)
+		if err != nil {
+			return nil, err
+		}
+		ciliumImages = cilium.Images{Agent: refs[build.Agent], Operator: refs[build.Operator], CNIBinPath: "/usr/lib/cni"}
 	}
 	values, err := cilium.ValuesFor(p, ciliumImages)
 	if err != nil {

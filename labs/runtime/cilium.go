@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"v6lab.dev/v6lab/labs/images"
 	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/xexec"
 )
@@ -181,4 +182,18 @@ func WaitReady(ctx context.Context, p *plan.Plan, kubeconfig string, timeout tim
 	}
 	_, err := waitBGPWith(ctx, p, append(Members(p, false), SpeakerMembers(p)...), timeout)
 	return err
+}
+
+// ciliumChart finds the Helm chart of a Cilium release: V6LAB_CILIUM_CHART when set (a
+// chart directory or archive, e.g. one fetched from the official chart repository by a
+// user who has it), else the chart make cilium staged from the release's Go module.
+func ciliumChart(binDir, version string) (string, error) {
+	if c := os.Getenv("V6LAB_CILIUM_CHART"); c != "" {
+		return c, nil
+	}
+	build, err := images.CiliumFor(version)
+	if err != nil {
+		return "", fmt.Errorf("no Helm chart for Cilium %s: %w (or set V6LAB_CILIUM_CHART to its chart)", version, err)
+	}
+	return findTool(binDir, filepath.FromSlash(build.Chart()))
 }

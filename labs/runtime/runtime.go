@@ -131,7 +131,11 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 		b := images.Builder{FS: fixtures.Images, BinDir: o.BinDir, Log: o.Log}
 		names := images.Underlay
 		if o.withNodes(l) && node.Applies(&l.Spec.Spec) {
-			names = append(append(append([]string{}, names...), images.Kubernetes...), images.Cilium...)
+			build, err := images.CiliumFor(l.Spec.Spec.Versions.Cilium)
+			if err != nil {
+				return "", err
+			}
+			names = append(append(append([]string{}, names...), images.Kubernetes...), build.Images()...)
 			if usesMetalLB(p) {
 				names = append(names, images.MetalLB...)
 			}
@@ -177,7 +181,11 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 				return "", err
 			}
 			// Every node loads these: the pod sandbox, the lab's workload image, Cilium.
-			load := []string{refs["pause"], refs["host"], refs["cilium"], refs["cilium-operator"]}
+			build, err := images.CiliumFor(l.Spec.Spec.Versions.Cilium)
+			if err != nil {
+				return "", err
+			}
+			load := []string{refs["pause"], refs["host"], refs[build.Agent], refs[build.Operator]}
 			if usesMetalLB(p) {
 				load = append(load, refs["metallb-controller"], refs["metallb-speaker"], refs["metallb-frr"])
 			}
@@ -242,7 +250,7 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 		return err
 	}
 	if err := pr.Step("cilium", func() (string, error) {
-		chart, err := findTool(o.BinDir, filepath.Join("cilium", "chart"))
+		chart, err := ciliumChart(o.BinDir, l.Spec.Spec.Versions.Cilium)
 		if err != nil {
 			return "", err
 		}

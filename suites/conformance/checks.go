@@ -364,18 +364,12 @@ func vipReachability() Check {
 				var ps ProbeSummary
 				n := 10 * len(pods)
 				caps, err := x.Capture(ctx, "vip-"+app.Name+suffix(control), capture.Filter{IPv6Only: true}, []string{x.HostLink("client")}, func() error {
-					// The probes exit non-zero when requests fail: their JSON is the verdict.
-					out, err := x.Exec(ctx, client.Name, "v6lab-probe", "http", "--url", fmt.Sprintf("http://[%s]:%d/", vip, HTTPPort),
-						"--count", fmt.Sprint(n), "--timeout", "2s")
-					if jerr := decodeJSON(out, &hs); jerr != nil {
-						return fmt.Errorf("http: %w (%v)", jerr, err)
+					var err error
+					if hs, err = x.ProbeHTTP(ctx, client.Name, vip, n); err != nil {
+						return err
 					}
-					out, err = x.Exec(ctx, client.Name, "v6lab-probe", "send", "--to", netip.AddrPortFrom(vip, ProbePort).String(),
-						"--count", "20", "--interval", "10ms", "--wait", "500ms")
-					if jerr := decodeJSON(out, &ps); jerr != nil {
-						return fmt.Errorf("send: %w (%v)", jerr, err)
-					}
-					return nil
+					ps, err = x.ProbeUDP(ctx, client.Name, netip.AddrPortFrom(vip, ProbePort), "--count", "20", "--interval", "10ms", "--wait", "500ms")
+					return err
 				})
 				if err != nil {
 					return r, err
@@ -475,12 +469,9 @@ func dsrReturnPath() Check {
 			}
 			var hs HTTPSummary
 			caps, err := x.Capture(ctx, "dsr"+suffix(control), capture.Filter{Proto: "tcp", Port: HTTPPort}, points, func() error {
-				out, err := x.Exec(ctx, client.Name, "v6lab-probe", "http", "--url", fmt.Sprintf("http://[%s]:%d/", vip, HTTPPort),
-					"--count", "40", "--timeout", "2s")
-				if jerr := decodeJSON(out, &hs); jerr != nil {
-					return fmt.Errorf("http: %w (%v)", jerr, err)
-				}
-				return nil
+				var err error
+				hs, err = x.ProbeHTTP(ctx, client.Name, vip, 40)
+				return err
 			})
 			if err != nil {
 				return r, err
@@ -722,13 +713,8 @@ func failoverOnce(ctx context.Context, x *Lab, f fault, limit time.Duration, att
 	caps, err := x.Capture(ctx, name, capture.Filter{Proto: "udp", Port: ProbePort}, []string{clientPt}, func() error {
 		done := make(chan error, 1)
 		go func() {
-			out, err := x.Exec(ctx, client.Name, "v6lab-probe", "send", "--to", netip.AddrPortFrom(vip, ProbePort).String(),
-				"--interval", "10ms", "--duration", total.String(), "--wait", "500ms")
-			if jerr := decodeJSON(out, &sum); jerr != nil {
-				err = fmt.Errorf("send: %w (%v)", jerr, err)
-			} else {
-				err = nil // lost probes make it exit non-zero; the capture is the verdict
-			}
+			var err error
+			sum, err = x.ProbeUDP(ctx, client.Name, netip.AddrPortFrom(vip, ProbePort), "--interval", "10ms", "--duration", total.String(), "--wait", "500ms")
 			done <- err
 		}()
 		// The entry node: a short capture on every node's uplink.
@@ -1186,11 +1172,9 @@ func etpLocal() Check {
 				time.Sleep(time.Second)
 			}
 			client := x.Plan.HostByRole("client")
-			out, err := x.Exec(ctx, client.Name, "v6lab-probe", "send", "--to", netip.AddrPortFrom(vip, ProbePort).String(),
-				"--count", "10", "--interval", "10ms", "--wait", "300ms")
-			var s ProbeSummary
-			if jerr := decodeJSON(out, &s); jerr != nil {
-				return r, fmt.Errorf("send: %w (%v)", jerr, err)
+			s, err := x.ProbeUDP(ctx, client.Name, netip.AddrPortFrom(vip, ProbePort), "--count", "10", "--interval", "10ms", "--wait", "300ms")
+			if err != nil {
+				return r, err
 			}
 			if s.Received != s.Sent || s.Sent == 0 {
 				r.fail("%d of %d probes to %s answered", s.Received, s.Sent, vip)

@@ -31,6 +31,7 @@ var (
 	flagRun      = flag.String("v6lab.run", "", "run directory for the report and the pcapng files (default: a new temporary directory)")
 	flagStateDir = flag.String("v6lab.state-dir", "", "v6lab state directory (default: $V6LAB_STATE_DIR or ~/.local/state/v6lab)")
 	flagBin      = flag.String("v6lab.bin", "", "directory with v6lab's tools (default: the repository's bin/)")
+	flagCilium   = flag.String("v6lab.cilium", "", "Cilium release of the suite's own lab, instead of the spec's (e.g. 1.18.4)")
 	flagKeep     = flag.Bool("v6lab.keep", false, "keep the lab as the suite leaves it: its own lab running, the workload deployed")
 )
 
@@ -140,6 +141,11 @@ func prepare() (runtime.Options, *lab.Lab, bool, error) {
 	l, err := lab.Load(*flagSpec)
 	if err != nil {
 		return o, nil, false, err
+	}
+	if *flagCilium != "" {
+		if l, err = l.WithCilium(*flagCilium); err != nil {
+			return o, nil, false, err
+		}
 	}
 	l, err = l.Renamed(*flagName)
 	return o, l, true, err

@@ -174,6 +174,31 @@ type HTTPSummary struct {
 	Hosts        map[string]int // the pods that answered
 }
 
+// ProbeHTTP runs `v6lab-probe http` from a lab member against http://[vip]:HTTPPort/.
+// Failed requests make the probe exit non-zero: its summary is the verdict, so only a
+// run without one is an error.
+func (x *Lab) ProbeHTTP(ctx context.Context, member string, vip netip.Addr, count int) (HTTPSummary, error) {
+	var hs HTTPSummary
+	out, err := x.Exec(ctx, member, "v6lab-probe", "http", "--url", fmt.Sprintf("http://[%s]:%d/", vip, HTTPPort),
+		"--count", fmt.Sprint(count), "--timeout", "2s")
+	if jerr := decodeJSON(out, &hs); jerr != nil {
+		return hs, fmt.Errorf("http: %w (%v)", jerr, err)
+	}
+	return hs, nil
+}
+
+// ProbeUDP runs `v6lab-probe send --to to` from a lab member with the given options
+// (--count, --interval, --wait, --duration); like ProbeHTTP, lost probes are in the
+// summary, not an error.
+func (x *Lab) ProbeUDP(ctx context.Context, member string, to netip.AddrPort, opts ...string) (ProbeSummary, error) {
+	var ps ProbeSummary
+	out, err := x.Exec(ctx, member, append([]string{"v6lab-probe", "send", "--to", to.String()}, opts...)...)
+	if jerr := decodeJSON(out, &ps); jerr != nil {
+		return ps, fmt.Errorf("send: %w (%v)", jerr, err)
+	}
+	return ps, nil
+}
+
 func decodeJSON(out string, v any) error {
 	i := strings.Index(out, "{")
 	if i < 0 {
