@@ -134,3 +134,31 @@ func WriteChanges(w io.Writer, a, b *Report, changes []Change) error {
 	}
 	return tw.Flush()
 }
+
+// WriteFigures prints every measured figure of two runs side by side (a negative
+// control's figures left out): the timings of both releases even when none moved.
+func WriteFigures(w io.Writer, a, b *Report) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECK\tFIGURE\tA\tB\t")
+	bByName := map[string]Check{}
+	for _, c := range b.Checks {
+		bByName[c.Name] = c
+	}
+	for _, ca := range a.Checks {
+		names := make([]string, 0, len(ca.Figures))
+		for n := range ca.Figures {
+			if !strings.HasPrefix(n, "control_") {
+				names = append(names, n)
+			}
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			vb := "-"
+			if v, ok := bByName[ca.Name].Figures[n]; ok {
+				vb = fmt.Sprintf("%g", v)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%g\t%s\t\n", ca.Name, n, ca.Figures[n], vb)
+		}
+	}
+	return tw.Flush()
+}

@@ -292,10 +292,14 @@ compared with the first (what v6lab compare prints, also saved as
 					if err := reports.WriteChanges(&buf, base.report, e.report, changes); err != nil {
 						return err
 					}
+					fmt.Fprintf(cmd.OutOrStdout(), "== %s: Cilium %s -> %s (every figure: %s)\n%s", base.lab.Plan.Lab, base.cilium, e.cilium, file, buf.String())
+					buf.WriteString("\n")
+					if err := reports.WriteFigures(&buf, base.report, e.report); err != nil {
+						return err
+					}
 					if err := os.WriteFile(file, []byte(buf.String()), 0o644); err != nil {
 						return err
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "== %s: Cilium %s -> %s (%s)\n%s", base.lab.Plan.Lab, base.cilium, e.cilium, file, buf.String())
 				}
 			}
 			abs, _ := filepath.Abs(run)

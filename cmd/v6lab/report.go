@@ -31,7 +31,7 @@ func reportCmd() *cobra.Command {
 }
 
 func compareCmd() *cobra.Command {
-	var asJSON bool
+	var asJSON, all bool
 	tol := reports.DefaultTolerance
 	c := &cobra.Command{
 		Use:   "compare RUN_A RUN_B",
@@ -53,8 +53,16 @@ func compareCmd() *cobra.Command {
 				if err := enc.Encode(changes); err != nil {
 					return err
 				}
-			} else if err := reports.WriteChanges(cmd.OutOrStdout(), a, b, changes); err != nil {
-				return err
+			} else {
+				if err := reports.WriteChanges(cmd.OutOrStdout(), a, b, changes); err != nil {
+					return err
+				}
+				if all {
+					fmt.Fprintln(cmd.OutOrStdout())
+					if err := reports.WriteFigures(cmd.OutOrStdout(), a, b); err != nil {
+						return err
+					}
+				}
 			}
 			if reports.Regressed(changes) {
 				return &exitCode{1, errors.New("regression from A to B")}
@@ -63,6 +71,7 @@ func compareCmd() *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print the changes as JSON")
+	c.Flags().BoolVar(&all, "figures", false, "also print every measured figure of both runs side by side")
 	c.Flags().Float64Var(&tol.Relative, "tolerance", tol.Relative, "relative change a figure may move without counting (0.2 = 20%)")
 	c.Flags().Float64Var(&tol.Absolute, "tolerance-abs", tol.Absolute, "absolute change a figure may move without counting (ms for timings)")
 	return c

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/faults"
 	"v6lab.dev/v6lab/labs/runtime"
 	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/verdict"
@@ -589,15 +590,7 @@ var failoverFaults = []fault{
 		// nothing in or out of its link any more (a frozen container's kernel datapath
 		// would go on forwarding). Only BFD or the hold timer can find out.
 		c := x.Plan.ContainerName(n.Name)
-		rules := fmt.Sprintf(`add table inet v6lab_nodestop
-add chain inet v6lab_nodestop input_c { type filter hook input priority -300; }
-add chain inet v6lab_nodestop forward_c { type filter hook forward priority -300; }
-add chain inet v6lab_nodestop output_c { type filter hook output priority -300; }
-add rule inet v6lab_nodestop input_c iifname %[1]s drop
-add rule inet v6lab_nodestop forward_c iifname %[1]s drop
-add rule inet v6lab_nodestop forward_c oifname %[1]s drop
-add rule inet v6lab_nodestop output_c oifname %[1]s drop
-`, n.RouterIface)
+		rules := faults.Blackhole("v6lab_nodestop", n.RouterIface)
 		return around(ctx, x, n, hold,
 			func() error {
 				if _, err := x.ExecStdin(ctx, n.Router, rules, "nft", "-f", "-"); err != nil {
@@ -608,7 +601,7 @@ add rule inet v6lab_nodestop output_c oifname %[1]s drop
 			},
 			func() error {
 				_, err := run(ctx, "docker", []string{"unpause", c}, "")
-				if _, derr := x.Exec(ctx, n.Router, "nft", "delete", "table", "inet", "v6lab_nodestop"); err == nil {
+				if _, derr := x.Exec(ctx, n.Router, faults.Remove("v6lab_nodestop")...); err == nil {
 					err = derr
 				}
 				return err
@@ -678,7 +671,11 @@ func runFailover(ctx context.Context, x *Lab, control bool) (Result, error) {
 // backend's (new streams pick new source ports, hence new ECMP paths), injects the
 // failure on that node, and adds the outage to r.
 func measureFault(ctx context.Context, x *Lab, f fault, limit time.Duration, r *Result) error {
-	for attempt := 1; attempt <= 8; attempt++ {
+	// A stream that enters through the backend's node costs ~2 s; where half the paths
+	// lead there (one leaf serves only that node), 16 of them in a row happen once in
+	// 65,536 faults.
+	const maxAttempts = 16
+	for attempt := 1; attempt <= maxAttempts; attempt++ {
 		entry, out, err := failoverOnce(ctx, x, f, limit, attempt, r)
 		if err != nil {
 			return err
@@ -692,7 +689,7 @@ func measureFault(ctx context.Context, x *Lab, f fault, limit time.Duration, r *
 		}
 		return nil
 	}
-	return errors.New("8 probe streams all entered through the backend's node: no failover to measure")
+	return fmt.Errorf("%d probe streams all entered through the backend's node: no failover to measure", maxAttempts)
 }
 
 func failoverOnce(ctx context.Context, x *Lab, f fault, limit time.Duration, attempt int, r *Result) (string, float64, error) {

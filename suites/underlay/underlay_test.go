@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/faults"
 	"v6lab.dev/v6lab/labs/lab"
 	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/runtime"
@@ -279,20 +280,12 @@ func TestOutageReroute(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, edgeIf)
-	blackhole := fmt.Sprintf(`add table inet v6lab_blackhole
-add chain inet v6lab_blackhole input_c { type filter hook input priority -300; }
-add chain inet v6lab_blackhole forward_c { type filter hook forward priority -300; }
-add chain inet v6lab_blackhole output_c { type filter hook output priority -300; }
-add rule inet v6lab_blackhole input_c iifname %[1]s drop
-add rule inet v6lab_blackhole forward_c iifname %[1]s drop
-add rule inet v6lab_blackhole forward_c oifname %[1]s drop
-add rule inet v6lab_blackhole output_c oifname %[1]s drop
-`, edgeIf)
+	blackhole := faults.Blackhole("v6lab_blackhole", edgeIf)
 	var removed bool
 	cleanup := func() {
 		if !removed {
 			removed = true
-			_, _ = e.exec("edge1", "nft", "delete", "table", "inet", "v6lab_blackhole")
+			_, _ = e.exec("edge1", faults.Remove("v6lab_blackhole")...)
 		}
 	}
 	defer cleanup()

@@ -1,3 +1,17 @@
+// Builds Cilium v1.18.4's agent, operator and helpers from the github.com/cilium/cilium
+// module for v6lab's offline Cilium 1.18 images (scripts/cilium.sh, make cilium).
+//
+// Do not `go mod tidy` this module (see tools/cilium/go.mod: the operator's cloud IPAM
+// providers need modules the Go proxy does not serve). Cilium 1.18.4's own go.mod
+// replaces modules with Cilium's forks; a dependency's replace directives do not apply
+// here, and the Go proxy serves neither of the two its programs import, so this build
+// uses:
+//   - k8s.io/apimachinery upstream (v0.33.3) instead of cilium/apimachinery v0.33.3-1,
+//     whose patches add `omitzero` support to the unstructured converter; Cilium 1.18
+//     uses omitzero only in its network policy types, which no v6lab lab uses;
+//   - github.com/osrg/gobgp/v3 v3.37.0 instead of cilium/gobgp v3.37.0-with-fix, whose
+//     fix is BGP MD5 authentication (cilium/cilium#40566); v6lab's sessions use none;
+//   - sigs.k8s.io/mcs-api/controllers: stub/ (not served; MCS-API support is off).
 module v6lab.dev/v6lab/tools/cilium-1.18
 
 go 1.26.0
