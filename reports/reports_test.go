@@ -93,6 +93,29 @@ func TestCompareFindsRegressions(t *testing.T) {
 	assert.Contains(t, b.String(), "cilium=1.20.2")
 }
 
+// A timer-detected outage spreads by itself over the keepalive interval: two runs 1.8 s
+// apart with a 3 s spread are the same; 4 s apart is a regression. Other faults keep
+// the default tolerance.
+func TestCompareAllowsAMeasurementsOwnSpread(t *testing.T) {
+	run := func(stopped, link float64) *Report {
+		return &Report{Lab: "tunnel", Checks: []Check{{Name: "failover", Status: Pass, Figures: map[string]float64{
+			"outage_ms_node-stopped": stopped, "spread_ms_node-stopped": 3000, "lost_node-stopped": stopped / 10,
+			"outage_ms_link-down": link}}}}
+	}
+	a := run(7049, 0)
+	assert.False(t, Regressed(Compare(a, run(8870, 68), DefaultTolerance)), "within the spread, and 68 ms within 100 ms")
+	worse := Compare(a, run(11100, 0), DefaultTolerance)
+	assert.True(t, Regressed(worse))
+	var regressed []string
+	for _, c := range worse {
+		if c.Regression {
+			regressed = append(regressed, c.Figure)
+		}
+	}
+	assert.Equal(t, []string{"outage_ms_node-stopped"}, regressed, "the lost probes move too, but only the time is judged")
+	assert.True(t, Regressed(Compare(a, run(7049, 400), DefaultTolerance)), "link down has no spread of its own")
+}
+
 func TestReadRefusesOtherSchemas(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "report.json"), []byte(`{"schema":"other/v9"}`), 0o644))
@@ -103,8 +126,9 @@ func TestReadRefusesOtherSchemas(t *testing.T) {
 func TestWorseIfLarger(t *testing.T) {
 	for fig, want := range map[string]bool{
 		"outage_ms": true, "outage_ms_link-down": true, "withdraw_ms_node-stopped": true,
-		"lost_session-down": true, "control_outage_ms_silent-drop": false, "threshold_ms": false,
-		"packets": false, "http_ok_app-a": false,
+		"lost_session-down": false, "control_outage_ms_silent-drop": false, "threshold_ms": false,
+		"spread_ms_node-stopped": false,
+		"packets":                false, "http_ok_app-a": false,
 	} {
 		if got := worseIfLarger(fig); got != want {
 			t.Errorf("worseIfLarger(%q) = %v, want %v", fig, got, want)

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -21,7 +22,13 @@ type Container struct {
 }
 
 func docker(ctx context.Context, timeout time.Duration, args ...string) (string, error) {
-	return xexec.Run(ctx, xexec.Cmd{Name: "docker", Args: args, Timeout: timeout})
+	out, err := xexec.Run(ctx, xexec.Cmd{Name: "docker", Args: args, Timeout: timeout})
+	if err != nil && strings.Contains(err.Error(), "Cannot connect to the Docker daemon") {
+		// Say what to do: a lab's containers outlive a stopped engine and can only be
+		// listed and removed through it.
+		return out, fmt.Errorf("the Docker engine is not running: start it (v6lab host setup) and run this again: %w", err)
+	}
+	return out, err
 }
 
 // containers lists the containers of one lab (lab == "" lists every v6lab lab's).

@@ -565,6 +565,9 @@ func failover() Check {
 type fault struct {
 	name   string
 	inject func(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration) (at, restored time.Time, withdrawn time.Duration, err error)
+	// timed: only a timer (BFD's or BGP's hold timer) finds this failure, so one
+	// outage spreads by itself over the timer's interval (see detectionSpread).
+	timed bool
 }
 
 // failoverFaults are the failures of the check: (c) the node's router link goes down,
@@ -575,7 +578,7 @@ var failoverFaults = []fault{
 		return around(ctx, x, n, hold,
 			func() error { _, err := x.Exec(ctx, n.Router, "ip", "link", "set", n.RouterIface, "down"); return err },
 			func() error { _, err := x.Exec(ctx, n.Router, "ip", "link", "set", n.RouterIface, "up"); return err })
-	}},
+	}, false},
 	{"session-down", func(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration) (time.Time, time.Time, time.Duration, error) {
 		vty := func(cmd string) error {
 			_, err := x.Exec(ctx, n.Router, "vtysh", "-c", "configure terminal", "-c", "router bgp "+fmt.Sprint(n.RouterASN), "-c", cmd)
@@ -584,7 +587,7 @@ var failoverFaults = []fault{
 		return around(ctx, x, n, hold,
 			func() error { return vty("neighbor " + n.Announcer.String() + " shutdown") },
 			func() error { return vty("no neighbor " + n.Announcer.String() + " shutdown") })
-	}},
+	}, false},
 	{"node-stopped", func(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration) (time.Time, time.Time, time.Duration, error) {
 		// A node that dies without its link going down: its processes frozen, and
 		// nothing in or out of its link any more (a frozen container's kernel datapath
@@ -606,7 +609,7 @@ var failoverFaults = []fault{
 				}
 				return err
 			})
-	}},
+	}, true},
 }
 
 // around injects a failure, measures the withdrawal at the node's router, keeps the
@@ -623,6 +626,21 @@ func around(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration, do, un
 	}
 	err := undo()
 	return at, time.Now(), withdrawn, err
+}
+
+// detectionSpread is how far one timer-detected outage lies from another by itself: the
+// failure falls anywhere between two of the peer's packets, so detection comes between
+// (multiplier-1) and multiplier BFD receive intervals after it, or between hold minus
+// keepalive and hold seconds. v6lab compare widens its tolerance by it.
+func detectionSpread(x *Lab) time.Duration {
+	b := x.Lab.Spec.Spec.BGP
+	if b.BFD.Enabled {
+		return time.Duration(b.BFD.ReceiveIntervalMs) * time.Millisecond
+	}
+	if b.KeepaliveSeconds > 0 {
+		return time.Duration(b.KeepaliveSeconds) * time.Second
+	}
+	return time.Duration(b.HoldSeconds) * time.Second / 3
 }
 
 // threshold is the longest outage the spec's failure detection allows: BFD's detection
@@ -643,9 +661,9 @@ var silentDrop = fault{"silent-drop", func(ctx context.Context, x *Lab, n *kubeN
 	}
 	at := time.Now()
 	time.Sleep(hold + 3*time.Second)
-	_, err := x.Exec(ctx, n.Router, "nft", "delete", "table", "inet", "v6lab_negative")
+	_, err := x.Exec(ctx, n.Router, faults.Remove("v6lab_negative")...)
 	return at, time.Now(), -1, err
-}}
+}, false}
 
 func runFailover(ctx context.Context, x *Lab, control bool) (Result, error) {
 	r := Result{Pass: true, Reason: "ok"}
@@ -765,6 +783,9 @@ func failoverOnce(ctx context.Context, x *Lab, f fault, limit time.Duration, att
 	}
 	r.figure("outage_ms_"+f.name, worst.DurationMs)
 	r.figure("lost_"+f.name, float64(sum.Sent-sum.Received))
+	if f.timed {
+		r.figure(reports.SpreadPrefix+f.name, float64(detectionSpread(x).Milliseconds()))
+	}
 	if withdrawn >= 0 {
 		r.figure("withdraw_ms_"+f.name, float64(withdrawn.Milliseconds()))
 	}
