@@ -23,9 +23,10 @@ type Change struct {
 // than Absolute (in the figure's unit). Only figures where larger is worse (times:
 // names with _ms) count as regressions when they grow.
 //
-// A check may say how far one measurement of a time can spread by itself: a figure
+// A check may say how far one measurement can spread by itself: a figure
 // spread_ms_<what> widens the absolute tolerance of every <x>_ms_<what> figure of that
-// check to the spread. Failure detection by a timer is the example: a node that stops
+// check to the spread, and spread_lost_<what> that of lost_<what> (the same outage
+// counted in lost probes). Failure detection by a timer is the example: a node that stops
 // is found hold time after its last keepalive, which came anywhere in the keepalive
 // interval before, so one outage lies anywhere in [hold-keepalive, hold] (6-9 s with
 // hold 9 s), whatever the Cilium release.
@@ -39,16 +40,26 @@ type Tolerance struct {
 // same link-down fault on the same lab).
 var DefaultTolerance = Tolerance{Relative: 0.20, Absolute: 100}
 
-// SpreadPrefix names the figures that widen the tolerance of their measurement.
-const SpreadPrefix = "spread_ms_"
+// SpreadPrefix and SpreadLostPrefix name the figures that widen the tolerance of a
+// measurement in time and in lost probes.
+const (
+	SpreadPrefix     = "spread_ms_"
+	SpreadLostPrefix = "spread_lost_"
+)
 
 // absoluteFor is the absolute tolerance of one figure of a check in runs a and b.
 func (t Tolerance) absoluteFor(figure string, a, b Check) float64 {
-	i := strings.Index(figure, "_ms_")
-	if i < 0 || strings.HasPrefix(figure, SpreadPrefix) {
+	var key string
+	switch i := strings.Index(figure, "_ms_"); {
+	case strings.HasPrefix(figure, "spread_"):
+		return t.Absolute
+	case i >= 0:
+		key = SpreadPrefix + figure[i+len("_ms_"):]
+	case strings.HasPrefix(figure, "lost_"):
+		key = SpreadLostPrefix + strings.TrimPrefix(figure, "lost_")
+	default:
 		return t.Absolute
 	}
-	key := SpreadPrefix + figure[i+len("_ms_"):]
 	return math.Max(t.Absolute, math.Max(a.Figures[key], b.Figures[key]))
 }
 
@@ -113,7 +124,7 @@ func Compare(a, b *Report, tol Tolerance) []Change {
 // tolerance); a negative control's figures, configured thresholds and spreads are not
 // measurements of the lab's quality.
 func worseIfLarger(figure string) bool {
-	for _, p := range []string{"control_", "threshold", SpreadPrefix} {
+	for _, p := range []string{"control_", "threshold", "spread_"} {
 		if strings.HasPrefix(figure, p) {
 			return false
 		}

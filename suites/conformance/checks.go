@@ -628,6 +628,9 @@ func around(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration, do, un
 	return at, time.Now(), withdrawn, err
 }
 
+// probeInterval is the failover stream's: one probe per 10 ms.
+const probeInterval = 10 * time.Millisecond
+
 // detectionSpread is how far one timer-detected outage lies from another by itself: the
 // failure falls anywhere between two of the peer's packets, so detection comes between
 // (multiplier-1) and multiplier BFD receive intervals after it, or between hold minus
@@ -729,7 +732,7 @@ func failoverOnce(ctx context.Context, x *Lab, f fault, limit time.Duration, att
 		done := make(chan error, 1)
 		go func() {
 			var err error
-			sum, err = x.ProbeUDP(ctx, client.Name, netip.AddrPortFrom(vip, ProbePort), "--interval", "10ms", "--duration", total.String(), "--wait", "500ms")
+			sum, err = x.ProbeUDP(ctx, client.Name, netip.AddrPortFrom(vip, ProbePort), "--interval", probeInterval.String(), "--duration", total.String(), "--wait", "500ms")
 			done <- err
 		}()
 		// The entry node: a short capture on every node's uplink.
@@ -784,7 +787,9 @@ func failoverOnce(ctx context.Context, x *Lab, f fault, limit time.Duration, att
 	r.figure("outage_ms_"+f.name, worst.DurationMs)
 	r.figure("lost_"+f.name, float64(sum.Sent-sum.Received))
 	if f.timed {
-		r.figure(reports.SpreadPrefix+f.name, float64(detectionSpread(x).Milliseconds()))
+		spread := detectionSpread(x)
+		r.figure(reports.SpreadPrefix+f.name, float64(spread.Milliseconds()))
+		r.figure(reports.SpreadLostPrefix+f.name, float64(spread/probeInterval))
 	}
 	if withdrawn >= 0 {
 		r.figure("withdraw_ms_"+f.name, float64(withdrawn.Milliseconds()))
