@@ -105,6 +105,10 @@ func TestCompareAllowsAMeasurementsOwnSpread(t *testing.T) {
 	}
 	a := run(7049, 0)
 	assert.Empty(t, Compare(a, run(8870, 68), DefaultTolerance), "within the spread (time and lost probes), and 68 ms within 100 ms")
+	b := run(7049, 0)
+	b.Checks[0].Figures["control_outage_ms_silent-drop"] = 12000
+	a.Checks[0].Figures["control_outage_ms_silent-drop"] = 3000
+	assert.Empty(t, Compare(a, b, DefaultTolerance), "a negative control's figures are not the lab's")
 	worse := Compare(a, run(11100, 0), DefaultTolerance)
 	assert.True(t, Regressed(worse))
 	var regressed []string
