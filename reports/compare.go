@@ -67,10 +67,7 @@ func (t Tolerance) absoluteFor(figure string, a, b Check) float64 {
 // verdicts that changed and figures that moved. A check that passed in a and does not
 // in b, or a worse-is-larger figure that grew beyond the tolerance, is a regression.
 func Compare(a, b *Report, tol Tolerance) []Change {
-	bByName := map[string]Check{}
-	for _, c := range b.Checks {
-		bByName[c.Name] = c
-	}
+	bByName := byName(b.Checks)
 	var out []Change
 	for _, ca := range a.Checks {
 		cb, ok := bByName[ca.Name]
@@ -83,15 +80,7 @@ func Compare(a, b *Report, tol Tolerance) []Change {
 		if ea != eb {
 			out = append(out, Change{Check: ca.Name, From: string(ea), To: string(eb), Regression: ea == Pass && eb != Pass})
 		}
-		names := make([]string, 0, len(ca.Figures))
-		for n := range ca.Figures {
-			// A negative control's figures describe the lab broken on purpose.
-			if !strings.HasPrefix(n, "control_") {
-				names = append(names, n)
-			}
-		}
-		sort.Strings(names)
-		for _, n := range names {
+		for _, n := range labFigures(ca) {
 			va := ca.Figures[n]
 			vb, ok := cb.Figures[n]
 			if !ok {
@@ -175,19 +164,9 @@ func WriteChanges(w io.Writer, a, b *Report, changes []Change) error {
 func WriteFigures(w io.Writer, a, b *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECK\tFIGURE\tA\tB\t")
-	bByName := map[string]Check{}
-	for _, c := range b.Checks {
-		bByName[c.Name] = c
-	}
+	bByName := byName(b.Checks)
 	for _, ca := range a.Checks {
-		names := make([]string, 0, len(ca.Figures))
-		for n := range ca.Figures {
-			if !strings.HasPrefix(n, "control_") {
-				names = append(names, n)
-			}
-		}
-		sort.Strings(names)
-		for _, n := range names {
+		for _, n := range labFigures(ca) {
 			vb := "-"
 			if v, ok := bByName[ca.Name].Figures[n]; ok {
 				vb = fmt.Sprintf("%g", v)
@@ -196,4 +175,25 @@ func WriteFigures(w io.Writer, a, b *Report) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// labFigures are a check's figure names, sorted, without its negative control's (they
+// describe the lab broken on purpose).
+func labFigures(c Check) []string {
+	names := make([]string, 0, len(c.Figures))
+	for n := range c.Figures {
+		if !strings.HasPrefix(n, "control_") {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+func byName(checks []Check) map[string]Check {
+	m := make(map[string]Check, len(checks))
+	for _, c := range checks {
+		m[c.Name] = c
+	}
+	return m
 }

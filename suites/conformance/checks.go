@@ -77,6 +77,12 @@ func Checks() []Check {
 
 func always(*Lab) string { return "" }
 
+// breaksInRun is the Break of checks whose control is a variant of the check's own run
+// (another Service, a fault BGP cannot see): there is nothing to break or restore.
+func breaksInRun(context.Context, *Lab) (func(context.Context) error, error) {
+	return func(context.Context) error { return nil }, nil
+}
+
 // podsEgressAsThemselves says why pod egress checks do not apply in tunnel mode.
 func podsEgressAsThemselves(x *Lab) string {
 	if x.Lab.Spec.Spec.Datapath == spec.DatapathTunnel {
@@ -449,9 +455,7 @@ func dsrReturnPath() Check {
 			return ""
 		},
 		Breakage: "the backend behind a Service in SNAT forwarding mode (service.cilium.io/forwarding-mode: snat)",
-		Break: func(context.Context, *Lab) (func(context.Context) error, error) {
-			return func(context.Context) error { return nil }, nil
-		},
+		Break:    breaksInRun,
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
 			r := Result{Pass: true, Reason: "ok"}
 			ns := x.Plan.Apps[0].Namespace
@@ -550,9 +554,7 @@ func failover() Check {
 		Name:     "failover",
 		Applies:  always,
 		Breakage: "the entry node's router link drops the probe stream while BGP stays up (a failure only BFD-like detection would see), for longer than the detection time",
-		Break: func(context.Context, *Lab) (func(context.Context) error, error) {
-			return func(context.Context) error { return nil }, nil
-		},
+		Break:    breaksInRun,
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
 			return runFailover(ctx, x, control)
 		},
@@ -1147,9 +1149,7 @@ func etpLocal() Check {
 		Name:     "etp-local",
 		Applies:  always,
 		Breakage: "the same backend behind a Service with externalTrafficPolicy Cluster (every node announces it)",
-		Break: func(context.Context, *Lab) (func(context.Context) error, error) {
-			return func(context.Context) error { return nil }, nil
-		},
+		Break:    breaksInRun,
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
 			svc := LocalSvc
 			if control {
