@@ -555,9 +555,7 @@ func failover() Check {
 		Applies:  always,
 		Breakage: "the entry node's router link drops the probe stream while BGP stays up (a failure only BFD-like detection would see), for longer than the detection time",
 		Break:    breaksInRun,
-		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
-			return runFailover(ctx, x, control)
-		},
+		Run:      runFailover,
 	}
 }
 
