@@ -25,11 +25,14 @@ type Change struct {
 //
 // A check may say how far one measurement can spread by itself: a figure
 // spread_ms_<what> widens the absolute tolerance of every <x>_ms_<what> figure of that
-// check to the spread, and spread_lost_<what> that of lost_<what> (the same outage
+// check by the spread, and spread_lost_<what> that of lost_<what> (the same outage
 // counted in lost probes). Failure detection by a timer is the example: a node that stops
 // is found hold time after its last keepalive, which came anywhere in the keepalive
 // interval before, so one outage lies anywhere in [hold-keepalive, hold] (6-9 s with
-// hold 9 s), whatever the Cilium release.
+// hold 9 s), whatever the Cilium release. A figure spread_<figure> (SpreadOf) widens
+// that one figure's tolerance alone: an outage the routers see at once lies between 0
+// and about the time the withdrawal takes, while that withdrawal time itself is judged
+// as it is.
 type Tolerance struct {
 	Relative float64
 	Absolute float64
@@ -47,12 +50,18 @@ const (
 	SpreadLostPrefix = "spread_lost_"
 )
 
+// SpreadOf names the figure that widens the tolerance of one figure alone.
+func SpreadOf(figure string) string { return "spread_" + figure }
+
 // absoluteFor is the absolute tolerance of one figure of a check in runs a and b.
 func (t Tolerance) absoluteFor(figure string, a, b Check) float64 {
 	var key string
+	own := SpreadOf(figure)
 	switch i := strings.Index(figure, "_ms_"); {
 	case strings.HasPrefix(figure, "spread_"):
 		return t.Absolute
+	case a.Figures[own] > 0 || b.Figures[own] > 0:
+		key = own
 	case i >= 0:
 		key = SpreadPrefix + figure[i+len("_ms_"):]
 	case strings.HasPrefix(figure, "lost_"):
@@ -60,7 +69,8 @@ func (t Tolerance) absoluteFor(figure string, a, b Check) float64 {
 	default:
 		return t.Absolute
 	}
-	return math.Max(t.Absolute, math.Max(a.Figures[key], b.Figures[key]))
+	// The run-to-run noise of a sample and the measurement's own spread add up.
+	return t.Absolute + math.Max(a.Figures[key], b.Figures[key])
 }
 
 // Compare lists what changed from run a (e.g. Cilium 1.18.4) to run b (1.20.2):

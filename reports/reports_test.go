@@ -121,6 +121,22 @@ func TestCompareAllowsAMeasurementsOwnSpread(t *testing.T) {
 	assert.True(t, Regressed(Compare(a, run(7049, 400), DefaultTolerance)), "link down has no spread of its own")
 }
 
+// A failure the routers see at once: the outage lies between 0 and the withdrawal time
+// of the same run, which widens the outage's tolerance alone (the figures of the CI run
+// that flagged 0 -> 106.679 ms as a regression); the withdrawal keeps its own.
+func TestCompareSpreadOfOneFigure(t *testing.T) {
+	run := func(outage, withdraw float64) *Report {
+		return &Report{Lab: "tunnel", Checks: []Check{{Name: "failover", Status: Pass, Figures: map[string]float64{
+			"outage_ms_link-down": outage, "withdraw_ms_link-down": withdraw,
+			SpreadOf("outage_ms_link-down"): withdraw}}}}
+	}
+	assert.Empty(t, Compare(run(0, 80), run(106.679, 85), DefaultTolerance))
+	assert.True(t, Regressed(Compare(run(0, 80), run(400, 85), DefaultTolerance)), "beyond the withdrawal time")
+	slower := Compare(run(0, 80), run(0, 500), DefaultTolerance)
+	require.Len(t, slower, 2, "the withdrawal and its spread figure moved")
+	assert.True(t, Regressed(slower), "the withdrawal time is not widened by itself")
+}
+
 func TestReadRefusesOtherSchemas(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "report.json"), []byte(`{"schema":"other/v9"}`), 0o644))
@@ -132,8 +148,8 @@ func TestWorseIfLarger(t *testing.T) {
 	for fig, want := range map[string]bool{
 		"outage_ms": true, "outage_ms_link-down": true, "withdraw_ms_node-stopped": true,
 		"lost_session-down": false, "control_outage_ms_silent-drop": false, "threshold_ms": false,
-		"spread_ms_node-stopped": false,
-		"packets":                false, "http_ok_app-a": false,
+		"spread_ms_node-stopped": false, "spread_outage_ms_link-down": false,
+		"packets": false, "http_ok_app-a": false,
 	} {
 		if got := worseIfLarger(fig); got != want {
 			t.Errorf("worseIfLarger(%q) = %v, want %v", fig, got, want)

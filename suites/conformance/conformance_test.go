@@ -216,7 +216,11 @@ func feature(c Check) features.Feature {
 			}
 			if restore != nil {
 				rctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-				if rerr := restore(rctx); rerr != nil {
+				rerr := restore(rctx)
+				if rerr == nil { // the next check starts on a settled datapath
+					rerr = x.WaitDatapath(rctx, 3*time.Minute)
+				}
+				if rerr != nil {
 					t.Errorf("restoring the lab after %s's control: %v", c.Name, rerr)
 				}
 				cancel()

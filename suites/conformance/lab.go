@@ -12,7 +12,9 @@ package conformance
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -308,7 +310,7 @@ func (x *Lab) Deploy(ctx context.Context) error {
 			why = fmt.Sprintf("the DSR backend is not running (%v)", err)
 		}
 		if why == "" {
-			return nil
+			return x.WaitDatapath(ctx, time.Until(deadline))
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("workload not ready after 5m: %s", why)
@@ -319,6 +321,97 @@ func (x *Lab) Deploy(ctx context.Context) error {
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// WaitDatapath waits until every Cilium agent knows every pod of the workload: each
+// pod's address is in every agent's ipcache, the BPF map the datapath looks a
+// destination up in (with, in tunnel mode, the node to tunnel to). A pod is Ready as
+// soon as its own node has set it up; the other agents learn it from its CiliumEndpoint
+// later, and until then their nodes send traffic to it as to the world. A check that
+// runs in between fails for the lab's timing, not its design: a tunnel-mode run saw
+// one agent's first probes to a fresh pod on another node all lost (pod-connectivity,
+// 0 of 5). cilium-cli's connectivity test waits for the ipcache the same way.
+func (x *Lab) WaitDatapath(ctx context.Context, timeout time.Duration) error {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	for {
+		missing, err := x.datapathMissing(ctx)
+		if err == nil && len(missing) == 0 {
+			slog.Info("every agent knows every pod of the workload", "waited", time.Since(start).Round(100*time.Millisecond))
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("the agents' ipcache after %s: %w", timeout, err)
+			}
+			return fmt.Errorf("pods still unknown to Cilium agents after %s: %s", timeout.Round(time.Second), strings.Join(missing, "; "))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// datapathMissing lists, per agent, the workload's pod addresses its ipcache lacks.
+func (x *Lab) datapathMissing(ctx context.Context) ([]string, error) {
+	var want []Pod
+	for _, app := range x.Plan.Apps {
+		list, err := x.Client.CoreV1().Pods(app.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range list.Items {
+			if ip, err := netip.ParseAddr(p.Status.PodIP); err == nil && p.DeletionTimestamp == nil {
+				want = append(want, Pod{Name: p.Name, Namespace: p.Namespace, Node: p.Spec.NodeName, IP: ip})
+			}
+		}
+	}
+	agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
+	if err != nil {
+		return nil, err
+	}
+	if len(agents.Items) == 0 {
+		return nil, errors.New("no Cilium agent pods")
+	}
+	var missing []string
+	for _, a := range agents.Items {
+		out, err := run(ctx, x.Kubectl, []string{"--kubeconfig", x.Kubeconfig, "-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--",
+			"cilium-dbg", "bpf", "ipcache", "list", "-o", "json"}, "")
+		if err != nil {
+			return nil, err
+		}
+		known, err := ipcacheKeys(out)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", a.Name, err)
+		}
+		var lacks []string
+		for _, p := range want {
+			if !known[netip.PrefixFrom(p.IP, p.IP.BitLen())] {
+				lacks = append(lacks, fmt.Sprintf("%s (%s, %s)", p.IP, p.Name, p.Node))
+			}
+		}
+		if len(lacks) > 0 {
+			missing = append(missing, fmt.Sprintf("agent on %s lacks %s", a.Spec.NodeName, strings.Join(lacks, ", ")))
+		}
+	}
+	return missing, nil
+}
+
+// ipcacheKeys reads `cilium-dbg bpf ipcache list -o json`: prefix -> entries.
+func ipcacheKeys(out string) (map[netip.Prefix]bool, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		return nil, fmt.Errorf("cilium-dbg bpf ipcache list: %w", err)
+	}
+	keys := map[netip.Prefix]bool{}
+	for k := range m {
+		if p, err := netip.ParsePrefix(k); err == nil {
+			keys[p.Masked()] = true
+		}
+	}
+	return keys, nil
 }
 
 func (x *Lab) apply(ctx context.Context, d *appsv1.Deployment, svcs ...*corev1.Service) error {

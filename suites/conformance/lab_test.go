@@ -1,0 +1,35 @@
+package conformance
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// What `cilium-dbg bpf ipcache list -o json` printed in a tunnel-mode lab (1.20.2).
+const ipcacheSample = `{
+  "2001:db8:0:a00:1::/80": [
+    "identity=2 encryptkey=0 tunnelendpoint=2001:db8:0:1::12 flags=hastunnel,ipv6tunnel"
+  ],
+  "2001:db8:0:a00:1::89e2/128": [
+    "identity=6 encryptkey=0 tunnelendpoint=2001:db8:0:1::12 flags=hastunnel,ipv6tunnel"
+  ],
+  "::/0": [
+    "identity=2 encryptkey=0 tunnelendpoint=0.0.0.0 flags=\u003cnone\u003e"
+  ]
+}`
+
+func TestIPCacheKeys(t *testing.T) {
+	keys, err := ipcacheKeys(ipcacheSample)
+	require.NoError(t, err)
+	assert.True(t, keys[netip.MustParsePrefix("2001:db8:0:a00:1::89e2/128")], "a pod's own entry")
+	// A pod inside a pool slice the agent knows is not yet known as a pod: only its
+	// own /128 entry carries its identity.
+	assert.False(t, keys[netip.MustParsePrefix("2001:db8:0:a00:1::1/128")])
+	assert.Len(t, keys, 3)
+
+	_, err = ipcacheKeys("Error: cannot reach the agent")
+	assert.Error(t, err, "output that is not the JSON map is an error, not an empty cache")
+}
