@@ -165,8 +165,9 @@ func testCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "test [LAB]",
 		Short: "Run the conformance suite on a running lab; the last line is the run directory",
-		Long: `Runs every conformance check (gua-egress, no-masquerade, vip-reachability,
-dsr-return-path, failover) on a running lab, each with its negative control, and writes
+		Long: `Runs every conformance check (pod-connectivity, bgp-routes, etp-local,
+bfd-sessions, gua-egress, vip-reachability, dsr-return-path, failover, no-masquerade;
+--check for some) on a running lab, each with its negative control, and writes
 report.json, junit.xml, report.html and pcap/ into the run directory. Exit status 1
 when a check fails or a negative control does not.`,
 		Args: cobra.MaximumNArgs(1),

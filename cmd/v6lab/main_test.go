@@ -15,6 +15,7 @@ import (
 
 	"v6lab.dev/v6lab/labs/verdict"
 	"v6lab.dev/v6lab/reports"
+	"v6lab.dev/v6lab/suites/conformance"
 	"v6lab.dev/v6lab/topologies"
 )
 
@@ -236,4 +237,14 @@ func TestProgressWriter(t *testing.T) {
 	w := &progressWriter{w: &b}
 	_, _ = w.Write([]byte("=== RUN   TestConformance/failover\n    --- PASS: TestConformance/failover (3.1s)\n        --- PASS: TestConformance/failover/passes_on_the_lab (1s)\n    conformance_test.go:195: failover failed: outage 12000 ms\nconformance: 1 passed, 0 failed, 0 skipped\n"))
 	assert.Equal(t, "  --- PASS: TestConformance/failover (3.1s)\n  conformance_test.go:195: failover failed: outage 12000 ms\n  conformance: 1 passed, 0 failed, 0 skipped\n", b.String())
+}
+
+// `v6lab test --help` names every check the suite has.
+func TestTestHelpNamesEveryCheck(t *testing.T) {
+	code, out, _ := runCLI(t, "test", "--help")
+	require.Equal(t, 0, code)
+	text := strings.Join(strings.Fields(out), " ")
+	for _, c := range conformance.Checks() {
+		assert.Contains(t, text, c.Name)
+	}
 }
