@@ -745,7 +745,8 @@ func waitPaths(ctx context.Context, x *Lab, vip netip.Addr, want map[string]stri
 
 // measureFault runs probe streams until one enters through a node other than the
 // backend's (new streams pick new source ports, hence new ECMP paths), injects the
-// failure on that node, and adds the outage to r.
+// failure on that node, and adds the outage to r. A stream seen through two nodes, or
+// one a stopped node cost nothing, left its node: another stream is tried.
 func measureFault(ctx context.Context, x *Lab, f fault, limit time.Duration, r *Result) error {
 	// A stream that enters through the backend's node costs ~2 s; where half the paths
 	// lead there (one leaf serves only that node), 16 of them in a row happen once in
@@ -765,7 +766,7 @@ func measureFault(ctx context.Context, x *Lab, f fault, limit time.Duration, r *
 		}
 		return nil
 	}
-	return fmt.Errorf("%d probe streams all entered through the backend's node: no failover to measure", maxAttempts)
+	return fmt.Errorf("none of %d probe streams entered through one node other than the backend's and stayed on it: no failover to measure", maxAttempts)
 }
 
 func failoverOnce(ctx context.Context, x *Lab, f fault, limit time.Duration, attempt int, r *Result) (string, float64, error) {
