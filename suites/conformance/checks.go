@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -680,7 +681,7 @@ func runFailover(ctx context.Context, x *Lab, control bool) (Result, error) {
 	if err != nil {
 		return r, err
 	}
-	whole, err := vipPaths(ctx, x, vip)
+	whole, err := vipRoutes(ctx, x, vip)
 	if err != nil {
 		return r, err
 	}
@@ -702,31 +703,31 @@ func runFailover(ctx context.Context, x *Lab, control bool) (Result, error) {
 	return r, nil
 }
 
-// vipPaths is every router's next hops toward a VIP (vtysh JSON), a line per router.
-func vipPaths(ctx context.Context, x *Lab, vip netip.Addr) (map[string]string, error) {
+// vipRoutes is every router's BGP route toward a VIP (vtysh JSON), by router.
+func vipRoutes(ctx context.Context, x *Lab, vip netip.Addr) (map[string]runtime.Route, error) {
 	st, err := runtime.GetStatus(ctx, x.Plan)
 	if err != nil {
 		return nil, err
 	}
 	want := netip.PrefixFrom(vip, 128).String()
-	paths := map[string]string{}
+	routes := map[string]runtime.Route{}
 	for _, rt := range st.Routes {
 		if rt.Prefix == want {
-			paths[rt.Router] = strings.Join(rt.NextHops, ",")
+			routes[rt.Router] = rt
 		}
 	}
-	return paths, nil
+	return routes, nil
 }
 
-// waitPaths waits until every router's paths toward the VIP are the given ones.
-func waitPaths(ctx context.Context, x *Lab, vip netip.Addr, want map[string]string, timeout time.Duration) error {
+// waitPaths waits until every router's next hops toward the VIP are those of want.
+func waitPaths(ctx context.Context, x *Lab, vip netip.Addr, want map[string]runtime.Route, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		got, err := vipPaths(ctx, x, vip)
+		got, err := vipRoutes(ctx, x, vip)
 		var diff []string
-		for router, hops := range want {
-			if got[router] != hops {
-				diff = append(diff, fmt.Sprintf("%s via [%s], was [%s]", router, got[router], hops))
+		for router, rt := range want {
+			if !slices.Equal(got[router].NextHops, rt.NextHops) {
+				diff = append(diff, fmt.Sprintf("%s via %v, was %v", router, got[router].NextHops, rt.NextHops))
 			}
 		}
 		if err == nil && len(diff) == 0 {
@@ -1248,26 +1249,21 @@ func etpLocal() Check {
 			deadline := time.Now().Add(30 * time.Second)
 			for {
 				r = Result{Pass: true, Reason: "ok"}
-				st, err := runtime.GetStatus(ctx, x.Plan)
+				routes, err := vipRoutes(ctx, x, vip)
 				if err != nil {
 					return r, err
 				}
 				want := netip.PrefixFrom(vip, 128).String()
 				for _, n := range x.Plan.KubeNodes {
-					var route *runtime.Route
-					for i := range st.Routes {
-						if st.Routes[i].Router == n.Router && st.Routes[i].Prefix == want {
-							route = &st.Routes[i]
-						}
-					}
+					route, found := routes[n.Router]
 					hop := x.announcer(n.Name)
 					switch {
-					case n.Name == backend && (route == nil || !hasHop(route.NextHops, hop)):
+					case n.Name == backend && (!found || !hasHop(route.NextHops, hop)):
 						r.fail("%s has no route for %s through the backend's node %s (%s)", n.Router, vip, n.Name, hop)
-					case n.Name != backend && route != nil && hasHop(route.NextHops, hop):
+					case n.Name != backend && found && hasHop(route.NextHops, hop):
 						r.fail("%s routes %s through %s (%s), which has no backend", n.Router, vip, n.Name, hop)
 					}
-					if route != nil {
+					if found {
 						r.Evidence = append(r.Evidence, reports.Evidence{Note: fmt.Sprintf("%s: %s via %v", n.Router, want, route.NextHops)})
 					}
 				}
