@@ -259,10 +259,10 @@ func noMasquerade() Check {
 				if _, err := x.Client.CoreV1().ConfigMaps("kube-system").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 					return err
 				}
-				if _, err := run(ctx, x.Kubectl, []string{"--kubeconfig", x.Kubeconfig, "-n", "kube-system", "rollout", "restart", "daemonset/cilium"}, ""); err != nil {
+				if _, err := x.kubectl(ctx, "", "-n", "kube-system", "rollout", "restart", "daemonset/cilium"); err != nil {
 					return err
 				}
-				if _, err := run(ctx, x.Kubectl, []string{"--kubeconfig", x.Kubeconfig, "-n", "kube-system", "rollout", "status", "daemonset/cilium", "--timeout=5m"}, ""); err != nil {
+				if _, err := x.kubectl(ctx, "", "-n", "kube-system", "rollout", "status", "daemonset/cilium", "--timeout=5m"); err != nil {
 					return err
 				}
 				return runtime.WaitReady(ctx, x.Plan, x.Kubeconfig, 5*time.Minute)
@@ -951,27 +951,27 @@ func bgpRoutes() Check {
 			if x.Lab.Spec.Spec.LoadBalancer.Announcer != spec.AnnouncerCiliumBGP && x.Lab.Spec.Spec.Datapath != spec.DatapathNative {
 				return nil, errors.New("nothing to withdraw: the cluster announces neither VIPs nor pod pools")
 			}
-			kc := []string{"--kubeconfig", x.Kubeconfig}
+			var ns []string // Cilium's advertisements are cluster-scoped
 			kind := "ciliumbgpadvertisements.cilium.io"
 			if x.Lab.Spec.Spec.LoadBalancer.Announcer == spec.AnnouncerMetalLB {
 				// MetalLB announces the VIPs: withdraw its advertisement (and Cilium's, the
 				// pod pools) — every route the check looks for goes.
 				kind = "ciliumbgpadvertisements.cilium.io,bgpadvertisements.metallb.io"
-				kc = append(kc, "-n", "metallb-system")
+				ns = []string{"-n", "metallb-system"}
 			}
-			out, err := run(ctx, x.Kubectl, append(kc, "get", kind, "-o", "json"), "")
+			out, err := x.kubectl(ctx, "", append(ns, "get", kind, "-o", "json")...)
 			if err != nil {
 				return nil, err
 			}
 			saved = stripServerFields(out)
 			restore := func(ctx context.Context) error {
-				if _, err := run(ctx, x.Kubectl, append(kc, "apply", "-f", "-"), saved); err != nil {
+				if _, err := x.kubectl(ctx, saved, append(ns, "apply", "-f", "-")...); err != nil {
 					return err
 				}
 				// Back only when the routers have the routes again.
 				return restored(ctx, x, "the routes", routesOnce)
 			}
-			_, err = run(ctx, x.Kubectl, append(kc, "delete", kind, "--all"), "")
+			_, err = x.kubectl(ctx, "", append(ns, "delete", kind, "--all")...)
 			return restore, err
 		},
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
@@ -1313,8 +1313,7 @@ func bfdSessions() Check {
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
 			n := x.Plan.KubeNodes[0]
 			peerName = n.Name + "-" + n.Router
-			kc := []string{"--kubeconfig", x.Kubeconfig, "-n", "metallb-system"}
-			profile, err := run(ctx, x.Kubectl, append(kc, "get", "bgppeers.metallb.io", peerName, "-o", "jsonpath={.spec.bfdProfile}"), "")
+			profile, err := x.kubectl(ctx, "", "-n", "metallb-system", "get", "bgppeers.metallb.io", peerName, "-o", "jsonpath={.spec.bfdProfile}")
 			if err != nil {
 				return nil, err
 			}
@@ -1323,7 +1322,7 @@ func bfdSessions() Check {
 				if v != "" {
 					body = fmt.Sprintf(`{"spec":{"bfdProfile":%q}}`, v)
 				}
-				_, err := run(ctx, x.Kubectl, append(kc, "patch", "bgppeers.metallb.io", peerName, "--type", "merge", "-p", body), "")
+				_, err := x.kubectl(ctx, "", "-n", "metallb-system", "patch", "bgppeers.metallb.io", peerName, "--type", "merge", "-p", body)
 				return err
 			}
 			restore := func(ctx context.Context) error {

@@ -141,7 +141,12 @@ func (x *Lab) ExecStdin(ctx context.Context, member, stdin string, args ...strin
 
 // PodExec runs a command in a pod.
 func (x *Lab) PodExec(ctx context.Context, p Pod, args ...string) (string, error) {
-	return run(ctx, x.Kubectl, append([]string{"--kubeconfig", x.Kubeconfig, "-n", p.Namespace, "exec", p.Name, "--"}, args...), "")
+	return x.kubectl(ctx, "", append([]string{"-n", p.Namespace, "exec", p.Name, "--"}, args...)...)
+}
+
+// kubectl runs kubectl against the lab's cluster, with stdin ("": none).
+func (x *Lab) kubectl(ctx context.Context, stdin string, args ...string) (string, error) {
+	return run(ctx, x.Kubectl, append([]string{"--kubeconfig", x.Kubeconfig}, args...), stdin)
 }
 
 func run(ctx context.Context, name string, args []string, stdin string) (string, error) {
@@ -377,8 +382,8 @@ func (x *Lab) datapathMissing(ctx context.Context) ([]string, error) {
 	}
 	var missing []string
 	for _, a := range agents.Items {
-		out, err := run(ctx, x.Kubectl, []string{"--kubeconfig", x.Kubeconfig, "-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--",
-			"cilium-dbg", "bpf", "ipcache", "list", "-o", "json"}, "")
+		out, err := x.kubectl(ctx, "", "-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--",
+			"cilium-dbg", "bpf", "ipcache", "list", "-o", "json")
 		if err != nil {
 			return nil, err
 		}
