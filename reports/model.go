@@ -118,7 +118,9 @@ func (r *Report) Passed() bool {
 	return fail == 0
 }
 
-// Write writes report.json, junit.xml and report.html into dir.
+// Write writes report.json, junit.xml and report.html into dir, each atomically (a
+// temporary file renamed over the old one): a reader, or a run interrupted while
+// writing, never sees half a report.
 func (r *Report) Write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -129,21 +131,72 @@ func (r *Report) Write(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(data, '\n'), 0o644); err != nil {
+	if err := WriteFileAtomic(filepath.Join(dir, "report.json"), append(data, '\n')); err != nil {
 		return err
 	}
 	junit, err := r.JUnit()
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "junit.xml"), junit, 0o644); err != nil {
+	if err := WriteFileAtomic(filepath.Join(dir, "junit.xml"), junit); err != nil {
 		return err
 	}
 	html, err := r.HTML()
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "report.html"), html, 0o644)
+	return WriteFileAtomic(filepath.Join(dir, "report.html"), html)
+}
+
+// WriteFileAtomic writes data to path through a temporary file in the same directory,
+// synced, then renamed over path.
+func WriteFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename there is nothing left to remove
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// NewRunDir creates a new run directory under parent, named by the time (UTC,
+// 20060102T150405Z); a second run in the same second gets -2, -3, ...: os.Mkdir
+// either creates the directory or fails, so two runs never share one.
+func NewRunDir(parent string, now time.Time) (string, error) {
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", err
+	}
+	base := filepath.Join(parent, now.UTC().Format("20060102T150405Z"))
+	for i := 1; i < 1000; i++ {
+		dir := base
+		if i > 1 {
+			dir = fmt.Sprintf("%s-%d", base, i)
+		}
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			return dir, nil
+		}
+		if !os.IsExist(err) {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("no free run directory under %s", parent)
 }
 
 // Read reads a run directory's report.json.

@@ -156,3 +156,31 @@ func TestWorseIfLarger(t *testing.T) {
 		}
 	}
 }
+
+// Two runs started in the same second get distinct directories.
+func TestNewRunDirIsDistinctWithinOneSecond(t *testing.T) {
+	parent := t.TempDir()
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	a, err := NewRunDir(parent, now)
+	require.NoError(t, err)
+	b, err := NewRunDir(parent, now)
+	require.NoError(t, err)
+	assert.NotEqual(t, a, b)
+	assert.Equal(t, "20261201T100000Z", filepath.Base(a))
+	assert.Equal(t, "20261201T100000Z-2", filepath.Base(b))
+}
+
+// A report is replaced whole: no temporary file is left, and the old content is
+// never half overwritten.
+func TestWriteFileAtomicLeavesNoTemporary(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "report.json")
+	require.NoError(t, os.WriteFile(p, []byte("old"), 0o644))
+	require.NoError(t, WriteFileAtomic(p, []byte("new")))
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, "new", string(b))
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, entries, 1)
+}

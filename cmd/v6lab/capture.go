@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/reports"
 )
 
 func captureCmd(g *globals) *cobra.Command {
@@ -46,7 +47,10 @@ func captureCmd(g *globals) *cobra.Command {
 			}
 			if out == "" {
 				o := g.runtimeOptions(cmd)
-				out = filepath.Join(o.LabDir(l.Plan.Lab), "pcap", time.Now().UTC().Format("20060102T150405Z"))
+				// Outside the lab's run directory, which down removes: captures outlive labs.
+				if out, err = reports.NewRunDir(filepath.Join(o.StateDir, "captures", l.Plan.Lab), time.Now()); err != nil {
+					return err
+				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
@@ -68,6 +72,6 @@ func captureCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&proto, "proto", "", "kernel filter: udp, tcp or icmp6 (IPv6 only)")
 	c.Flags().Uint16Var(&port, "port", 0, "kernel filter: this source or destination port (with --proto)")
 	c.Flags().BoolVar(&ipv6Only, "ipv6", false, "kernel filter: IPv6 frames only")
-	c.Flags().StringVarP(&out, "output", "o", "", "directory for the pcapng files (default: the lab's run directory, pcap/<time>)")
+	c.Flags().StringVarP(&out, "output", "o", "", "directory for the pcapng files (default: <state-dir>/captures/<lab>/<time>, which down leaves alone)")
 	return c
 }

@@ -54,6 +54,10 @@ func (f *suiteFlags) binary() (string, error) {
 	return p, nil
 }
 
+// suiteStopDelay bounds how long an interrupted suite may take to undo its faults,
+// restore the lab and write its report.
+const suiteStopDelay = 5 * time.Minute
+
 // runSuite runs the suite binary with the v6lab flags; it returns the run's report.
 func (g *globals) runSuite(cmd *cobra.Command, f *suiteFlags, runDir string, labArgs ...string) (*reports.Report, error) {
 	bin, err := f.binary()
@@ -89,6 +93,11 @@ func (g *globals) runSuite(cmd *cobra.Command, f *suiteFlags, runDir string, lab
 		out = io.MultiWriter(logFile, &progressWriter{w: cmd.OutOrStdout()})
 	}
 	c := exec.CommandContext(cmd.Context(), bin, args...)
+	// Interrupted: the suite is asked to stop (SIGINT), undoes the fault it has
+	// injected, restores the lab and writes its report; only if it has not finished
+	// within suiteStopDelay is it killed.
+	c.Cancel = func() error { return c.Process.Signal(os.Interrupt) }
+	c.WaitDelay = suiteStopDelay
 	c.Stdout, c.Stderr = out, out
 	c.Env = append(os.Environ(), "CLAB_VERSION_CHECK=disable")
 	runErr := c.Run()
@@ -178,7 +187,9 @@ when a check fails or a negative control does not.`,
 			}
 			if runDir == "" {
 				// Not under the lab's own directory: down removes that, runs outlive labs.
-				runDir = filepath.Join(g.runtimeOptions(cmd).StateDir, "runs", l.Plan.Lab, time.Now().UTC().Format("20060102T150405Z"))
+				if runDir, err = reports.NewRunDir(filepath.Join(g.runtimeOptions(cmd).StateDir, "runs", l.Plan.Lab), time.Now()); err != nil {
+					return err
+				}
 			}
 			r, err := g.runSuite(cmd, &f, runDir, "-v6lab.lab", l.Plan.Lab)
 			if err != nil {
@@ -232,7 +243,10 @@ compared with the first (what v6lab compare prints, also saved as
 				lab                     *lab.Lab
 				report                  *reports.Report
 			}
-			run := filepath.Join(runs, time.Now().UTC().Format("20060102T150405Z"))
+			run, err := reports.NewRunDir(runs, time.Now())
+			if err != nil {
+				return err
+			}
 			var matrix []*entry
 			var errs []error
 			for _, s := range specs {

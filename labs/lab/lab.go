@@ -2,6 +2,7 @@
 package lab
 
 import (
+	"errors"
 	"fmt"
 
 	"v6lab.dev/v6lab/labs/plan"
@@ -44,14 +45,25 @@ func Parse(data []byte, source string) (*Lab, error) {
 		return nil, fmt.Errorf("%s: %w", source, errs)
 	}
 	spec.SetDefaults(l)
-	errs = append(errs, spec.Validate(l)...)
-	if len(errs) > 0 {
-		// Planning a spec with structural errors would only add noise.
-		return nil, fmt.Errorf("%s: %w", source, errs)
+	structural := spec.Validate(l)
+	errs = append(errs, structural...)
+	// Every problem at once: an unknown field or a wrong type does not hide the address
+	// problems, so the spec is planned unless its structure is broken (planning a spec
+	// whose routers or nodes are wrong would only add noise).
+	var p *plan.Plan
+	if len(structural) == 0 {
+		var err error
+		p, err = plan.New(l)
+		var perrs spec.ErrorList
+		switch {
+		case errors.As(err, &perrs):
+			errs = append(errs, perrs...)
+		case err != nil:
+			return nil, fmt.Errorf("%s: %w", source, err)
+		}
 	}
-	p, err := plan.New(l)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", source, err)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%s: %w", source, errs)
 	}
 	return &Lab{Spec: l, Plan: p, Source: source}, nil
 }

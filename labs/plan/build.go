@@ -27,6 +27,13 @@ func New(l *spec.Lab) (*Plan, error) {
 	}
 
 	parent, ok := parseV6(&errs, "spec.addressing.parent", s.Addressing.Parent)
+	if ok {
+		if why := unusableParent(parent); why != "" {
+			errs.Add("spec.addressing.parent", "use a global unicast block such as the documentation prefix "+spec.DefaultParent,
+				"prefix %s %s", parent, why)
+			ok = false
+		}
+	}
 	if ok && parent.Bits() > MaxParentBits {
 		errs.Add("spec.addressing.parent", fmt.Sprintf("use a /%d or shorter (the default is %s)", MaxParentBits, spec.DefaultParent),
 			"prefix %s is too small: the plan needs sixteen /56 blocks", parent)
@@ -75,6 +82,7 @@ func New(l *spec.Lab) (*Plan, error) {
 	p.planApps(&errs)
 	p.planUnderlay()
 	p.planManagement()
+	p.checkManagement(&errs)
 	return p, errs.Err()
 }
 
@@ -239,6 +247,18 @@ func (p *Plan) planManagement() {
 	}
 }
 
+// checkManagement reports members that would share a management address (the spec's
+// list bounds keep the ranges apart; this says so if they ever do not).
+func (p *Plan) checkManagement(errs *spec.ErrorList) {
+	owner := map[netip.Addr]string{}
+	for name, a := range p.Management.Addresses {
+		if prev, dup := owner[a]; dup {
+			errs.Add("spec", "fewer routers, nodes or hosts", "members %s and %s would share the management address %s", min(prev, name), max(prev, name), a)
+		}
+		owner[a] = name
+	}
+}
+
 func parseV6(errs *spec.ErrorList, path, s string) (netip.Prefix, bool) {
 	pfx, err := netip.ParsePrefix(strings.TrimSpace(s))
 	if err != nil {
@@ -254,6 +274,27 @@ func parseV6(errs *spec.ErrorList, path, s string) (netip.Prefix, bool) {
 		return pfx, false
 	}
 	return pfx, true
+}
+
+// ManagementBlock holds every lab's management /64 (ULA "6lab").
+var ManagementBlock = netip.MustParsePrefix("fd36:6c61:6200::/48")
+
+// unusableParent says why a prefix cannot be the lab's parent block ("" when it can).
+func unusableParent(p netip.Prefix) string {
+	a := p.Addr()
+	switch {
+	case p.Bits() == 0 || a.IsUnspecified():
+		return "is the unspecified address or the whole address space"
+	case a.IsMulticast() || p.Overlaps(netip.MustParsePrefix("ff00::/8")):
+		return "is multicast"
+	case a.IsLinkLocalUnicast() || p.Overlaps(netip.MustParsePrefix("fe80::/10")):
+		return "is link-local"
+	case a.IsLoopback():
+		return "is the loopback address"
+	case p.Overlaps(ManagementBlock):
+		return fmt.Sprintf("overlaps the management range %s", ManagementBlock)
+	}
+	return ""
 }
 
 func isULA(a netip.Addr) bool { return a.Is6() && a.As16()[0]&0xfe == 0xfc }

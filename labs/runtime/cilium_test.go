@@ -35,7 +35,7 @@ func TestCiliumNativeRouting(t *testing.T) {
 	l := testLab(t, "itest-cilium")
 	t.Cleanup(func() {
 		assert.NoError(t, Down(context.Background(), l.Plan.Lab, o))
-		assert.Empty(t, leftovers(context.Background(), l.Plan.Lab))
+		assert.Empty(t, leftovers(context.Background(), l.Plan.Lab, planContainers(l.Plan)))
 	})
 	require.NoError(t, Up(ctx, l, o))
 	kc := o.Kubeconfig(l.Plan.Lab)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/render/clab"
 	"v6lab.dev/v6lab/labs/xexec"
 )
@@ -63,6 +64,33 @@ func containers(ctx context.Context, lab string) ([]Container, error) {
 	}
 	sort.Slice(cs, func(i, j int) bool { return cs[i].Name < cs[j].Name })
 	return cs, nil
+}
+
+// nameClashes refuses a lab whose container names another lab's containers already
+// use (lab "a" with member "b-edge1" and lab "a-b" with member "edge1" both make
+// v6lab-a-b-edge1: containerlab joins prefix, lab and member with "-").
+func nameClashes(ctx context.Context, p *plan.Plan) error {
+	out, err := docker(ctx, 30*time.Second, "ps", "-a", "--format", `{{.Names}}	{{.Label "`+clab.LabelLab+`"}}`)
+	if err != nil {
+		return err
+	}
+	own := planContainers(p)
+	var clash []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		name, lab, _ := strings.Cut(line, "\t")
+		if own[name] && lab != p.Lab {
+			owner := "not a v6lab container"
+			if lab != "" {
+				owner = "lab " + lab
+			}
+			clash = append(clash, fmt.Sprintf("%s (%s)", name, owner))
+		}
+	}
+	if len(clash) > 0 {
+		sort.Strings(clash)
+		return fmt.Errorf("lab %s: container names already taken: %s; rename the lab or the member", p.Lab, strings.Join(clash, ", "))
+	}
+	return nil
 }
 
 // labNames lists the labs that have containers on this host.

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"v6lab.dev/v6lab/labs/plan"
+	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/xexec"
 )
 
@@ -16,10 +19,23 @@ import (
 // when the topology is there, then a sweep by label and name of everything a lab can
 // leave (containers, the management network, netns links, the run directory). It
 // verifies that nothing is left.
+//
+// Down touches only what is the lab's: the name must pass the spec's name rule (so an
+// empty name, or one that climbs out of the state directory, is refused before anything
+// is removed), containers are found by the lab's label, and netns links are removed
+// only for the lab's own container names.
 func Down(ctx context.Context, name string, o Options) error {
 	o.defaults()
+	dir, err := labDir(o, name)
+	if err != nil {
+		return err
+	}
+	unlock, err := Lock(o, name, "down")
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	pr := NewProgress(o.Out)
-	dir := o.LabDir(name)
 	return pr.Step("down "+name, func() (string, error) {
 		var notes []string
 		topo := filepath.Join(dir, name+".clab.yml")
@@ -30,32 +46,64 @@ func Down(ctx context.Context, name string, o Options) error {
 				notes = append(notes, "containerlab destroy failed, sweeping: "+firstLine(err.Error()))
 			}
 		}
-		if err := sweep(ctx, name); err != nil {
+		own := ownNames(ctx, name, dir)
+		if err := sweep(ctx, name, own); err != nil {
 			return strings.Join(notes, "; "), err
 		}
 		if err := os.RemoveAll(dir); err != nil {
 			return "", err
 		}
-		if left := leftovers(ctx, name); len(left) > 0 {
+		if left := leftovers(ctx, name, own); len(left) > 0 {
 			return "", fmt.Errorf("still present after down: %s", strings.Join(left, ", "))
 		}
 		return strings.Join(append(notes, "nothing left"), "; "), nil
 	})
 }
 
-// DownAll removes every v6lab lab on this host: those with containers and those with
-// only a run directory left.
+// CheckLabName refuses a name down, status or a lock must not act on.
+func CheckLabName(name string) error {
+	if err := spec.CheckName(name); err != nil {
+		return fmt.Errorf("lab name: %w", err)
+	}
+	return nil
+}
+
+// labDir is the lab's run directory, refused unless it lies directly under the state
+// directory's labs/.
+func labDir(o Options, name string) (string, error) {
+	if err := CheckLabName(name); err != nil {
+		return "", err
+	}
+	root := filepath.Join(o.StateDir, "labs")
+	dir := o.LabDir(name)
+	if rel, err := filepath.Rel(root, dir); err != nil || rel != name {
+		return "", fmt.Errorf("lab %q: its directory %s is not directly under %s", name, dir, root)
+	}
+	return dir, nil
+}
+
+// DownAll removes every v6lab lab on this host: those with containers carrying v6lab's
+// lab label and those with only a run directory left (one holding the spec v6lab
+// wrote). Names that fail the lab name rule are left alone, and said so.
 func DownAll(ctx context.Context, o Options) error {
 	o.defaults()
-	names, err := labNames(ctx)
+	found, err := labNames(ctx)
 	if err != nil {
 		return err
 	}
 	entries, _ := os.ReadDir(filepath.Join(o.StateDir, "labs"))
 	for _, e := range entries {
-		if e.IsDir() && !contains(names, e.Name()) {
-			names = append(names, e.Name())
+		if _, err := os.Stat(filepath.Join(o.StateDir, "labs", e.Name(), "spec.yaml")); e.IsDir() && err == nil && !contains(found, e.Name()) {
+			found = append(found, e.Name())
 		}
+	}
+	var names []string
+	for _, n := range found {
+		if err := CheckLabName(n); err != nil {
+			fmt.Fprintf(o.Out, "skipping %q: %v\n", n, err)
+			continue
+		}
+		names = append(names, n)
 	}
 	if len(names) == 0 {
 		fmt.Fprintln(o.Out, "no v6lab lab on this host")
@@ -68,7 +116,60 @@ func DownAll(ctx context.Context, o Options) error {
 	return errors.Join(errs...)
 }
 
-func sweep(ctx context.Context, name string) error {
+// ownNames are the container names that are this lab's: those of the containers that
+// carry its label, and those its run directory's plan names (a lab whose containers
+// are gone). netns links are matched against them, never by a name pattern alone: lab
+// "a" and lab "a-b" share the prefix v6lab-a-.
+func ownNames(ctx context.Context, name, dir string) map[string]bool {
+	own := map[string]bool{}
+	if cs, err := containers(ctx, name); err == nil {
+		for _, c := range cs {
+			own[c.Name] = true
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "plan.json")); err == nil {
+		var p struct {
+			Prefix  string `json:"containerPrefix"`
+			Routers []struct {
+				Name string `json:"name"`
+			} `json:"routers"`
+			Nodes []struct {
+				Name string `json:"name"`
+			} `json:"nodes"`
+			Hosts []struct {
+				Name string `json:"name"`
+			} `json:"hosts"`
+		}
+		if json.Unmarshal(data, &p) == nil && p.Prefix == "v6lab-"+name+"-" {
+			for _, group := range [][]struct {
+				Name string `json:"name"`
+			}{p.Routers, p.Nodes, p.Hosts} {
+				for _, m := range group {
+					own[p.Prefix+m.Name] = true
+				}
+			}
+		}
+	}
+	return own
+}
+
+// netnsDir is where containerlab links each container's network namespace.
+var netnsDir = "/var/run/netns"
+
+// labNetnsLinks are the netns links (containerlab's, by container name) of the lab's
+// own containers.
+func labNetnsLinks(name string, own map[string]bool) []string {
+	links, _ := filepath.Glob(filepath.Join(netnsDir, "v6lab-"+name+"-*"))
+	var out []string
+	for _, l := range links {
+		if own[filepath.Base(l)] {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func sweep(ctx context.Context, name string, own map[string]bool) error {
 	cs, err := containers(ctx, name)
 	if err != nil {
 		return err
@@ -88,8 +189,7 @@ func sweep(ctx context.Context, name string) error {
 		}
 	}
 	// containerlab links each container's netns under /var/run/netns by container name.
-	links, _ := filepath.Glob(filepath.Join("/var/run/netns", "v6lab-"+name+"-*"))
-	for _, l := range links {
+	for _, l := range labNetnsLinks(name, own) {
 		if err := os.Remove(l); err != nil && !os.IsNotExist(err) {
 			return err
 		}
@@ -98,7 +198,7 @@ func sweep(ctx context.Context, name string) error {
 }
 
 // leftovers lists what a lab still holds on the host.
-func leftovers(ctx context.Context, name string) []string {
+func leftovers(ctx context.Context, name string, own map[string]bool) []string {
 	var left []string
 	if cs, err := containers(ctx, name); err == nil {
 		for _, c := range cs {
@@ -108,8 +208,7 @@ func leftovers(ctx context.Context, name string) []string {
 	if _, err := docker(ctx, 10*time.Second, "network", "inspect", "v6lab-"+name); err == nil {
 		left = append(left, "network v6lab-"+name)
 	}
-	links, _ := filepath.Glob(filepath.Join("/var/run/netns", "v6lab-"+name+"-*"))
-	for _, l := range links {
+	for _, l := range labNetnsLinks(name, own) {
 		left = append(left, "netns "+filepath.Base(l))
 	}
 	for _, r := range orphanFirewallRules(ctx) {
@@ -208,4 +307,13 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// planContainers are the container names of every member of a plan.
+func planContainers(p *plan.Plan) map[string]bool {
+	own := map[string]bool{}
+	for _, m := range Members(p, false) {
+		own[p.ContainerName(m)] = true
+	}
+	return own
 }

@@ -76,7 +76,9 @@ func TestUnderlayLifecycle(t *testing.T) {
 
 	a, b := testLab(t, "itest-a"), testLab(t, "itest-b")
 	t.Cleanup(func() {
-		assert.NoError(t, DownAll(context.Background(), o))
+		// Only the labs this test made: a person's lab on the same host is not touched.
+		assert.NoError(t, Down(context.Background(), a.Plan.Lab, o))
+		assert.NoError(t, Down(context.Background(), b.Plan.Lab, o))
 		assert.Equal(t, vethsBefore, vethCount(t), "down leaves no veth behind")
 	})
 
@@ -170,7 +172,7 @@ func TestUnderlayLifecycle(t *testing.T) {
 
 	t.Run("down removes everything", func(t *testing.T) {
 		require.NoError(t, Down(ctx, a.Plan.Lab, o))
-		assert.Empty(t, leftovers(ctx, a.Plan.Lab))
+		assert.Empty(t, leftovers(ctx, a.Plan.Lab, planContainers(a.Plan)))
 		assert.NoDirExists(t, o.LabDir(a.Plan.Lab))
 		st, err := GetStatus(ctx, b.Plan)
 		require.NoError(t, err)
@@ -187,5 +189,5 @@ func TestDownAfterInterruptedUp(t *testing.T) {
 	require.NoError(t, Up(ctx, l, o))
 	require.NoError(t, os.RemoveAll(o.LabDir(l.Plan.Lab)))
 	require.NoError(t, Down(ctx, l.Plan.Lab, o))
-	assert.Empty(t, leftovers(ctx, l.Plan.Lab))
+	assert.Empty(t, leftovers(ctx, l.Plan.Lab, planContainers(l.Plan)))
 }

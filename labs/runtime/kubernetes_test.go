@@ -87,7 +87,7 @@ func TestKubernetesNodes(t *testing.T) {
 	l := testLab(t, "itest-k8s")
 	t.Cleanup(func() {
 		assert.NoError(t, Down(context.Background(), l.Plan.Lab, o))
-		assert.Empty(t, leftovers(context.Background(), l.Plan.Lab))
+		assert.Empty(t, leftovers(context.Background(), l.Plan.Lab, planContainers(l.Plan)))
 	})
 	require.NoError(t, Up(ctx, l, o))
 

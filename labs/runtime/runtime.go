@@ -109,9 +109,17 @@ func (o Options) withNodes(l *lab.Lab) bool {
 // Up stands the lab up. Re-running it on a healthy lab changes nothing.
 func Up(ctx context.Context, l *lab.Lab, o Options) error {
 	o.defaults()
-	pr := NewProgress(o.Out)
 	p := l.Plan
-	dir := o.LabDir(p.Lab)
+	dir, err := labDir(o, p.Lab)
+	if err != nil {
+		return err
+	}
+	unlock, err := Lock(o, p.Lab, "up")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	pr := NewProgress(o.Out)
 	topo := filepath.Join(dir, clab.FileName(p))
 
 	if err := pr.Step("host setup", func() (string, error) {
@@ -168,6 +176,19 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 		changed = differs(files, dir)
 		if !changed {
 			return dir + " (unchanged)", nil
+		}
+		// A running lab keeps the files it runs with: a changed spec is refused
+		// before anything of the lab is rewritten.
+		running, err := runningMembers(ctx, p)
+		if err != nil {
+			return "", err
+		}
+		if len(running) > 0 {
+			return "", fmt.Errorf("lab %s runs another configuration (%d members up); its files are left as they are: run `v6lab down %s` first",
+				p.Lab, len(running), p.Lab)
+		}
+		if err := nameClashes(ctx, p); err != nil {
+			return "", err
 		}
 		return dir, files.Write(dir)
 	}); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"regexp"
 	"sort"
@@ -13,12 +14,24 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 )
 
+// MaxSpecBytes bounds a spec document: a lab spec is a few KB; anything near this is
+// not one.
+const MaxSpecBytes = 1 << 20
+
 // Decode decodes a document strictly: unknown and duplicate fields are errors, and so
-// are values of the wrong type. All such errors are returned, each with its field path
-// and line. The Lab is nil only when the document is not YAML at all.
+// are values of the wrong type (a float where a whole number is meant, too). All such
+// errors are returned, each with its field path and line. Input is bounded: more than
+// MaxSpecBytes, YAML anchors and aliases (a few lines of them expand to gigabytes),
+// and a second document are refused. The Lab is nil only when the document cannot be
+// decoded at all.
 func Decode(data []byte) (*Lab, ErrorList) {
+	if len(data) > MaxSpecBytes {
+		return nil, ErrorList{{Detail: fmt.Sprintf("the document is %d bytes, more than the %d a lab spec may have", len(data), MaxSpecBytes),
+			Hint: "a lab spec is a few KB: start from topologies/default.yaml"}}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
 		return nil, ErrorList{{Detail: "not a valid YAML document: " + err.Error(),
 			Hint: "check indentation and quoting"}}
 	}
@@ -26,8 +39,22 @@ func Decode(data []byte) (*Lab, ErrorList) {
 		return nil, ErrorList{{Detail: "the document is empty",
 			Hint: "start from topologies/default.yaml (v6lab render --print-default)"}}
 	}
-	doc := root.Content[0]
 	var errs ErrorList
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		errs = append(errs, FieldError{Line: extra.Line, Detail: "a second YAML document",
+			Hint: "a spec file holds one lab: remove the '---' and what follows, or split it into files"})
+	} else if !errors.Is(err, io.EOF) {
+		errs = append(errs, FieldError{Detail: "after the first document: " + err.Error(), Hint: "a spec file holds one lab"})
+	}
+	doc := root.Content[0]
+	if aliases := anchors(doc, nil); len(aliases) > 0 {
+		for _, n := range aliases {
+			errs = append(errs, FieldError{Line: n.Line, Detail: "YAML anchors and aliases are not accepted",
+				Hint: "write the values out: a lab spec is short, and aliases can expand without bound"})
+		}
+		return nil, errs
+	}
 	lines := map[int]string{}
 	checkFields(doc, reflect.TypeOf(Lab{}), "", &errs, lines)
 
@@ -43,6 +70,21 @@ func Decode(data []byte) (*Lab, ErrorList) {
 		}
 	}
 	return &lab, errs
+}
+
+// anchors lists the nodes that define an anchor or are an alias (at most a few: one
+// is enough to refuse the document).
+func anchors(n *yaml.Node, found []*yaml.Node) []*yaml.Node {
+	if len(found) >= 10 {
+		return found
+	}
+	if n.Anchor != "" || n.Kind == yaml.AliasNode {
+		return append(found, n)
+	}
+	for _, c := range n.Content {
+		found = anchors(c, found)
+	}
+	return found
 }
 
 var lineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
@@ -65,6 +107,10 @@ func typeError(msg string, lines map[int]string) FieldError {
 	}
 	return FieldError{Path: lines[line], Line: line, Detail: detail, Hint: hint}
 }
+
+// MaxListItems bounds every list of a spec while decoding (Validate has tighter
+// bounds per list).
+const MaxListItems = 256
 
 // stringTypes are the spec's named string types (enums); other spec.* types are mappings.
 var stringTypes = map[string]bool{
@@ -126,8 +172,21 @@ func checkFields(n *yaml.Node, t reflect.Type, path string, errs *ErrorList, lin
 			}
 			checkFields(v, ft, p, errs, lines)
 		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		// yaml.v3 truncates a float into an integer field (65000.5 -> 65000).
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" {
+			*errs = append(*errs, FieldError{Path: path, Line: n.Line,
+				Detail: fmt.Sprintf("wrong type: got the number %s", n.Value), Hint: "expected a whole number"})
+		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
+			return
+		}
+		if len(n.Content) > MaxListItems {
+			*errs = append(*errs, FieldError{Path: path, Line: n.Line,
+				Detail: fmt.Sprintf("%d items, more than the %d v6lab accepts in a list", len(n.Content), MaxListItems),
+				Hint:   "a lab on one host has a handful of members: shorten the list"})
 			return
 		}
 		for i, item := range n.Content {

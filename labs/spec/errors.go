@@ -35,13 +35,20 @@ func (e FieldError) Error() string {
 type ErrorList []FieldError
 
 func (l ErrorList) Error() string {
-	lines := make([]string, 0, len(l)+1)
+	shown := min(len(l), MaxShownErrors)
+	lines := make([]string, 0, shown+2)
 	lines = append(lines, fmt.Sprintf("%d problem(s) in the lab spec:", len(l)))
-	for _, e := range l {
+	for _, e := range l[:shown] {
 		lines = append(lines, "  - "+e.Error())
+	}
+	if more := len(l) - shown; more > 0 {
+		lines = append(lines, fmt.Sprintf("  ... and %d more (fix these first)", more))
 	}
 	return strings.Join(lines, "\n")
 }
+
+// MaxShownErrors is how many problems an ErrorList prints; the count covers them all.
+const MaxShownErrors = 50
 
 // Err returns nil for an empty list, so callers can `return errs.Err()`.
 func (l ErrorList) Err() error {

@@ -17,6 +17,16 @@ var (
 // versions v6lab renders.
 var SupportedCiliumMinors = []string{"1.18", "1.19", "1.20"}
 
+// Bounds on the spec's lists: one host runs the whole lab (3-4 Kubernetes nodes fit a
+// 2-core machine), and the management plan numbers members inside fixed ranges.
+const (
+	MaxRouters      = 64
+	MaxNodes        = 64
+	MaxHosts        = 16
+	MaxApplications = 255
+	MaxLinks        = 64 // per router
+)
+
 // MaxNameLen keeps container names (v6lab-<lab>-<node>) and host paths short.
 const MaxNameLen = 24
 
@@ -32,6 +42,22 @@ func Validate(l *Lab) ErrorList {
 	}
 	checkName(&errs, "metadata.name", l.Metadata.Name)
 	s := &l.Spec
+	// Bounds first: a lab on one host has a handful of members, and every list below is
+	// walked with per-item work. (The management plan numbers at most MaxRouters
+	// routers, MaxNodes nodes and MaxHosts hosts without two sharing an address.)
+	for _, b := range []struct {
+		path string
+		n, max int
+	}{{"spec.routers", len(s.Routers), MaxRouters}, {"spec.nodes", len(s.Nodes), MaxNodes},
+		{"spec.hosts", len(s.Hosts), MaxHosts}, {"spec.applications", len(s.Applications), MaxApplications}} {
+		if b.n > b.max {
+			errs.Add(b.path, fmt.Sprintf("at most %d: one host runs the whole lab", b.max), "%d entries", b.n)
+		}
+	}
+	if len(errs) > 0 && (len(s.Routers) > MaxRouters || len(s.Nodes) > MaxNodes || len(s.Hosts) > MaxHosts || len(s.Applications) > MaxApplications) {
+		return errs
+	}
+	routerHint := known(routerNames(s)) // built once: every "unknown router" names them
 
 	// Every router, node and host becomes a container: names share one namespace.
 	names := map[string]string{}
@@ -77,10 +103,14 @@ func Validate(l *Lab) ErrorList {
 
 	seenLinks := map[[2]string]string{}
 	for i, r := range s.Routers {
+		if len(r.Links) > MaxLinks {
+			errs.Add(Field(Index("spec.routers", i), "links"), fmt.Sprintf("at most %d links per router", MaxLinks), "%d links", len(r.Links))
+			continue
+		}
 		for j, peer := range r.Links {
 			p := Index(Field(Index("spec.routers", i), "links"), j)
 			if _, ok := routers[peer]; !ok {
-				errs.Add(p, "name a router of spec.routers"+known(routerNames(s)), "unknown router %q", peer)
+				errs.Add(p, "name a router of spec.routers"+routerHint, "unknown router %q", peer)
 				continue
 			}
 			if peer == r.Name {
@@ -96,6 +126,24 @@ func Validate(l *Lab) ErrorList {
 		}
 	}
 
+	// One fabric: every router linked to the others (a lone router needs no link). A
+	// node or host behind a router outside it could never reach the rest.
+	cut := map[string]bool{}
+	if len(s.Routers) > 1 {
+		joined := reachable(s)
+		for i, r := range s.Routers {
+			if !joined[r.Name] {
+				cut[r.Name] = true
+				hint := "link it to a router of the fabric (spec.routers[].links)"
+				detail := "router %q is not connected to the fabric of %s"
+				if linked := len(r.Links) > 0; !linked {
+					detail = "router %q has no links, so it is not connected to the fabric of %s"
+				}
+				errs.Add(Field(Index("spec.routers", i), "links"), hint, detail, r.Name, s.Routers[0].Name)
+			}
+		}
+	}
+
 	servers := 0
 	for i, n := range s.Nodes {
 		p := Index("spec.nodes", i)
@@ -108,7 +156,10 @@ func Validate(l *Lab) ErrorList {
 		default:
 			errs.Add(Field(p, "role"), "one of: server, agent", "unknown node role %q", n.Role)
 		}
-		checkAttach(&errs, Field(p, "router"), n.Router, routers, s)
+		checkAttach(&errs, Field(p, "router"), n.Router, routers, routerHint)
+		if cut[n.Router] {
+			errs.Add(Field(p, "router"), "attach it to a router of the fabric", "router %q is not connected to the fabric", n.Router)
+		}
 	}
 	if servers != 1 {
 		errs.Add("spec.nodes", "the lab runs exactly one server (control plane) and any number of agents",
@@ -126,7 +177,10 @@ func Validate(l *Lab) ErrorList {
 		default:
 			errs.Add(Field(p, "role"), "one of: client, world", "unknown host role %q", h.Role)
 		}
-		checkAttach(&errs, Field(p, "router"), h.Router, routers, s)
+		checkAttach(&errs, Field(p, "router"), h.Router, routers, routerHint)
+		if cut[h.Router] {
+			errs.Add(Field(p, "router"), "attach it to a router of the fabric", "router %q is not connected to the fabric", h.Router)
+		}
 	}
 	for _, r := range []HostRole{RoleClient, RoleWorld} {
 		if roles[r] != 1 {
@@ -146,6 +200,10 @@ func Validate(l *Lab) ErrorList {
 		if !dnsLabel.MatchString(a.Namespace) || len(a.Namespace) > 63 {
 			errs.Add(Field(p, "namespace"), "a Kubernetes namespace name: lower-case letters, digits and '-'",
 				"invalid namespace %q", a.Namespace)
+		}
+		if contains(ReservedNamespaces, a.Namespace) {
+			errs.Add(Field(p, "namespace"), "use a namespace of the application's own (not "+strings.Join(ReservedNamespaces, ", ")+")",
+				"namespace %q is reserved", a.Namespace)
 		}
 		if prev, ok := namespaces[a.Namespace]; ok {
 			errs.Add(Field(p, "namespace"), "each application needs its own namespace (its pod pool is selected by namespace)",
@@ -241,6 +299,18 @@ func CiliumMinor(version string) string {
 	return m[1] + "." + m[2]
 }
 
+// CheckName says why name cannot name a lab or a lab member (nil when it can): the one
+// rule every name passes — the spec's, and the lab names down and locks accept — so a
+// name never holds a path separator, "..", or anything a container name cannot.
+func CheckName(name string) error {
+	var errs ErrorList
+	checkName(&errs, "", name)
+	if len(errs) > 0 {
+		return fmt.Errorf("%s: %s", errs[0].Detail, errs[0].Hint)
+	}
+	return nil
+}
+
 func checkName(errs *ErrorList, path, name string) {
 	switch {
 	case name == "":
@@ -257,15 +327,47 @@ func checkASN(errs *ErrorList, path string, asn uint32) {
 	}
 }
 
-func checkAttach(errs *ErrorList, path, router string, routers map[string]int, s *LabSpec) {
+func checkAttach(errs *ErrorList, path, router string, routers map[string]int, hint string) {
 	if router == "" {
-		errs.Add(path, "name the router it attaches to"+known(routerNames(s)), "router is required")
+		errs.Add(path, "name the router it attaches to"+hint, "router is required")
 		return
 	}
 	if _, ok := routers[router]; !ok {
-		errs.Add(path, "name a router of spec.routers"+known(routerNames(s)), "unknown router %q", router)
+		errs.Add(path, "name a router of spec.routers"+hint, "unknown router %q", router)
 	}
 }
+
+// reachable is the set of routers linked, directly or not, to the first one.
+func reachable(s *LabSpec) map[string]bool {
+	adj := map[string][]string{}
+	for _, r := range s.Routers {
+		for _, peer := range r.Links {
+			adj[r.Name] = append(adj[r.Name], peer)
+			adj[peer] = append(adj[peer], r.Name)
+		}
+	}
+	seen := map[string]bool{}
+	if len(s.Routers) == 0 {
+		return seen
+	}
+	queue := []string{s.Routers[0].Name}
+	seen[queue[0]] = true
+	for len(queue) > 0 {
+		r := queue[0]
+		queue = queue[1:]
+		for _, p := range adj[r] {
+			if !seen[p] {
+				seen[p] = true
+				queue = append(queue, p)
+			}
+		}
+	}
+	return seen
+}
+
+// ReservedNamespaces are namespaces an application may not take: Kubernetes' own and
+// the ones the lab installs its components into.
+var ReservedNamespaces = []string{"default", "kube-system", "kube-public", "kube-node-lease", "metallb-system"}
 
 func routerNames(s *LabSpec) []string {
 	out := make([]string, 0, len(s.Routers))

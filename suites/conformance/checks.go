@@ -577,17 +577,23 @@ type fault struct {
 var failoverFaults = []fault{
 	{"link-down", func(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration) (time.Time, time.Time, time.Duration, error) {
 		return around(ctx, x, n, hold,
-			func() error { _, err := x.Exec(ctx, n.Router, "ip", "link", "set", n.RouterIface, "down"); return err },
-			func() error { _, err := x.Exec(ctx, n.Router, "ip", "link", "set", n.RouterIface, "up"); return err })
+			func(ctx context.Context) error {
+				_, err := x.Exec(ctx, n.Router, "ip", "link", "set", n.RouterIface, "down")
+				return err
+			},
+			func(ctx context.Context) error {
+				_, err := x.Exec(ctx, n.Router, "ip", "link", "set", n.RouterIface, "up")
+				return err
+			})
 	}, false},
 	{"session-down", func(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration) (time.Time, time.Time, time.Duration, error) {
-		vty := func(cmd string) error {
+		vty := func(ctx context.Context, cmd string) error {
 			_, err := x.Exec(ctx, n.Router, "vtysh", "-c", "configure terminal", "-c", "router bgp "+fmt.Sprint(n.RouterASN), "-c", cmd)
 			return err
 		}
 		return around(ctx, x, n, hold,
-			func() error { return vty("neighbor " + n.Announcer.String() + " shutdown") },
-			func() error { return vty("no neighbor " + n.Announcer.String() + " shutdown") })
+			func(ctx context.Context) error { return vty(ctx, "neighbor "+n.Announcer.String()+" shutdown") },
+			func(ctx context.Context) error { return vty(ctx, "no neighbor "+n.Announcer.String()+" shutdown") })
 	}, false},
 	{"node-stopped", func(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration) (time.Time, time.Time, time.Duration, error) {
 		// A node that dies without its link going down: its processes frozen, and
@@ -596,14 +602,14 @@ var failoverFaults = []fault{
 		c := x.Plan.ContainerName(n.Name)
 		rules := faults.Blackhole("v6lab_nodestop", n.RouterIface)
 		return around(ctx, x, n, hold,
-			func() error {
+			func(ctx context.Context) error {
 				if _, err := x.ExecStdin(ctx, n.Router, rules, "nft", "-f", "-"); err != nil {
 					return err
 				}
 				_, err := run(ctx, "docker", []string{"pause", c}, "")
 				return err
 			},
-			func() error {
+			func(ctx context.Context) error {
 				_, err := run(ctx, "docker", []string{"unpause", c}, "")
 				if _, derr := x.Exec(ctx, n.Router, faults.Remove("v6lab_nodestop")...); err == nil {
 					err = derr
@@ -614,18 +620,32 @@ var failoverFaults = []fault{
 }
 
 // around injects a failure, measures the withdrawal at the node's router, keeps the
-// failure for the detection time plus two seconds, and undoes it.
-func around(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration, do, undo func() error) (time.Time, time.Time, time.Duration, error) {
-	if err := do(); err != nil {
+// failure for the detection time plus two seconds, and undoes it — always: a failed
+// or half-done injection, and an interrupted run (ctx cancelled), are undone too, on a
+// context of their own.
+func around(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration, do, undo func(context.Context) error) (time.Time, time.Time, time.Duration, error) {
+	undoAlways := func() error {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		return undo(uctx)
+	}
+	if err := do(ctx); err != nil {
+		_ = undoAlways()
 		return time.Time{}, time.Time{}, -1, err
 	}
 	at := time.Now()
 	keep := hold + 2*time.Second
 	withdrawn := waitWithdrawn(ctx, x, n.Router, n.vip, n.Announcer, keep)
 	if rest := keep - time.Since(at); rest > 0 {
-		time.Sleep(rest)
+		select {
+		case <-ctx.Done():
+		case <-time.After(rest):
+		}
 	}
-	err := undo()
+	err := undoAlways()
+	if err == nil {
+		err = ctx.Err()
+	}
 	return at, time.Now(), withdrawn, err
 }
 
@@ -660,12 +680,25 @@ func threshold(x *Lab) time.Duration {
 // The control: the link to the entry node drops the stream while BGP stays up.
 var silentDrop = fault{"silent-drop", func(ctx context.Context, x *Lab, n *kubeNode, hold time.Duration) (time.Time, time.Time, time.Duration, error) {
 	rules := fmt.Sprintf("add table inet v6lab_negative\nadd chain inet v6lab_negative forward_c { type filter hook forward priority -300; }\nadd rule inet v6lab_negative forward_c oifname %s udp dport %d drop\n", n.RouterIface, ProbePort)
+	remove := func() error {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_, err := x.Exec(uctx, n.Router, faults.Remove("v6lab_negative")...)
+		return err
+	}
 	if _, err := x.ExecStdin(ctx, n.Router, rules, "nft", "-f", "-"); err != nil {
+		_ = remove()
 		return time.Time{}, time.Time{}, -1, err
 	}
 	at := time.Now()
-	time.Sleep(hold + 3*time.Second)
-	_, err := x.Exec(ctx, n.Router, faults.Remove("v6lab_negative")...)
+	select {
+	case <-ctx.Done():
+	case <-time.After(hold + 3*time.Second):
+	}
+	err := remove()
+	if err == nil {
+		err = ctx.Err()
+	}
 	return at, time.Now(), -1, err
 }, false}
 

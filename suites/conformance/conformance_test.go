@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,12 +62,29 @@ func TestMain(m *testing.M) {
 	if skipAll != "" {
 		os.Exit(m.Run())
 	}
-	testenv = env.NewWithConfig(cfg)
+	// SIGINT/SIGTERM (Ctrl-C, or v6lab stopping the suite) cancel every check: a check
+	// undoes the fault it injected, its control's restore runs on a context of its own,
+	// and Finish still writes the report and removes the suite's own lab.
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if testenv, err = env.NewWithContext(sigCtx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if !own {
+		// A user's lab: no up or down of another v6lab while the suite runs on it.
+		unlock, err := runtime.Lock(o, l.Plan.Lab, "test")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "conformance:", err)
+			os.Exit(2)
+		}
+		defer unlock()
+	}
 	testenv.Setup(func(ctx context.Context, cfg *envconf.Config) (ctx2 context.Context, err error) {
 		// A failed setup skips Finish: remove the suite's own lab here.
 		defer func() {
 			if err != nil && own && !*flagKeep {
-				_ = runtime.Down(context.Background(), l.Plan.Lab, o)
+				_ = runtime.Down(context.WithoutCancel(ctx), l.Plan.Lab, o)
 			}
 		}()
 		if own {
@@ -89,6 +108,9 @@ func TestMain(m *testing.M) {
 		return ctx, nil
 	})
 	testenv.Finish(func(ctx context.Context, cfg *envconf.Config) (context.Context, error) {
+		// Interrupted or not, the report is written and the lab cleaned up.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+		defer cancel()
 		if theLab != nil {
 			r, err := theLab.WriteReport()
 			if err != nil {
@@ -105,7 +127,9 @@ func TestMain(m *testing.M) {
 		}
 		return ctx, nil
 	})
-	os.Exit(testenv.Run(m))
+	code := testenv.Run(m)
+	stop()
+	os.Exit(code)
 }
 
 // prepare finds the tools and the lab; own says the suite brings the lab up itself.

@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -38,6 +37,7 @@ import (
 	"v6lab.dev/v6lab/labs/runtime"
 	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/verdict"
+	"v6lab.dev/v6lab/labs/xexec"
 	"v6lab.dev/v6lab/reports"
 )
 
@@ -149,22 +149,18 @@ func (x *Lab) kubectl(ctx context.Context, stdin string, args ...string) (string
 	return run(ctx, x.Kubectl, append([]string{"--kubeconfig", x.Kubeconfig}, args...), stdin)
 }
 
+// run runs a command (stdin "": none) under a two-minute timeout that kills its whole
+// process group (xexec).
 func run(ctx context.Context, name string, args []string, stdin string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
+	c := xexec.Cmd{Name: name, Args: args, Timeout: 2 * time.Minute}
 	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
+		c.Stdin = strings.NewReader(stdin)
 	}
-	out, err := cmd.Output()
+	out, err := xexec.Run(ctx, c)
 	if err != nil {
-		msg := ""
-		if ee, ok := err.(*exec.ExitError); ok {
-			msg = string(ee.Stderr)
-		}
-		return string(out), fmt.Errorf("%s %s: %w: %s%s", filepath.Base(name), strings.Join(args, " "), err, out, msg)
+		return out, fmt.Errorf("%s: %w", filepath.Base(name), err)
 	}
-	return string(out), nil
+	return out, nil
 }
 
 // ProbeSummary is what `v6lab-probe send` prints.

@@ -1,0 +1,98 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeDocker puts a stand-in docker (and iptables) first in PATH: it lists no
+// container and knows no network, and records every call. Down's sweep then acts only
+// on files, which the test owns.
+func fakeDocker(t *testing.T) (calls string) {
+	t.Helper()
+	bin := t.TempDir()
+	calls = filepath.Join(bin, "calls")
+	script := "#!/bin/sh\necho \"$(basename $0) $*\" >> " + calls + "\ncase \"$1\" in network) exit 1;; esac\nexit 0\n"
+	for _, name := range []string{"docker", "iptables"} {
+		require.NoError(t, os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755))
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	return calls
+}
+
+func TestDownRefusesNamesThatAreNotLabNames(t *testing.T) {
+	calls := fakeDocker(t)
+	state := t.TempDir()
+	outside := filepath.Join(state, "..", filepath.Base(state)+"-outside")
+	require.NoError(t, os.MkdirAll(outside, 0o755))
+	t.Cleanup(func() { os.RemoveAll(outside) })
+	o := Options{StateDir: filepath.Join(state, "x", "y"), Out: &bytes.Buffer{}}
+	for _, name := range []string{"", "..", "../../" + filepath.Base(outside), "a/b", "UPPER", ".hidden"} {
+		err := Down(context.Background(), name, o)
+		require.Error(t, err, "%q", name)
+		assert.Contains(t, err.Error(), "lab name", "%q", name)
+	}
+	assert.DirExists(t, outside, "nothing outside the state directory is removed")
+	_, err := os.Stat(calls)
+	assert.True(t, os.IsNotExist(err), "docker is never called for a refused name")
+}
+
+// Lab "a" and lab "a-b" share the name prefix v6lab-a-: down a removes only a's own
+// netns links (named by its plan), never a-b's.
+func TestDownRemovesOnlyItsOwnNetnsLinks(t *testing.T) {
+	fakeDocker(t)
+	netns := t.TempDir()
+	old := netnsDir
+	netnsDir = netns
+	t.Cleanup(func() { netnsDir = old })
+	state := t.TempDir()
+	o := Options{StateDir: state, Out: &bytes.Buffer{}}
+	dir := o.LabDir("a")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "plan.json"),
+		[]byte(`{"containerPrefix":"v6lab-a-","routers":[{"name":"edge1"}],"nodes":[],"hosts":[{"name":"client"}]}`), 0o644))
+	for _, l := range []string{"v6lab-a-edge1", "v6lab-a-client", "v6lab-a-b-edge1"} {
+		require.NoError(t, os.WriteFile(filepath.Join(netns, l), nil, 0o644))
+	}
+	require.NoError(t, Down(context.Background(), "a", o))
+	assert.NoFileExists(t, filepath.Join(netns, "v6lab-a-edge1"))
+	assert.NoFileExists(t, filepath.Join(netns, "v6lab-a-client"))
+	assert.FileExists(t, filepath.Join(netns, "v6lab-a-b-edge1"), "lab a-b's link is not lab a's")
+	assert.NoDirExists(t, dir)
+}
+
+// down --all takes names from v6lab's own traces only, and never one that fails the
+// name rule.
+func TestDownAllSkipsDirectoriesThatAreNotLabs(t *testing.T) {
+	fakeDocker(t)
+	state := t.TempDir()
+	var out bytes.Buffer
+	o := Options{StateDir: state, Out: &out}
+	stray := filepath.Join(state, "labs", "notes") // no spec.yaml: not a lab v6lab made
+	require.NoError(t, os.MkdirAll(stray, 0o755))
+	require.NoError(t, DownAll(context.Background(), o))
+	assert.DirExists(t, stray)
+	assert.Contains(t, out.String(), "no v6lab lab")
+}
+
+func TestLockRefusesASecondHolder(t *testing.T) {
+	o := Options{StateDir: t.TempDir()}
+	unlock, err := Lock(o, "a", "up")
+	require.NoError(t, err)
+	_, err = Lock(o, "a", "down")
+	require.ErrorIs(t, err, ErrLabBusy)
+	assert.Contains(t, err.Error(), "up", "names what holds it")
+	other, err := Lock(o, "b", "up")
+	require.NoError(t, err, "another lab is not locked")
+	other()
+	unlock()
+	again, err := Lock(o, "a", "down")
+	require.NoError(t, err, "released")
+	again()
+}
