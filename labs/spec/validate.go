@@ -45,16 +45,18 @@ func Validate(l *Lab) ErrorList {
 	// Bounds first: a lab on one host has a handful of members, and every list below is
 	// walked with per-item work. (The management plan numbers at most MaxRouters
 	// routers, MaxNodes nodes and MaxHosts hosts without two sharing an address.)
+	tooLong := false
 	for _, b := range []struct {
-		path string
+		path   string
 		n, max int
 	}{{"spec.routers", len(s.Routers), MaxRouters}, {"spec.nodes", len(s.Nodes), MaxNodes},
 		{"spec.hosts", len(s.Hosts), MaxHosts}, {"spec.applications", len(s.Applications), MaxApplications}} {
 		if b.n > b.max {
 			errs.Add(b.path, fmt.Sprintf("at most %d: one host runs the whole lab", b.max), "%d entries", b.n)
+			tooLong = true
 		}
 	}
-	if len(errs) > 0 && (len(s.Routers) > MaxRouters || len(s.Nodes) > MaxNodes || len(s.Hosts) > MaxHosts || len(s.Applications) > MaxApplications) {
+	if tooLong {
 		return errs
 	}
 	routerHint := known(routerNames(s)) // built once: every "unknown router" names them
