@@ -49,9 +49,15 @@ func (r *Report) JUnit() ([]byte, error) {
 		s.Cases = append(s.Cases, tc)
 		if c.Control != nil {
 			cc := junitCase{Name: c.Name + "/negative-control", Classname: tc.Classname}
-			if c.Control.Status != Fail {
+			switch {
+			case c.Control.Status == Inconclusive:
+				cc.Failure = &junitMessage{Message: "the negative control (" + c.Control.Breakage + ") was inconclusive: expected failure " +
+					c.Control.Expected + ", observed " + fmt.Sprint(c.Control.Observed), Body: c.Control.Reason}
+			case c.Control.Status != Fail:
 				cc.Failure = &junitMessage{Message: "the check did not fail on a lab broken on purpose (" + c.Control.Breakage + "): it cannot detect what it claims to",
 					Body: c.Control.Reason}
+			case c.Control.RestoreError != "":
+				cc.Failure = &junitMessage{Message: "the lab was not restored after the negative control", Body: c.Control.RestoreError}
 			}
 			s.Cases = append(s.Cases, cc)
 		}

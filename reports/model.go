@@ -22,6 +22,10 @@ const (
 	Pass Status = "pass"
 	Fail Status = "fail"
 	Skip Status = "skip"
+	// Inconclusive is a negative control that failed for a reason other than the one
+	// it declares (a timeout, an exec error, a lab not settled) or could not run: it
+	// proves nothing, and fails the run as a passing control does.
+	Inconclusive Status = "inconclusive"
 )
 
 // Report is one conformance run on one lab configuration.
@@ -81,16 +85,29 @@ type Event struct {
 	Until time.Time `json:"until,omitempty"`
 }
 
-// Control is a negative control's outcome: Status must be Fail for the check to count.
+// Control is a negative control's outcome: Status must be Fail — the check failed on
+// the broken lab, and for the reason the control declares (Expected among Observed) —
+// and the lab must have been restored, for the check to count.
 type Control struct {
 	Breakage string `json:"breakage"` // what was broken on purpose
 	Status   Status `json:"status"`
 	Reason   string `json:"reason"`
+	// Expected is the failure the control must produce (a reason kind, e.g.
+	// source-outside-pool); Observed the kinds the check's run on the broken lab gave.
+	Expected string   `json:"expectedFailure,omitempty"`
+	Observed []string `json:"observedFailures,omitempty"`
+	// Restore says how undoing the break went: "" when it was undone and the lab shown
+	// to be back, else why not (which fails the check).
+	RestoreError string `json:"restoreError,omitempty"`
 }
 
 // Effective is a check's status counting its negative control: a check whose control
-// did not fail proves nothing, and fails.
+// did not fail for its declared reason proves nothing, and fails; so does one whose
+// lab was not restored after its control.
 func (c Check) Effective() Status {
+	if c.Control != nil && c.Control.RestoreError != "" && c.Status != Skip {
+		return Fail
+	}
 	if c.Status == Pass && c.Control != nil && c.Control.Status != Fail {
 		return Fail
 	}

@@ -131,7 +131,7 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 				fmt.Fprintln(p.w, "  "+s)
 			}
 		}
-		if strings.Contains(s, "conformance_test.go") && (strings.Contains(s, " failed: ") || strings.Contains(s, "could not") || strings.Contains(s, "cannot fail")) {
+		if strings.Contains(s, "conformance_test.go") && (strings.Contains(s, " failed: ") || strings.Contains(s, "negative control") || strings.Contains(s, "restoring the lab")) {
 			fmt.Fprintln(p.w, "  "+s)
 		}
 	}

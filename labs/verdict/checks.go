@@ -100,6 +100,10 @@ func IPv4(pkts []Packet) IPv4Verdict {
 	return v
 }
 
+// ReasonRepliesElsewhere is ReturnPath's reason when replies left through another
+// file than the expected one (the DSR violation itself).
+const ReasonRepliesElsewhere = "replies appeared outside the expected file"
+
 // ReturnPathVerdict counts, per capture file, the replies from a VIP to a client.
 type ReturnPathVerdict struct {
 	Check   string         `json:"check"`
@@ -171,7 +175,7 @@ func ReturnPath(files map[string][]Packet, vip, client netip.Addr, m Match, expe
 		v.Pass = true
 		v.Reason = "replies seen; no expected file given"
 	case elsewhere > 0:
-		v.Reason = "replies appeared outside the expected file"
+		v.Reason = ReasonRepliesElsewhere
 	case v.Replies[expectFile] == 0:
 		v.Reason = "no reply in the expected file"
 	case enteredElsewhere == 0:

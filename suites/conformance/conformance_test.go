@@ -1,6 +1,9 @@
 package conformance
 
 import (
+	"errors"
+	"slices"
+
 	"bytes"
 	"context"
 	"flag"
@@ -13,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
 
 	"sigs.k8s.io/e2e-framework/pkg/env"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
@@ -232,33 +237,15 @@ func feature(c Check) features.Feature {
 			if rec.Status == reports.Skip {
 				t.Skip(rec.Reason)
 			}
-			ctrl := &reports.Control{Breakage: c.Breakage}
-			restore, err := c.Break(ctx, x)
-			var res Result
-			if err == nil {
-				res, err = c.Run(ctx, x, true)
-			}
-			if restore != nil {
-				rctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-				rerr := restore(rctx)
-				if rerr == nil { // the next check starts on a settled datapath
-					rerr = x.WaitDatapath(rctx, 3*time.Minute)
-				}
-				if rerr != nil {
-					t.Errorf("restoring the lab after %s's control: %v", c.Name, rerr)
-				}
-				cancel()
-			}
-			switch {
-			case err != nil:
-				ctrl.Status, ctrl.Reason = reports.Skip, "the control could not run: "+err.Error()
-				t.Errorf("%s: %s", c.Name, ctrl.Reason)
-			case res.Pass:
-				ctrl.Status, ctrl.Reason = reports.Pass, "the check passed on a broken lab: it cannot fail, so it proves nothing"
-				t.Errorf("%s: %s", c.Name, ctrl.Reason)
+			ctrl, res := runControl(ctx, x, c)
+			switch ctrl.Status {
+			case reports.Fail:
+				t.Logf("%s control failed as it must (%s): %s", c.Name, c.Expect, res.Reason)
 			default:
-				ctrl.Status, ctrl.Reason = reports.Fail, res.Reason
-				t.Logf("%s control failed as it must: %s", c.Name, res.Reason)
+				t.Errorf("%s: negative control %s: %s", c.Name, ctrl.Status, ctrl.Reason)
+			}
+			if ctrl.RestoreError != "" {
+				t.Errorf("restoring the lab after %s's control: %s", c.Name, ctrl.RestoreError)
 			}
 			rec.Control = ctrl
 			rec.Pcaps = append(rec.Pcaps, res.Pcaps...)
@@ -272,6 +259,53 @@ func feature(c Check) features.Feature {
 			return ctx
 		})
 	return b.Feature()
+}
+
+// runControl runs a check's negative control: it breaks the lab (or, for a variant,
+// runs the variant), runs the check, and undoes the break on a context of its own (an
+// interrupted run restores too), then waits until the lab is shown to be back. The
+// control counts (Status Fail) only when the check failed with the failure kind the
+// control declares; any other failure, or a control that could not run, is
+// inconclusive.
+func runControl(ctx context.Context, x *Lab, c Check) (*reports.Control, Result) {
+	ctrl := &reports.Control{Breakage: c.Control(), Expected: c.Expect}
+	var (
+		res     Result
+		err     error
+		restore func(context.Context) error
+	)
+	if c.Break != nil {
+		restore, err = c.Break(ctx, x)
+	}
+	if err == nil {
+		res, err = c.Run(ctx, x, true)
+	}
+	if restore != nil || c.Break == nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+		var rerr error
+		if restore != nil {
+			rerr = restore(rctx)
+		}
+		if rerr == nil { // the next check starts on a settled datapath
+			rerr = x.WaitDatapath(rctx, 3*time.Minute)
+		}
+		if rerr != nil {
+			ctrl.RestoreError = rerr.Error()
+		}
+		cancel()
+	}
+	ctrl.Observed = res.Failures
+	switch {
+	case err != nil:
+		ctrl.Status, ctrl.Reason = reports.Inconclusive, "the control could not run: "+err.Error()
+	case res.Pass:
+		ctrl.Status, ctrl.Reason = reports.Pass, "the check passed on a broken lab: it cannot fail, so it proves nothing"
+	case !slices.Contains(res.Failures, c.Expect):
+		ctrl.Status, ctrl.Reason = reports.Inconclusive, "the check failed, but not with "+c.Expect+" (the failure this control must produce): "+res.Reason
+	default:
+		ctrl.Status, ctrl.Reason = reports.Fail, res.Reason
+	}
+	return ctrl, res
 }
 
 func fill(rec *reports.Check, res Result, err error) {
@@ -300,13 +334,82 @@ func TestConformance(t *testing.T) {
 	testenv.Test(t, fs...)
 }
 
-// The report names every check the suite has.
-func TestChecksAreNamed(t *testing.T) {
+// Every check is complete: a name, a control that either breaks the lab (with what
+// restores it) or is a variant of the check's own run — never both, never neither —
+// and the failure kind that control must produce.
+func TestChecksAreComplete(t *testing.T) {
 	seen := map[string]bool{}
 	for _, c := range Checks() {
-		if c.Name == "" || seen[c.Name] || c.Run == nil || c.Break == nil || c.Applies == nil || strings.TrimSpace(c.Breakage) == "" {
-			t.Errorf("check %q is incomplete or repeated", c.Name)
-		}
+		assert.NotEmpty(t, c.Name)
+		assert.False(t, seen[c.Name], "%s repeated", c.Name)
 		seen[c.Name] = true
+		assert.NotNil(t, c.Run, c.Name)
+		assert.NotNil(t, c.Applies, c.Name)
+		assert.NotEmpty(t, c.Expect, "%s: its control declares no failure kind", c.Name)
+		switch {
+		case c.Break != nil && c.Variant != "":
+			t.Errorf("%s: both a break and a variant", c.Name)
+		case c.Break == nil && c.Variant == "":
+			t.Errorf("%s: a control that breaks nothing and is no variant asserts nothing", c.Name)
+		case c.Break != nil && strings.TrimSpace(c.Breakage) == "":
+			t.Errorf("%s: a break that does not say what it breaks", c.Name)
+		}
+	}
+}
+
+// A control is judged by the failure it declares: the declared kind is a pass of the
+// control (Fail), another kind or an error is inconclusive, a passing run proves
+// nothing; a failed restore is recorded.
+func TestControlVerdicts(t *testing.T) {
+	x := &Lab{}
+	mk := func(res Result, err error) Check {
+		return Check{Name: "c", Expect: kindUnanswered, Variant: "v",
+			Run: func(context.Context, *Lab, bool) (Result, error) { return res, err }}
+	}
+	failed := func(kinds ...string) Result {
+		r := Result{Pass: true}
+		for _, k := range kinds {
+			r.fail(k, "x")
+		}
+		return r
+	}
+	// After a variant (or a restore) the suite waits for the datapath, which needs a
+	// cluster: these controls break with no restore, or one that fails on purpose.
+	withBreak := func(c Check, restoreErr error) Check {
+		c.Variant = ""
+		c.Breakage = "b"
+		c.Break = func(context.Context, *Lab) (func(context.Context) error, error) {
+			return nil, nil
+		}
+		if restoreErr != nil {
+			c.Break = func(context.Context, *Lab) (func(context.Context) error, error) {
+				return func(context.Context) error { return restoreErr }, nil
+			}
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		name    string
+		c       Check
+		status  reports.Status
+		restore bool
+	}{
+		{"declared kind", withBreak(mk(failed(kindUnanswered, kindNothingSeen), nil), nil), reports.Fail, false},
+		{"another kind", withBreak(mk(failed(kindNothingSeen), nil), nil), reports.Inconclusive, false},
+		{"could not run", withBreak(mk(Result{}, errors.New("exec: timed out")), nil), reports.Inconclusive, false},
+		{"passed", withBreak(mk(Result{Pass: true}, nil), nil), reports.Pass, false},
+		{"restore failed", withBreak(mk(failed(kindUnanswered), nil), errors.New("policy still there")), reports.Fail, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctrl, _ := runControl(context.Background(), x, tc.c)
+			assert.Equal(t, tc.status, ctrl.Status, ctrl.Reason)
+			assert.Equal(t, kindUnanswered, ctrl.Expected)
+			if tc.restore {
+				assert.Contains(t, ctrl.RestoreError, "policy still there")
+				assert.Equal(t, reports.Fail, reports.Check{Status: reports.Pass, Control: ctrl}.Effective(), "a lab not restored fails the check")
+			} else {
+				assert.Empty(t, ctrl.RestoreError)
+			}
+		})
 	}
 }

@@ -28,6 +28,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
@@ -562,3 +563,107 @@ func (x *Lab) Cleanup(ctx context.Context) {
 func planRole(role string) spec.HostRole { return spec.HostRole(role) }
 
 func intstrPort(p int) intstr.IntOrString { return intstr.FromInt32(int32(p)) }
+
+// agentEndpoint is what the suite reads of one endpoint in `cilium-dbg endpoint list
+// -o json` (Cilium's REST model: api/v1/models Endpoint).
+type agentEndpoint struct {
+	Status struct {
+		ExternalIdentifiers struct {
+			Namespace string `json:"k8s-namespace"`
+			Pod       string `json:"k8s-pod-name"`
+		} `json:"external-identifiers"`
+		Policy struct {
+			Realized struct {
+				Enabled  string `json:"policy-enabled"`
+				Revision int64  `json:"policy-revision"`
+			} `json:"realized"`
+			Spec struct {
+				Revision int64 `json:"policy-revision"`
+			} `json:"spec"`
+		} `json:"policy"`
+	} `json:"status"`
+}
+
+// parseEndpoints reads `cilium-dbg endpoint list -o json`.
+func parseEndpoints(out string) ([]agentEndpoint, error) {
+	var eps []agentEndpoint
+	if err := json.Unmarshal([]byte(out), &eps); err != nil {
+		return nil, fmt.Errorf("cilium-dbg endpoint list: %w", err)
+	}
+	return eps, nil
+}
+
+// ingressEnforcement says, for every running pod of a namespace, whether its endpoint
+// has caught up with the agent's policy (realized revision at least the desired one)
+// and what ingress enforcement it realized; pods without an endpoint yet are "absent".
+func (x *Lab) ingressEnforcement(ctx context.Context, ns string) (map[string]string, error) {
+	pods, err := x.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	state := map[string]string{}
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			state[p.Name] = "absent"
+		}
+	}
+	agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range agents.Items {
+		out, err := x.kubectl(ctx, "", "-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--",
+			"cilium-dbg", "endpoint", "list", "-o", "json")
+		if err != nil {
+			return nil, err
+		}
+		eps, err := parseEndpoints(out)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", a.Name, err)
+		}
+		for _, ep := range eps {
+			id := ep.Status.ExternalIdentifiers
+			if _, ok := state[id.Pod]; !ok || id.Namespace != ns {
+				continue
+			}
+			pol := ep.Status.Policy
+			switch {
+			case pol.Realized.Revision < pol.Spec.Revision:
+				state[id.Pod] = "regenerating"
+			case pol.Realized.Enabled == "ingress" || pol.Realized.Enabled == "both":
+				state[id.Pod] = "enforced"
+			default:
+				state[id.Pod] = "not enforced (" + pol.Realized.Enabled + ")"
+			}
+		}
+	}
+	return state, nil
+}
+
+// WaitIngressEnforcement waits until every pod of a namespace has its endpoint's
+// ingress policy enforced (enforced=true) or not (false), as its agent realized it: a
+// policy is in effect when the datapath enforces it, not when the API server has it.
+func (x *Lab) WaitIngressEnforcement(ctx context.Context, ns string, enforced bool, timeout time.Duration) error {
+	var last map[string]string
+	var lastErr error
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		last, lastErr = x.ingressEnforcement(ctx, ns)
+		if lastErr != nil || len(last) == 0 {
+			return false, nil
+		}
+		for _, st := range last {
+			if (st == "enforced") != enforced || st == "absent" || st == "regenerating" {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		want := "enforced"
+		if !enforced {
+			want = "lifted"
+		}
+		return fmt.Errorf("%s: ingress policy not %s on every endpoint within %s: %v (%v)", ns, want, timeout, last, lastErr)
+	}
+	return nil
+}

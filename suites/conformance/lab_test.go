@@ -33,3 +33,25 @@ func TestIPCacheKeys(t *testing.T) {
 	_, err = ipcacheKeys("Error: cannot reach the agent")
 	assert.Error(t, err, "output that is not the JSON map is an error, not an empty cache")
 }
+
+// The shape of `cilium-dbg endpoint list -o json` (Cilium's REST model), trimmed: the
+// deny-all control is in effect only on endpoints whose realized policy enforces
+// ingress and has caught up with the desired revision.
+func TestParseEndpoints(t *testing.T) {
+	out := `[
+ {"id": 101, "status": {"external-identifiers": {"k8s-namespace": "app-b", "k8s-pod-name": "echo-1", "pod-name": "app-b/echo-1"},
+   "policy": {"realized": {"policy-enabled": "ingress", "policy-revision": 7}, "spec": {"policy-enabled": "ingress", "policy-revision": 7}}}},
+ {"id": 102, "status": {"external-identifiers": {"k8s-namespace": "app-b", "k8s-pod-name": "echo-2"},
+   "policy": {"realized": {"policy-enabled": "none", "policy-revision": 6}, "spec": {"policy-revision": 7}}}},
+ {"id": 7, "status": {"identity": {"id": 1}}}
+]`
+	eps, err := parseEndpoints(out)
+	require.NoError(t, err)
+	require.Len(t, eps, 3)
+	assert.Equal(t, "echo-1", eps[0].Status.ExternalIdentifiers.Pod)
+	assert.Equal(t, "ingress", eps[0].Status.Policy.Realized.Enabled)
+	assert.Equal(t, int64(6), eps[1].Status.Policy.Realized.Revision)
+	assert.Equal(t, int64(7), eps[1].Status.Policy.Spec.Revision)
+	_, err = parseEndpoints("Error: cannot reach the agent")
+	assert.Error(t, err)
+}

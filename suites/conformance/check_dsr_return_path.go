@@ -1,0 +1,86 @@
+package conformance
+
+import (
+	"context"
+	"strings"
+
+	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/spec"
+	"v6lab.dev/v6lab/labs/verdict"
+)
+
+// Connections to a VIP whose only backend runs on node B enter through every node the
+// routers spread them to; with DSR the replies (source VIP) leave node B toward the
+// client and never pass the node they entered through. Control: the same backend behind
+// a Service in SNAT forwarding mode, where replies go back through the entry node.
+func dsrReturnPath() Check {
+	return Check{
+		Name: "dsr-return-path",
+		Applies: func(x *Lab) string {
+			s := x.Lab.Spec.Spec
+			if s.Datapath != spec.DatapathNative {
+				return "DSR applies to native routing only (tunnel mode uses SNAT forwarding)"
+			}
+			if s.LoadBalancer.Mode != spec.LBModeDSR {
+				return "the lab's load balancer mode is " + string(s.LoadBalancer.Mode) + ", not dsr"
+			}
+			return ""
+		},
+		Variant: "the same backend behind a Service in SNAT forwarding mode (service.cilium.io/forwarding-mode: snat): its replies go back through the entry node",
+		Expect:  kindReplyOnEntryNode,
+		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
+			r := Result{Pass: true, Reason: "ok"}
+			ns := x.Plan.Apps[0].Namespace
+			svc := DSRSvc
+			if control {
+				svc = SNATSvc
+			}
+			vip, err := x.VIP(ctx, ns, svc)
+			if err != nil {
+				return r, err
+			}
+			client := x.Plan.HostByRole("client")
+			var points []string
+			for _, n := range x.Plan.KubeNodes {
+				points = append(points, x.Uplink(n.Name))
+			}
+			var hs HTTPSummary
+			caps, err := x.Capture(ctx, "dsr"+suffix(control), capture.Filter{Proto: "tcp", Port: HTTPPort}, points, func() error {
+				var err error
+				hs, err = x.ProbeHTTP(ctx, client.Name, vip, 40)
+				return err
+			})
+			if err != nil {
+				return r, err
+			}
+			r.pcaps(caps)
+			files := map[string][]verdict.Packet{}
+			for _, c := range caps {
+				files[c.File] = c.Packets
+			}
+			expect := caps[x.Uplink(x.DSRNode())].File
+			v := verdict.ReturnPath(files, vip, client.Address, verdict.Match{Proto: "tcp"}, expect)
+			if hs.OK != hs.Requests {
+				r.fail(kindUnanswered, "%d of %d connections answered", hs.OK, hs.Requests)
+			}
+			if !v.Pass {
+				r.fail(returnPathKind(v), "%s", v.Reason)
+			}
+			r.Evidence = append(r.Evidence, Evidence("", v.Evidence)...)
+			for f, n := range v.Entries {
+				r.figure("entered_"+strings.TrimSuffix(lastElem(f), ".pcapng"), float64(n))
+			}
+			for f, n := range v.Replies {
+				r.figure("replies_"+strings.TrimSuffix(lastElem(f), ".pcapng"), float64(n))
+			}
+			return r, nil
+		},
+	}
+}
+
+func lastElem(p string) string {
+	if i := strings.LastIndex(p, "/"); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}

@@ -1,0 +1,96 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"v6lab.dev/v6lab/labs/runtime"
+	"v6lab.dev/v6lab/labs/verdict"
+)
+
+// Every echo pod on every node talks to the world host; no packet leaves any node, or
+// arrives at the world host, with a source outside the pod pools. Control: Cilium's own
+// IPv6 masquerading switched on (the agents restart with it, then without it again).
+func noMasquerade() Check {
+	return Check{
+		Name:     "no-masquerade",
+		Applies:  podsEgressAsThemselves,
+		Breakage: "Cilium's IPv6 masquerading enabled (enable-ipv6-masquerade, enable-bpf-masquerade) and the agents restarted",
+		Expect:   kindSourceTranslated,
+		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
+			set := func(ctx context.Context, on bool) error {
+				cm, err := x.Client.CoreV1().ConfigMaps("kube-system").Get(ctx, "cilium-config", metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				v := fmt.Sprint(on)
+				cm.Data["enable-ipv6-masquerade"] = v
+				cm.Data["enable-bpf-masquerade"] = v
+				if _, err := x.Client.CoreV1().ConfigMaps("kube-system").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+					return err
+				}
+				if _, err := x.kubectl(ctx, "", "-n", "kube-system", "rollout", "restart", "daemonset/cilium"); err != nil {
+					return err
+				}
+				if _, err := x.kubectl(ctx, "", "-n", "kube-system", "rollout", "status", "daemonset/cilium", "--timeout=5m"); err != nil {
+					return err
+				}
+				return runtime.WaitReady(ctx, x.Plan, x.Kubeconfig, 5*time.Minute)
+			}
+			restore := func(ctx context.Context) error { return set(ctx, false) }
+			return restore, set(ctx, true)
+		},
+		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
+			r := Result{Pass: true, Reason: "ok"}
+			if err := x.StartResponder(ctx); err != nil {
+				return r, err
+			}
+			world := x.Plan.HostByRole("world")
+			points := x.worldAndUplinks()
+			pools := []netip.Prefix{x.Plan.Pods.Block}
+			var pods []Pod
+			for _, app := range x.Plan.Apps {
+				p, err := x.Pods(ctx, app.Namespace, EchoName)
+				if err != nil {
+					return r, err
+				}
+				pods = append(pods, p...)
+			}
+			caps, sums, err := x.podsToWorld(ctx, "no-masquerade"+suffix(control), pods, points)
+			if err != nil {
+				return r, err
+			}
+			r.pcaps(caps)
+			m := verdict.Match{Proto: "udp", DstPort: ProbePort, Dst: world.Address}
+			total := 0
+			for _, pt := range points {
+				v := verdict.Source(caps[pt].Packets, m, pools)
+				total += v.Matched
+				if !v.Pass && v.Matched > 0 {
+					r.fail(kindSourceTranslated, "%s: %d of %d packets with a translated source (%v)", pt, v.Offenders, v.Matched, keys(v.Sources))
+					r.Evidence = append(r.Evidence, Evidence(caps[pt].File, v.Evidence)...)
+				}
+			}
+			if total == 0 {
+				r.fail(kindNothingSeen, "no probe captured: nothing proven")
+			}
+			for p, s := range sums {
+				for src := range s.Observed {
+					if src != p.IP.String() {
+						r.fail(kindSourceRewritten, "the world host saw %s for pod %s (%s)", src, p.Name, p.IP)
+					}
+				}
+				if s.Received == 0 {
+					r.fail(kindUnanswered, "pod %s got no reply", p.Name)
+				}
+			}
+			r.figure("pods", float64(len(pods)))
+			r.figure("packets", float64(total))
+			return r, nil
+		},
+	}
+}

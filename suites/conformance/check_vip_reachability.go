@@ -1,0 +1,118 @@
+package conformance
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/spec"
+	"v6lab.dev/v6lab/labs/verdict"
+)
+
+// The client reaches every application's VIP over HTTP (new connections) and UDP: every
+// request answered, every backend reached, the servers saw the client's own address,
+// and at the client every reply comes from the VIP (no backend address leaks, and
+// nothing on the client's side translated the VIP away). Control: the first
+// application's Service loses its backends (its selector matches no pod).
+func vipReachability() Check {
+	return Check{
+		Name:     "vip-reachability",
+		Applies:  always,
+		Breakage: "the first application's Service selects no pod (its VIP has no backend)",
+		Expect:   kindUnanswered,
+		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
+			ns := x.Plan.Apps[0].Namespace
+			setSelector := func(ctx context.Context, app string) error {
+				s, err := x.Client.CoreV1().Services(ns).Get(ctx, EchoName, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				s.Spec.Selector = labels(app)
+				_, err = x.Client.CoreV1().Services(ns).Update(ctx, s, metav1.UpdateOptions{})
+				time.Sleep(2 * time.Second) // the agents program the change
+				return err
+			}
+			return func(ctx context.Context) error { return setSelector(ctx, EchoName) }, setSelector(ctx, "nothing")
+		},
+		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
+			r := Result{Pass: true, Reason: "ok"}
+			client := x.Plan.HostByRole("client")
+			for _, app := range x.Plan.Apps {
+				vip, err := x.VIP(ctx, app.Namespace, EchoName)
+				if err != nil {
+					return r, err
+				}
+				pods, err := x.Pods(ctx, app.Namespace, EchoName)
+				if err != nil {
+					return r, err
+				}
+				var hs HTTPSummary
+				var ps ProbeSummary
+				n := 10 * len(pods)
+				caps, err := x.Capture(ctx, "vip-"+app.Name+suffix(control), capture.Filter{IPv6Only: true}, []string{x.HostLink("client")}, func() error {
+					var err error
+					if hs, err = x.ProbeHTTP(ctx, client.Name, vip, n); err != nil {
+						return err
+					}
+					ps, err = x.ProbeUDP(ctx, client.Name, netip.AddrPortFrom(vip, ProbePort), "--count", "20", "--interval", "10ms", "--wait", "500ms")
+					return err
+				})
+				if err != nil {
+					return r, err
+				}
+				r.pcaps(caps)
+				c := caps[x.HostLink("client")]
+				if hs.OK != hs.Requests || hs.Requests == 0 {
+					r.fail(kindUnanswered, "%s: %d of %d HTTP requests to %s answered", app.Name, hs.OK, hs.Requests, vip)
+				}
+				for _, p := range pods {
+					if hs.Hosts[p.Name] == 0 && hs.OK > 0 {
+						r.fail(kindBackendUnreached, "%s: backend %s never answered in %d connections", app.Name, p.Name, hs.OK)
+					}
+				}
+				// With DSR the backends see the client itself; SNAT forwarding to a backend on
+				// another node shows them the entry node instead (by design), so only DSR
+				// labs are held to it.
+				preserved := x.Lab.Spec.Spec.LoadBalancer.Mode == spec.LBModeDSR && x.Lab.Spec.Spec.Datapath == spec.DatapathNative
+				for cl, n := range hs.Clients {
+					if cl == client.Address.String() {
+						r.figure("client_preserved_"+app.Name, float64(n))
+					} else if preserved {
+						r.fail(kindSourceRewritten, "%s: a server saw %s instead of the client's %s", app.Name, cl, client.Address)
+					}
+				}
+				if ps.Received != ps.Sent || ps.Sent == 0 {
+					r.fail(kindUnanswered, "%s: %d of %d UDP probes to %s answered", app.Name, ps.Received, ps.Sent, vip)
+				}
+				for resp := range ps.Responders {
+					if resp != vip.String() {
+						r.fail(kindReplyNotFromVIP, "%s: UDP replies came from %s, not the VIP", app.Name, resp)
+					}
+				}
+				// At the client: requests go to the VIP, replies come from it.
+				// (TCP and UDP only: neighbour discovery with the gateway is not service traffic.)
+				fromClient, toVIP := 0, 0
+				for _, proto := range []string{"tcp", "udp"} {
+					v := verdict.Source(c.Packets, verdict.Match{Proto: proto, Dst: client.Address}, []netip.Prefix{netip.PrefixFrom(vip, 128)})
+					if !v.Pass {
+						r.fail(kindReplyNotFromVIP, "%s: at the client, %d %s packets toward it did not come from the VIP %s", app.Name, v.Offenders, proto, vip)
+						r.Evidence = append(r.Evidence, Evidence(c.File, v.Evidence)...)
+					} else if len(v.Evidence) > 0 {
+						r.Evidence = append(r.Evidence, Evidence(c.File, v.Evidence[:1])...)
+					}
+					fromClient += verdict.Source(c.Packets, verdict.Match{Proto: proto, Src: client.Address}, nil).Matched
+					toVIP += verdict.Source(c.Packets, verdict.Match{Proto: proto, Src: client.Address, Dst: vip}, nil).Matched
+				}
+				if toVIP == 0 || toVIP != fromClient {
+					r.fail(kindRequestNotToVIP, "%s: %d of %d packets from the client went to the VIP", app.Name, toVIP, fromClient)
+				}
+				r.figure("http_ok_"+app.Name, float64(hs.OK))
+				r.figure("backends_reached_"+app.Name, float64(len(hs.Hosts)))
+			}
+			return r, nil
+		},
+	}
+}
