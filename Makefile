@@ -75,9 +75,11 @@ unit: ## unit tests only (no external tools)
 	$(GO) test -short ./...
 
 .PHONY: fuzz
-fuzz: ## fuzz the spec decoder and the planner for FUZZTIME each
+fuzz: ## fuzz the spec decoder, the planner, the capture reader and the frame decoder for FUZZTIME each
 	$(GO) test ./labs/spec -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./labs/plan -run '^$$' -fuzz FuzzPlan -fuzztime $(FUZZTIME)
+	$(GO) test ./labs/verdict -run '^$$' -fuzz '^FuzzEach$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./labs/verdict -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 
 .PHONY: bench
 bench: build tools ## print figures: analysis throughput (1M packets, vs tshark), cold/warm image build, up, down

@@ -77,17 +77,41 @@ func analyzeCmd() *cobra.Command {
 	addMatch(source)
 
 	var minGap, maxOutage time.Duration
+	var maxLost float64
+	var outageClient string
 	outage := &cobra.Command{
 		Use:   "outage FILE...",
-		Short: "Loss windows in the matching packet stream (gaps longer than --min-gap)",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: judge(func(m verdict.Match, pkts []verdict.Packet) (any, bool, error) {
-			v := verdict.Outage(pkts, m, minGap, maxOutage)
-			return v, v.Pass, nil
-		}),
+		Short: "Loss windows in the matching packet stream (the replies, when both directions were captured)",
+		Long: `Finds loss windows: gaps longer than --min-gap between consecutive matching
+packets. When the files hold both directions of a request/reply stream (told apart by
+addresses, ports and which appeared first), the replies are measured: requests after
+the last reply are an unrecovered window (exit 1), and requests without a reply are
+lost. More than --max-lost of the probes lost fails even when no window exceeds
+--max-outage. The files are read in passes, in the order given (give them in time
+order); no packet is held in memory.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, files []string) error {
+			m, err := match()
+			if err != nil {
+				return err
+			}
+			o := verdict.OutageOptions{MinGap: minGap, MaxOutage: maxOutage, MaxLost: maxLost}
+			if outageClient != "" {
+				if o.Client, err = netip.ParseAddr(outageClient); err != nil {
+					return badInput(fmt.Errorf("--client: %w", err))
+				}
+			}
+			v, err := verdict.OutageOf(verdict.Files(files...), m, o)
+			if err != nil {
+				return badInput(err)
+			}
+			return report(cmd, v, v.Pass)
+		},
 	}
 	outage.Flags().DurationVar(&minGap, "min-gap", 0, "a gap longer than this is a loss window (default: 3x the median inter-arrival)")
 	outage.Flags().DurationVar(&maxOutage, "max-outage", 0, "fail when a window is longer than this")
+	outage.Flags().Float64Var(&maxLost, "max-lost", 0.01, "fail when more than this fraction of the probes was lost (negative: no limit)")
+	outage.Flags().StringVar(&outageClient, "client", "", "the address sending the requests (packets to it are the replies); default: told from the flows")
 	addMatch(outage)
 
 	var vip, client, expectFile string

@@ -36,6 +36,9 @@ type Packet struct {
 	DstPort uint16
 	ICMPv6  layers.ICMPv6TypeCode
 	Probe   *probewire.Probe // a v6lab probe payload, if this is one
+	// Fragment: a non-first IPv6 fragment (Proto is the fragmented protocol; no
+	// ports, no probe).
+	Fragment bool
 }
 
 // Decoder decodes frames with one reused DecodingLayerParser (no per-packet allocation
@@ -62,16 +65,62 @@ func NewDecoder() *Decoder {
 	return d
 }
 
+// etherType reads a frame's EtherType behind any VLAN tags (802.1Q, 802.1ad), from the
+// bytes themselves, and where its payload starts: a frame whose IPv4 header is
+// malformed, or that is tagged, is still IPv4 on the wire.
+func etherType(data []byte) (layers.EthernetType, int) {
+	off := 12
+	for off+2 <= len(data) {
+		t := layers.EthernetType(binary.BigEndian.Uint16(data[off:]))
+		if t != layers.EthernetTypeDot1Q && t != layers.EthernetTypeQinQ {
+			return t, off + 2
+		}
+		off += 4
+	}
+	return 0, len(data)
+}
+
+// nonFirstFragment reports whether an IPv6 packet (at data[off:]) is a fragment other
+// than the first: its transport header is in the first fragment, and what follows the
+// fragment header here is payload, not a port number.
+func nonFirstFragment(data []byte, off int) bool {
+	if off+40 > len(data) {
+		return false
+	}
+	next, at := data[off+6], off+40
+	for {
+		switch layers.IPProtocol(next) {
+		case layers.IPProtocolIPv6HopByHop, layers.IPProtocolIPv6Routing, layers.IPProtocolIPv6Destination:
+			if at+2 > len(data) {
+				return false
+			}
+			next, at = data[at], at+8*(int(data[at+1])+1)
+		case layers.IPProtocolIPv6Fragment:
+			if at+4 > len(data) {
+				return false
+			}
+			return binary.BigEndian.Uint16(data[at+2:])>>3 != 0
+		default:
+			return false
+		}
+	}
+}
+
 // Decode fills p from one frame. Frames it cannot fully decode keep what was decoded.
+// A frame is IPv4 by its EtherType (IPv4 or ARP, behind VLAN tags too), whether or not
+// its IPv4 header decodes; a non-first IPv6 fragment carries no ports.
 func (d *Decoder) Decode(data []byte, p *Packet) {
 	p.Length = len(data)
+	et, payload := etherType(data)
+	if et == layers.EthernetTypeIPv4 || et == layers.EthernetTypeARP {
+		p.IPv4 = true
+	}
 	_ = d.parser.DecodeLayers(data, &d.decoded) // truncated frames: keep the layers decoded so far
 	for _, lt := range d.decoded {
+		if p.Fragment && (lt == layers.LayerTypeUDP || lt == layers.LayerTypeTCP || lt == layers.LayerTypeICMPv6) {
+			continue // bytes of a later fragment, not a transport header
+		}
 		switch lt {
-		case layers.LayerTypeEthernet:
-			if d.eth.EthernetType == layers.EthernetTypeARP {
-				p.IPv4 = true
-			}
 		case layers.LayerTypeIPv4:
 			p.IPv4 = true
 			p.Src, _ = netip.AddrFromSlice(d.ip4.SrcIP.To4())
@@ -82,6 +131,7 @@ func (d *Decoder) Decode(data []byte, p *Packet) {
 			p.Src, _ = netip.AddrFromSlice(d.ip6.SrcIP)
 			p.Dst, _ = netip.AddrFromSlice(d.ip6.DstIP)
 			p.Proto = d.ip6.NextHeader
+			p.Fragment = et == layers.EthernetTypeIPv6 && nonFirstFragment(data, payload)
 		case layers.LayerTypeIPv6Destination, layers.LayerTypeIPv6HopByHop, layers.LayerTypeIPv6Routing, layers.LayerTypeIPv6Fragment:
 			p.ExtHdr = true
 			p.Proto = d.ext.NextHeader
@@ -104,14 +154,19 @@ var ErrBadInput = errors.New("bad input")
 
 // ReadFile reads a pcap or pcapng file of Ethernet frames.
 func ReadFile(path string) ([]Packet, error) {
+	var pkts []Packet
+	err := EachFile(path, func(p *Packet) { pkts = append(pkts, *p) })
+	return pkts, err
+}
+
+// EachFile is Each over one file.
+func EachFile(path string, fn func(*Packet)) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
+		return fmt.Errorf("%w: %v", ErrBadInput, err)
 	}
 	defer f.Close()
-	var pkts []Packet
-	err = Each(f, path, func(p *Packet) { pkts = append(pkts, *p) })
-	return pkts, err
+	return Each(f, path, fn)
 }
 
 type packetSource interface {
@@ -131,7 +186,11 @@ func Each(r io.ReadSeeker, name string, fn func(*Packet)) error {
 	var src packetSource
 	var link layers.LinkType
 	if binary.LittleEndian.Uint32(magic[:]) == 0x0a0d0d0a {
-		ng, err := pcapgo.NewNgReader(r, pcapgo.DefaultNgReaderOptions)
+		// A frame on an interface of another link type than the first is an error (by
+		// default pcapgo skips it silently).
+		opts := pcapgo.DefaultNgReaderOptions
+		opts.ErrorOnMismatchingLinkType = true
+		ng, err := pcapgo.NewNgReader(r, opts)
 		if err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrBadInput, name, err)
 		}

@@ -196,9 +196,32 @@ func FuzzDecode(f *testing.F) {
 	f.Add(UDPFrame(pod, world, 1, 2, probewire.AppendRequest(nil, 1, t0)))
 	f.Add(IPv4Frame(netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")))
 	f.Add([]byte{})
+	f.Add(fragment(185, false)) // the analyzer holes' crafted frames, as regression seeds
+	f.Add(fragment(0, true))
+	v4 := IPv4Frame(netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"))
+	f.Add(append(append(append([]byte{}, v4[:12]...), 0x81, 0x00, 0x00, 0x0a), v4[12:]...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var p Packet
 		NewDecoder().Decode(data, &p)
 		_ = probewire.Parse(data)
+	})
+}
+
+// FuzzEach feeds arbitrary bytes to the capture reader (pcap and pcapng): it returns
+// an error or packets, never panics, and never runs away.
+func FuzzEach(f *testing.F) {
+	var pcap, ng bytes.Buffer
+	frames := stream(pod, world, 3, time.Millisecond, nil)
+	_ = WritePcap(&pcap, frames)
+	_ = WritePcapng(&ng, "eth1", frames)
+	f.Add(pcap.Bytes())
+	f.Add(ng.Bytes())
+	f.Add([]byte{0x0a, 0x0d, 0x0d, 0x0a})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n := 0
+		_ = Each(bytes.NewReader(data), "fuzz", func(*Packet) { n++ })
+		if n > len(data) {
+			t.Fatalf("%d packets from %d bytes", n, len(data))
+		}
 	})
 }
