@@ -69,8 +69,9 @@ func (t Tolerance) absoluteFor(figure string, a, b Check) float64 {
 	default:
 		return t.Absolute
 	}
-	// The run-to-run noise of a sample and the measurement's own spread add up.
-	return t.Absolute + math.Max(a.Figures[key], b.Figures[key])
+	// The run-to-run noise of a sample and the measurement's own spread (measured, or
+	// from the spec's configuration) add up.
+	return t.Absolute + math.Max(math.Max(a.Figures[key], b.Figures[key]), math.Max(a.Config[key], b.Config[key]))
 }
 
 // Compare lists what changed from run a (e.g. Cilium 1.18.4) to run b (1.20.2):

@@ -63,8 +63,23 @@ type Check struct {
 	Evidence []Evidence         `json:"evidence,omitempty"`
 	Pcaps    []string           `json:"pcaps,omitempty"` // relative to the run directory
 	Timeline []Event            `json:"timeline,omitempty"`
+	// Config holds values taken from the spec (budgets, thresholds, a timer's spread):
+	// configuration, never measured, and never compared as measurements.
+	Config map[string]float64 `json:"configuration,omitempty"`
+	// Captures is every capture the check (and its control) took, with its sanity
+	// figures: packets seen and frames the kernel dropped.
+	Captures []Capture `json:"captures,omitempty"`
 	// Control is the same check run on a lab broken on purpose; it must fail.
 	Control *Control `json:"negativeControl,omitempty"`
+}
+
+// Capture is one capture point of a check, with its sanity figures.
+type Capture struct {
+	Name    string `json:"name"`  // the capture's name (pcap/<name>/)
+	Point   string `json:"point"` // member:iface
+	File    string `json:"file"`
+	Packets int    `json:"packets"`
+	Drops   int    `json:"drops"`
 }
 
 // Evidence points at a packet (or another fact) that supports the verdict.

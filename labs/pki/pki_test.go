@@ -3,9 +3,11 @@ package pki
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -60,7 +62,19 @@ func TestEnsureClusterWritesAVerifiablePKIOnce(t *testing.T) {
 	again, _ := os.ReadFile(filepath.Join(dir, Dir, "ca.crt"))
 	assert.Equal(t, caPEM, again)
 
-	// The kubelet's client certificate names the node in the system:nodes group.
-	block, _ := pem.Decode(caPEM)
+	// The kubelet's client certificate names the node in the system:nodes group, is a
+	// client certificate, and chains to the cluster's CA.
+	m := regexp.MustCompile(`client-certificate-data: (\S+)`).FindSubmatch(kubelet)
+	require.NotNil(t, m, "kubelet.conf embeds its client certificate")
+	certPEM, err := base64.StdEncoding.DecodeString(string(m[1]))
+	require.NoError(t, err)
+	block, _ := pem.Decode(certPEM)
 	require.NotNil(t, block)
+	cert, err := x509.ParseCertificate(block.Bytes)
+	require.NoError(t, err)
+	assert.Equal(t, "system:node:agent1", cert.Subject.CommonName)
+	assert.Contains(t, cert.Subject.Organization, "system:nodes")
+	assert.Contains(t, cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+	_, err = cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	assert.NoError(t, err, "signed by the cluster CA")
 }

@@ -25,6 +25,7 @@ type Result struct {
 	Reason   string
 	Failures []string // the kinds of the failed assertions (kind* constants)
 	Figures  map[string]float64
+	Config   map[string]float64 // values from the spec (budgets, thresholds): configuration, not measured
 	Evidence []reports.Evidence
 	Pcaps    []string
 	Timeline []reports.Event
@@ -50,6 +51,14 @@ func (r *Result) figure(name string, v float64) {
 		r.Figures = map[string]float64{}
 	}
 	r.Figures[name] = v
+}
+
+// config records a value taken from the spec, labelled as configuration.
+func (r *Result) config(name string, v float64) {
+	if r.Config == nil {
+		r.Config = map[string]float64{}
+	}
+	r.Config[name] = v
 }
 
 func (r *Result) pcaps(caps map[string]Captured) {

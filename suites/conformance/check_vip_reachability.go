@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -25,17 +26,25 @@ func vipReachability() Check {
 		Expect:   kindUnanswered,
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
 			ns := x.Plan.Apps[0].Namespace
-			setSelector := func(ctx context.Context, app string) error {
+			// In effect when every agent's load balancer has the VIP without backends,
+			// and restored when each has them all again (never after a fixed sleep).
+			setSelector := func(ctx context.Context, app string, backends int) error {
 				s, err := x.Client.CoreV1().Services(ns).Get(ctx, EchoName, metav1.GetOptions{})
 				if err != nil {
 					return err
 				}
 				s.Spec.Selector = labels(app)
-				_, err = x.Client.CoreV1().Services(ns).Update(ctx, s, metav1.UpdateOptions{})
-				time.Sleep(2 * time.Second) // the agents program the change
-				return err
+				if _, err = x.Client.CoreV1().Services(ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+					return err
+				}
+				vip, err := x.VIP(ctx, ns, EchoName)
+				if err != nil {
+					return err
+				}
+				return x.WaitServiceBackends(ctx, vip, backends, 2*time.Minute)
 			}
-			return func(ctx context.Context) error { return setSelector(ctx, EchoName) }, setSelector(ctx, "nothing")
+			restore := func(ctx context.Context) error { return setSelector(ctx, EchoName, len(x.Plan.KubeNodes)) }
+			return restore, setSelector(ctx, "nothing", 0)
 		},
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
 			r := Result{Pass: true, Reason: "ok"}
@@ -48,6 +57,11 @@ func vipReachability() Check {
 				pods, err := x.Pods(ctx, app.Namespace, EchoName)
 				if err != nil {
 					return r, err
+				}
+				// Every backend is held to answering: one that is not Ready is an
+				// error, never silently left out of "every backend reached".
+				if want := len(x.Plan.KubeNodes); !control && len(pods) != want {
+					return r, fmt.Errorf("%s: %d of the %d echo backends are Ready", app.Name, len(pods), want)
 				}
 				var hs HTTPSummary
 				var ps ProbeSummary

@@ -223,8 +223,10 @@ func feature(c Check) features.Feature {
 				x.Record(rec)
 				t.Skip(why)
 			}
+			x.TakeCaptures() // only this check's captures go into its record
 			res, err := c.Run(ctx, x, false)
 			fill(&rec, res, err)
+			rec.Captures = x.TakeCaptures()
 			x.Record(rec)
 			if rec.Status != reports.Pass {
 				t.Errorf("%s failed: %s", c.Name, rec.Reason)
@@ -249,6 +251,7 @@ func feature(c Check) features.Feature {
 			}
 			rec.Control = ctrl
 			rec.Pcaps = append(rec.Pcaps, res.Pcaps...)
+			rec.Captures = append(rec.Captures, x.TakeCaptures()...)
 			for k, v := range res.Figures {
 				if rec.Figures == nil {
 					rec.Figures = map[string]float64{}
@@ -317,7 +320,7 @@ func fill(rec *reports.Check, res Result, err error) {
 	if res.Pass {
 		rec.Status = reports.Pass
 	}
-	rec.Reason, rec.Figures, rec.Evidence, rec.Pcaps, rec.Timeline = res.Reason, res.Figures, res.Evidence, res.Pcaps, res.Timeline
+	rec.Reason, rec.Figures, rec.Config, rec.Evidence, rec.Pcaps, rec.Timeline = res.Reason, res.Figures, res.Config, res.Evidence, res.Pcaps, res.Timeline
 }
 
 func TestConformance(t *testing.T) {

@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	probewire "v6lab.dev/v6lab/fixtures/probe/wire"
 	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/labs/lab"
 	"v6lab.dev/v6lab/labs/plan"
@@ -59,8 +60,9 @@ type Lab struct {
 	RunDir     string // the run directory: report files and pcap/
 	HostImage  string // the image of the echo workload
 
-	mu     sync.Mutex
-	report reports.Report
+	mu       sync.Mutex
+	report   reports.Report
+	captures []reports.Capture // since the last TakeCaptures
 }
 
 // Open connects to a running lab.
@@ -164,19 +166,11 @@ func run(ctx context.Context, name string, args []string, stdin string) (string,
 	return out, nil
 }
 
-// ProbeSummary is what `v6lab-probe send` prints.
-type ProbeSummary struct {
-	Sent, Received int
-	Observed       map[string]int // the sources the responder saw
-	Responders     map[string]int // the sources the replies came from
-}
+// ProbeSummary is what `v6lab-probe send` prints (its wire type).
+type ProbeSummary = probewire.SendSummary
 
 // HTTPSummary is what `v6lab-probe http` prints.
-type HTTPSummary struct {
-	Requests, OK int
-	Clients      map[string]int // the client addresses the servers saw
-	Hosts        map[string]int // the pods that answered
-}
+type HTTPSummary = probewire.HTTPSummary
 
 // ProbeHTTP runs `v6lab-probe http` from a lab member against http://[vip]:HTTPPort/.
 // Failed requests make the probe exit non-zero: its summary is the verdict, so only a
@@ -469,11 +463,35 @@ type Captured struct {
 	Point   string // member:iface
 	File    string // relative to the run directory
 	Packets []verdict.Packet
+	Drops   uint // frames the kernel dropped before the capture read them
 }
 
+// captureOpt adjusts a capture's sanity rules.
+type captureOpt func(map[string]bool)
+
+// silentOK lets these points see nothing (a node the traffic may not cross); every
+// other point of a capture must see traffic.
+func silentOK(points ...string) captureOpt {
+	return func(m map[string]bool) {
+		for _, p := range points {
+			m[p] = true
+		}
+	}
+}
+
+// ErrEvidenceIncomplete marks a capture that cannot back a verdict: the kernel dropped
+// frames, or a point that must see the traffic saw none.
+var ErrEvidenceIncomplete = errors.New("evidence incomplete")
+
 // Capture runs fn while capturing at the given points (member:iface) with a filter, into
-// pcap/<check>/ of the run directory. Every capture point must see traffic (sanity).
-func (x *Lab) Capture(ctx context.Context, check string, f capture.Filter, points []string, fn func() error) (map[string]Captured, error) {
+// pcap/<check>/ of the run directory. Sanity: a point whose socket dropped frames, or
+// one that saw nothing (unless silentOK), makes the capture an error
+// (ErrEvidenceIncomplete): a verdict is never judged on half the packets.
+func (x *Lab) Capture(ctx context.Context, check string, f capture.Filter, points []string, fn func() error, opts ...captureOpt) (map[string]Captured, error) {
+	quiet := map[string]bool{}
+	for _, o := range opts {
+		o(quiet)
+	}
 	dir := filepath.Join(x.RunDir, "pcap", check)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -498,6 +516,7 @@ func (x *Lab) Capture(ctx context.Context, check string, f capture.Filter, point
 		return nil, ferr
 	}
 	out := map[string]Captured{}
+	var bad []string
 	for i, r := range res {
 		if r.Err != nil {
 			return nil, fmt.Errorf("capture at %s: %w", points[i], r.Err)
@@ -507,9 +526,38 @@ func (x *Lab) Capture(ctx context.Context, check string, f capture.Filter, point
 			return nil, err
 		}
 		rel, _ := filepath.Rel(x.RunDir, r.File)
-		out[points[i]] = Captured{Point: points[i], File: rel, Packets: pkts}
+		out[points[i]] = Captured{Point: points[i], File: rel, Packets: pkts, Drops: r.Drops}
+		switch {
+		case r.Drops > 0:
+			bad = append(bad, fmt.Sprintf("%s dropped %d frames", points[i], r.Drops))
+		case len(pkts) == 0 && !quiet[points[i]]:
+			bad = append(bad, points[i]+" saw no packet")
+		}
+	}
+	x.recordCaptures(check, out)
+	if len(bad) > 0 {
+		return out, fmt.Errorf("%w: %s", ErrEvidenceIncomplete, strings.Join(bad, "; "))
 	}
 	return out, nil
+}
+
+// recordCaptures keeps every capture's sanity figures for the report.
+func (x *Lab) recordCaptures(check string, caps map[string]Captured) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, c := range caps {
+		x.captures = append(x.captures, reports.Capture{Name: check, Point: c.Point, File: c.File, Packets: len(c.Packets), Drops: int(c.Drops)})
+	}
+}
+
+// TakeCaptures returns the captures recorded since the last call.
+func (x *Lab) TakeCaptures() []reports.Capture {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := x.captures
+	x.captures = nil
+	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
+	return out
 }
 
 // Uplink is a node's capture point toward its router.
@@ -664,6 +712,86 @@ func (x *Lab) WaitIngressEnforcement(ctx context.Context, ns string, enforced bo
 			want = "lifted"
 		}
 		return fmt.Errorf("%s: ingress policy not %s on every endpoint within %s: %v (%v)", ns, want, timeout, last, lastErr)
+	}
+	return nil
+}
+
+// agentService is what the suite reads of one entry of `cilium-dbg service list -o
+// json` (Cilium's REST model: api/v1/models Service).
+type agentService struct {
+	Spec struct {
+		Frontend struct {
+			IP   string `json:"ip"`
+			Port uint16 `json:"port"`
+		} `json:"frontend-address"`
+		Backends []struct {
+			IP    *string `json:"ip"`
+			State string  `json:"state"`
+		} `json:"backend-addresses"`
+	} `json:"spec"`
+}
+
+// serviceBackends reads `cilium-dbg service list -o json`: for each frontend port of
+// the VIP, its active backends.
+func serviceBackends(out string, vip netip.Addr) (map[uint16]int, error) {
+	var svcs []agentService
+	if err := json.Unmarshal([]byte(out), &svcs); err != nil {
+		return nil, fmt.Errorf("cilium-dbg service list: %w", err)
+	}
+	ports := map[uint16]int{}
+	for _, s := range svcs {
+		if a, err := netip.ParseAddr(s.Spec.Frontend.IP); err != nil || a != vip {
+			continue
+		}
+		n := 0
+		for _, b := range s.Spec.Backends {
+			if b.IP != nil && (b.State == "" || b.State == "active") {
+				n++
+			}
+		}
+		ports[s.Spec.Frontend.Port] += n
+	}
+	return ports, nil
+}
+
+// WaitServiceBackends waits until every agent's load balancer has want active backends
+// behind each of the VIP's ports (want 0: none, or the VIP gone): a Service change is
+// in effect when the datapath has it, not when the API server does.
+func (x *Lab) WaitServiceBackends(ctx context.Context, vip netip.Addr, want int, timeout time.Duration) error {
+	var last []string
+	var lastErr error
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		last, lastErr = nil, nil
+		agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
+		if err != nil || len(agents.Items) == 0 {
+			lastErr = err
+			return false, nil
+		}
+		for _, a := range agents.Items {
+			out, err := x.kubectl(ctx, "", "-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--",
+				"cilium-dbg", "service", "list", "-o", "json")
+			if err != nil {
+				lastErr = err
+				return false, nil
+			}
+			ports, err := serviceBackends(out, vip)
+			if err != nil {
+				lastErr = err
+				return false, nil
+			}
+			if want > 0 && len(ports) == 0 {
+				last = append(last, a.Spec.NodeName+": no frontend")
+			}
+			for port, n := range ports {
+				if n != want {
+					last = append(last, fmt.Sprintf("%s: port %d has %d backends", a.Spec.NodeName, port, n))
+				}
+			}
+		}
+		return len(last) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the agents do not have %d backends behind %s within %s: %v (%v)", want, vip, timeout, last, lastErr)
 	}
 	return nil
 }

@@ -55,3 +55,19 @@ func TestParseEndpoints(t *testing.T) {
 	_, err = parseEndpoints("Error: cannot reach the agent")
 	assert.Error(t, err)
 }
+
+// `cilium-dbg service list -o json` (Cilium's REST model), trimmed: the VIP's
+// frontends and their active backends.
+func TestServiceBackends(t *testing.T) {
+	out := `[
+ {"spec": {"id": 1, "frontend-address": {"ip": "2001:db8:0:101::1", "port": 80, "protocol": "TCP"},
+   "backend-addresses": [{"ip": "2001:db8:0:a01::1", "port": 8080, "state": "active"}, {"ip": "2001:db8:0:a01::2", "port": 8080, "state": "terminating"}]}},
+ {"spec": {"id": 2, "frontend-address": {"ip": "2001:db8:0:101::1", "port": 9000, "protocol": "UDP"}, "backend-addresses": []}},
+ {"spec": {"id": 3, "frontend-address": {"ip": "fd00:6:96::1", "port": 443}, "backend-addresses": [{"ip": "2001:db8::12", "port": 6443}]}}
+]`
+	ports, err := serviceBackends(out, netip.MustParseAddr("2001:db8:0:101::1"))
+	require.NoError(t, err)
+	assert.Equal(t, map[uint16]int{80: 1, 9000: 0}, ports)
+	_, err = serviceBackends("not json", netip.MustParseAddr("::1"))
+	assert.Error(t, err)
+}

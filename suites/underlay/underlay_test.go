@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	probewire "v6lab.dev/v6lab/fixtures/probe/wire"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -131,10 +133,7 @@ func (e *env) mustExec(member string, args ...string) string {
 }
 
 // probeSummary is what v6lab-probe send prints.
-type probeSummary struct {
-	Sent, Received int
-	Observed       map[string]int
-}
+type probeSummary = probewire.SendSummary
 
 // sendProbes runs a probe stream from the client to the world host while capturing on
 // the world host's link; it returns the decoded capture and the sender's summary.
