@@ -28,8 +28,28 @@ func hostCmd() *cobra.Command {
 			}
 			for _, n := range rep.Needs {
 				fmt.Fprintf(cmd.OutOrStdout(), "needs %s: %s\n", n.Name, n.Reason)
+				if n.Name == hostcompat.CapabilityFilter {
+					fmt.Fprintf(cmd.OutOrStdout(), "  the wrapper must be Docker's default runtime: containerlab's deploy creates its containers\n"+
+						"  with the engine's default runtime and takes no per-container OCI runtime. `v6lab host undo` restores\n"+
+						"  %s (kept as %s) and removes the wrapper.\n", host.DaemonJSON, host.Backup(host.DaemonJSON))
+				}
 			}
 			return nil
+		},
+	})
+	c.AddCommand(&cobra.Command{
+		Use:   "undo",
+		Short: "Take back what host setup changed: daemon.json as it was, the runtime wrapper removed, dockerd restarted (only when no container runs)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := host.Undo(cmd.Context())
+			for _, c := range res.Changes {
+				fmt.Fprintln(cmd.OutOrStdout(), "changed:", c)
+			}
+			if err == nil && len(res.Changes) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "nothing to undo: host setup changed nothing here (Docker, if it installed it, stays)")
+			}
+			return err
 		},
 	})
 	var wrapper string

@@ -20,6 +20,7 @@ package hostcompat
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -33,7 +34,10 @@ type Need struct {
 // Report is what Detect found.
 type Report struct {
 	MissingCaps []string
-	Needs       []Need
+	// CapSource says whose capability bounding set was read: the Docker engine's,
+	// which is what its containers can get, or (no engine running) this process's.
+	CapSource string
+	Needs     []Need
 }
 
 // Has reports whether the host needs the named adaptation.
@@ -53,10 +57,41 @@ const (
 	PrivateCgroupns  = "private-cgroupns"
 )
 
-// Detect inspects the running host.
+// Detect inspects the running host. The capabilities are the Docker engine's when it
+// runs (its containers get at most its bounding set, which may differ from v6lab's
+// own: a v6lab started from a restricted shell, or an engine started by systemd), else
+// this process's.
 func Detect() (Report, error) {
-	var r Report
-	bnd, err := BoundingSet("/proc/self/status")
+	status, source := "/proc/self/status", "this process (no Docker engine running)"
+	if pid := dockerdPid(); pid > 0 {
+		status, source = fmt.Sprintf("/proc/%d/status", pid), fmt.Sprintf("dockerd (pid %d)", pid)
+	}
+	return DetectFrom(status, source)
+}
+
+// dockerdPid finds the running Docker engine by its process name (0: none).
+func dockerdPid() int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm")); err == nil && strings.TrimSpace(string(comm)) == "dockerd" {
+			return pid
+		}
+	}
+	return 0
+}
+
+// DetectFrom is Detect with the capability bounding set read from a /proc/<pid>/status
+// file (source names it in the report).
+func DetectFrom(statusPath, source string) (Report, error) {
+	r := Report{CapSource: source}
+	bnd, err := BoundingSet(statusPath)
 	if err != nil {
 		return r, err
 	}
@@ -67,8 +102,8 @@ func Detect() (Report, error) {
 	r.MissingCaps = Missing(bnd, last)
 	if len(r.MissingCaps) > 0 {
 		r.Needs = append(r.Needs, Need{CapabilityFilter, fmt.Sprintf(
-			"the capability bounding set lacks %s: privileged containers fail unless the OCI runtime drops them",
-			strings.Join(r.MissingCaps, ", "))})
+			"the capability bounding set of %s lacks %s: privileged containers fail unless the OCI runtime drops them",
+			source, strings.Join(r.MissingCaps, ", "))})
 	}
 	if _, err := os.Stat("/proc/modules"); os.IsNotExist(err) {
 		r.Needs = append(r.Needs, Need{NoKernelModules,

@@ -72,3 +72,23 @@ func TestBoundingSetAndMissing(t *testing.T) {
 	assert.Equal(t, 24, CapNumber("CAP_SYS_RESOURCE"))
 	assert.Equal(t, 45, CapNumber("CAP_45"))
 }
+
+// Detection judges the engine's capabilities, not v6lab's own: a full set here and a
+// restricted engine still needs the filter, and the report says whose set it read.
+func TestDetectFromTheEnginesStatus(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "status")
+	require.NoError(t, os.WriteFile(p, []byte("Name:\tdockerd\nCapBnd:\t000001fffeffffff\n"), 0o644))
+	r, err := DetectFrom(p, "dockerd (pid 42)")
+	require.NoError(t, err)
+	assert.True(t, r.Has(CapabilityFilter))
+	assert.Equal(t, "dockerd (pid 42)", r.CapSource)
+	for _, n := range r.Needs {
+		if n.Name == CapabilityFilter {
+			assert.Contains(t, n.Reason, "dockerd (pid 42)")
+		}
+	}
+	require.NoError(t, os.WriteFile(p, []byte("Name:\tdockerd\nCapBnd:\t000001ffffffffff\n"), 0o644))
+	r, err = DetectFrom(p, "dockerd (pid 42)")
+	require.NoError(t, err)
+	assert.False(t, r.Has(CapabilityFilter), "a full bounding set needs no filter")
+}

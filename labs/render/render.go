@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"v6lab.dev/v6lab/fixtures/node/guard"
+
 	"sigs.k8s.io/yaml"
 
 	"v6lab.dev/v6lab/fixtures"
@@ -146,8 +148,11 @@ func All(l *lab.Lab, opt Options) (Files, error) {
 
 	topo := clab.Build(p, img, func(n plan.KubeNode) clab.NodeExtras {
 		if !node.Applies(&l.Spec.Spec) {
-			// The k3s image's entrypoint is k3s; its command is the role.
-			return clab.NodeExtras{Binds: []string{K3sConfigPath(n.Name) + ":" + k3s.Path}, Cmd: string(n.Role)}
+			// The k3s image's entrypoint is k3s; the node's entrypoint is the host guard
+			// (read-only /proc/sys, as upstream nodes have), which then execs k3s with
+			// the role.
+			return clab.NodeExtras{Binds: []string{K3sConfigPath(n.Name) + ":" + k3s.Path, K3sGuardPath + ":" + k3sGuardInNode + ":ro"},
+				Entrypoint: "/bin/sh " + k3sGuardInNode, Cmd: string(n.Role)}
 		}
 		binds := []string{
 			node.Dir(n.Name) + "/node.json:" + node.Path + ":ro",
@@ -178,12 +183,17 @@ func All(l *lab.Lab, opt Options) (Files, error) {
 		add(dir+"/vtysh.conf", frr.VtyshConf())
 		add(dir+"/start", frr.Start(r))
 	}
+	addedGuard := false
 	for _, n := range p.KubeNodes {
 		b, err := k3s.Marshal(k3s.ForNode(p, n))
 		if err != nil {
 			return nil, err
 		}
 		add(K3sConfigPath(n.Name), b)
+		if !node.Applies(&l.Spec.Spec) && !addedGuard {
+			add(K3sGuardPath, []byte(guard.Script(k3sBinary)))
+			addedGuard = true
+		}
 		if node.Applies(&l.Spec.Spec) {
 			nb, err := node.Marshal(node.ForNode(p, n, refs["pause"], opt.RuncWrapper))
 			if err != nil {
@@ -243,6 +253,15 @@ func All(l *lab.Lab, opt Options) (Files, error) {
 	}
 	return out, nil
 }
+
+// K3sGuardPath is the k3s nodes' entrypoint, relative to the run directory: the host
+// guard (fixtures/node/guard), then k3s.
+const K3sGuardPath = "k3s/guard.sh"
+
+const (
+	k3sGuardInNode = "/usr/local/lib/v6lab/guard.sh"
+	k3sBinary      = "/bin/k3s" // the rancher/k3s image's entrypoint
+)
 
 // K3sConfigPath is where a node's k3s config is rendered, relative to the run directory.
 func K3sConfigPath(node string) string { return "k3s/" + node + "/config.yaml" }

@@ -230,4 +230,16 @@ func TestK3sNodes(t *testing.T) {
 	assert.False(t, ok, "no upstream node files for k3s")
 	cfg, _ := files.Get("k3s/agent1/config.yaml")
 	assert.Contains(t, string(cfg), "server: https://[2001:db8::12]:6443")
+
+	// k3s nodes get the host guard upstream nodes have: their entrypoint makes the
+	// host's /proc/sys read-only, then execs k3s with the role.
+	guardScript, ok := files.Get(render.K3sGuardPath)
+	require.True(t, ok)
+	assert.Contains(t, string(guardScript), "mount -o remount,bind,ro /proc/sys/kernel;")
+	assert.Contains(t, string(guardScript), `exec /bin/k3s "$@"`)
+	for _, n := range []string{"server1", "agent1", "agent2"} {
+		node := topo.Topo.Nodes[n]
+		assert.Equal(t, "/bin/sh /usr/local/lib/v6lab/guard.sh", node.Entrypoint, n)
+		assert.Contains(t, node.Binds, "k3s/guard.sh:/usr/local/lib/v6lab/guard.sh:ro", n)
+	}
 }

@@ -27,7 +27,7 @@ var volatile = regexp.MustCompile(`random/|ns_last_pid|sched_domain|tainted|/nr_
 func hostSysctls(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, root := range []string{"/proc/sys/kernel", "/proc/sys/vm", "/proc/sys/fs"} {
+	for _, root := range []string{"/proc/sys/kernel", "/proc/sys/vm", "/proc/sys/fs", "/proc/sys/net/core"} {
 		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() || volatile.MatchString(p) {
 				return nil

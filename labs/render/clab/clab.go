@@ -38,16 +38,17 @@ type Topo struct {
 
 // Node is one containerlab node (always kind linux here).
 type Node struct {
-	Kind     string            `yaml:"kind"`
-	Image    string            `yaml:"image"`
-	Cmd      string            `yaml:"cmd,omitempty"`
-	Binds    []string          `yaml:"binds,omitempty"`
-	Exec     []string          `yaml:"exec,omitempty"`
-	Env      map[string]string `yaml:"env,omitempty"`
-	Labels   map[string]string `yaml:"labels,omitempty"`
-	Sysctls  map[string]string `yaml:"sysctls,omitempty"`
-	Group    string            `yaml:"group,omitempty"`
-	MgmtIPv6 string            `yaml:"mgmt-ipv6,omitempty"`
+	Kind       string            `yaml:"kind"`
+	Image      string            `yaml:"image"`
+	Entrypoint string            `yaml:"entrypoint,omitempty"`
+	Cmd        string            `yaml:"cmd,omitempty"`
+	Binds      []string          `yaml:"binds,omitempty"`
+	Exec       []string          `yaml:"exec,omitempty"`
+	Env        map[string]string `yaml:"env,omitempty"`
+	Labels     map[string]string `yaml:"labels,omitempty"`
+	Sysctls    map[string]string `yaml:"sysctls,omitempty"`
+	Group      string            `yaml:"group,omitempty"`
+	MgmtIPv6   string            `yaml:"mgmt-ipv6,omitempty"`
 }
 
 // Link is a point-to-point veth.
@@ -77,8 +78,9 @@ func FRRDir(router string) string { return "frr/" + router }
 
 // NodeExtras are what a Kubernetes distribution adds to its node containers.
 type NodeExtras struct {
-	Binds []string
-	Cmd   string
+	Binds      []string
+	Entrypoint string
+	Cmd        string
 }
 
 // Build makes the topology of a lab. extras adds per-node binds and command (the
@@ -144,7 +146,7 @@ func Build(p *plan.Plan, img Images, extras func(plan.KubeNode) NodeExtras) Topo
 		}
 		if extras != nil {
 			x := extras(n)
-			node.Binds, node.Cmd = x.Binds, x.Cmd
+			node.Binds, node.Entrypoint, node.Cmd = x.Binds, x.Entrypoint, x.Cmd
 		}
 		t.Topo.Nodes[n.Name] = node
 	}

@@ -162,7 +162,121 @@ func mergeDaemonJSON(path string, set map[string]any) (bool, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return false, err
 	}
-	return true, os.WriteFile(path, append(out, '\n'), 0o644)
+	if err := backup(path); err != nil {
+		return false, err
+	}
+	return true, writeAtomic(path, append(out, '\n'))
+}
+
+// Backup is where the first change to daemon.json keeps the file as it was (a file
+// holding absentMarker when there was none): host undo puts it back.
+func Backup(path string) string { return path + ".v6lab-orig" }
+
+const absentMarker = "# v6lab: there was no daemon.json before v6lab host setup\n"
+
+// backup keeps daemon.json as it was before v6lab first changed it (once: later
+// changes keep the first backup).
+func backup(path string) error {
+	b := Backup(path)
+	if _, err := os.Stat(b); err == nil {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		data = []byte(absentMarker)
+	case err != nil:
+		return err
+	}
+	return writeAtomic(b, data)
+}
+
+// writeAtomic writes through a temporary file in the same directory, renamed over
+// path: dockerd never reads half a file.
+func writeAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// restoreDaemonJSON puts daemon.json back as it was before v6lab changed it; it
+// reports whether it changed anything.
+func restoreDaemonJSON(path string) (bool, error) {
+	b := Backup(path)
+	data, err := os.ReadFile(b)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil // v6lab never changed it
+	}
+	if err != nil {
+		return false, err
+	}
+	if string(data) == absentMarker {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return false, err
+		}
+	} else if err := writeAtomic(path, data); err != nil {
+		return false, err
+	}
+	return true, os.Remove(b)
+}
+
+// Undo takes back what Setup changed on the host: daemon.json as it was (the backup
+// Setup kept), the OCI runtime wrapper removed, and dockerd restarted onto the old
+// configuration — only when no container runs (stopping the engine would stop them:
+// then nothing is changed and the error says so). Docker itself stays installed.
+func Undo(ctx context.Context) (Result, error) {
+	var res Result
+	_, err := os.Stat(Backup(DaemonJSON))
+	changedConfig := err == nil
+	if changedConfig && dockerUp(ctx) {
+		out, err := xexec.Run(ctx, xexec.Cmd{Name: "docker", Args: []string{"ps", "-q"}, Timeout: 10 * time.Second})
+		if err != nil {
+			return res, err
+		}
+		if strings.TrimSpace(out) != "" {
+			return res, fmt.Errorf("host: undoing %s needs dockerd restarted, but containers are running; stop them (v6lab down --all) and run host undo again", DaemonJSON)
+		}
+	}
+	restored, err := restoreDaemonJSON(DaemonJSON)
+	if err != nil {
+		return res, err
+	}
+	if restored {
+		res.Changes = append(res.Changes, "restored "+DaemonJSON+" as it was before v6lab host setup")
+	}
+	if err := os.Remove(WrapperPath); err == nil {
+		res.Changes = append(res.Changes, "removed "+WrapperPath)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return res, err
+	}
+	if restored && dockerUp(ctx) {
+		if err := stopDockerd(ctx); err != nil {
+			return res, err
+		}
+		if err := startDockerd(ctx); err != nil {
+			return res, err
+		}
+		res.Changes = append(res.Changes, "restarted dockerd onto its old configuration")
+	}
+	return res, nil
 }
 
 func dockerUp(ctx context.Context) bool {
