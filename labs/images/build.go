@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -11,7 +12,10 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"v6lab.dev/v6lab/labs/xexec"
@@ -184,13 +188,23 @@ func (b *Builder) debootstrap(ctx context.Context, name, ref string) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	// debootstrap mounts /proc (and more) inside the rootfs; interrupted, it leaves them
+	// mounted. They are unmounted before the tree is removed: removing through a mount
+	// would reach into the host's own file systems.
+	defer func() {
+		if err := unmountUnder(dir); err == nil {
+			os.RemoveAll(dir)
+		}
+	}()
 	if err := xexec.Simple(ctx, 20*time.Minute, "debootstrap", "--variant=minbase",
 		"--include="+strings.Join(pkgs, ","), Suite, dir, mirror); err != nil {
 		return err
 	}
-	tar := exec.CommandContext(ctx, "tar", "-C", dir, "-c", ".")
-	imp := exec.CommandContext(ctx, "docker", "import",
+	if err := unmountUnder(dir); err != nil {
+		return err
+	}
+	tar := xexec.Command(ctx, "tar", "-C", dir, "-c", ".")
+	imp := xexec.Command(ctx, "docker", "import",
 		"--change", `CMD ["sleep", "infinity"]`,
 		"--change", "LABEL "+LabelKey+"="+strings.TrimPrefix(ref, Repo+name+":"),
 		"-", ref)
@@ -323,4 +337,56 @@ func Prune(ctx context.Context, fsys fs.FS) ([]string, error) {
 		removed = append(removed, ref)
 	}
 	return removed, nil
+}
+
+// mountsUnder lists the mount points of a /proc/self/mountinfo text that lie below dir,
+// deepest first (the order to unmount them in).
+func mountsUnder(mountinfo, dir string) []string {
+	var out []string
+	prefix := filepath.Clean(dir) + "/"
+	for _, line := range strings.Split(mountinfo, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(f[4])
+		if strings.HasPrefix(mp, prefix) {
+			out = append(out, mp)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space, ...).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// unmountUnder detaches every mount below dir.
+func unmountUnder(dir string) error {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	for _, mp := range mountsUnder(string(data), dir) {
+		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			return fmt.Errorf("unmounting %s: %w", mp, err)
+		}
+	}
+	return nil
 }

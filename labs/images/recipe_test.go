@@ -148,3 +148,18 @@ func TestNodeVersionsMatchTheToolsModules(t *testing.T) {
 		}
 	}
 }
+
+// An interrupted debootstrap leaves /proc (and more) mounted in its rootfs: those
+// mounts are found, deepest first, before the tree is removed; nothing outside it is.
+func TestMountsUnder(t *testing.T) {
+	info := `22 1 8:1 / / rw,relatime - ext4 /dev/vda rw
+101 22 0:5 / /tmp/v6lab-rootfs-1/proc rw - proc proc rw
+102 101 0:6 / /tmp/v6lab-rootfs-1/proc/sys/fs/binfmt_misc rw - binfmt_misc binfmt_misc rw
+103 22 0:7 / /tmp/v6lab-rootfs-1/dev/pts rw - devpts devpts rw
+104 22 0:8 / /tmp/v6lab-rootfs-10/proc rw - proc proc rw
+105 22 0:9 / /tmp/v6lab-rootfs-1/with\040space rw - tmpfs tmpfs rw
+`
+	got := mountsUnder(info, "/tmp/v6lab-rootfs-1")
+	assert.Equal(t, []string{"/tmp/v6lab-rootfs-1/proc/sys/fs/binfmt_misc", "/tmp/v6lab-rootfs-1/with space",
+		"/tmp/v6lab-rootfs-1/dev/pts", "/tmp/v6lab-rootfs-1/proc"}, got)
+}

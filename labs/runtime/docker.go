@@ -110,9 +110,3 @@ func labNames(ctx context.Context) ([]string, error) {
 	}
 	return names, nil
 }
-
-// vtysh runs one vtysh command in a router container.
-func vtysh(ctx context.Context, container, command string) ([]byte, error) {
-	out, err := docker(ctx, 20*time.Second, "exec", container, "vtysh", "-c", command)
-	return []byte(out), err
-}

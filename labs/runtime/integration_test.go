@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -190,4 +191,60 @@ func TestDownAfterInterruptedUp(t *testing.T) {
 	require.NoError(t, os.RemoveAll(o.LabDir(l.Plan.Lab)))
 	require.NoError(t, Down(ctx, l.Plan.Lab, o))
 	assert.Empty(t, leftovers(ctx, l.Plan.Lab, planContainers(l.Plan)))
+}
+
+// Ctrl-C during `v6lab up` stops it (its commands are killed with their process
+// groups), leaves a lab that `down` removes, and nothing after down.
+func TestInterruptedUpLeavesALabDownRemoves(t *testing.T) {
+	o := integration(t)
+	const name = "itest-int"
+	data, err := os.ReadFile("../../topologies/default.yaml")
+	require.NoError(t, err)
+	specFile := filepath.Join(t.TempDir(), "lab.yaml")
+	require.NoError(t, os.WriteFile(specFile, []byte(strings.Replace(string(data), "name: default", "name: "+name, 1)), 0o644))
+	l := testLab(t, name)
+	t.Cleanup(func() { _ = Down(context.Background(), name, o) })
+
+	cmd := exec.Command(filepath.Join(o.BinDir, "v6lab"), "up", "--underlay-only", "--spec", specFile, "--state-dir", o.StateDir)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	// Interrupt once the deploy step is under way (render has finished).
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(out.String(), "render") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.Contains(t, out.String(), "render", "up reached its render step")
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		assert.Error(t, err, "an interrupted up does not succeed:\n%s", out.String())
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("up did not stop within a minute of SIGINT:\n%s", out.String())
+	}
+	require.NoError(t, Down(context.Background(), name, o))
+	assert.Empty(t, leftovers(context.Background(), name, planContainers(l.Plan)))
+	assert.NoDirExists(t, o.LabDir(name))
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

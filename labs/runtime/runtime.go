@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"v6lab.dev/v6lab/labs/frr"
+
 	"v6lab.dev/v6lab/fixtures"
 	"v6lab.dev/v6lab/labs/hostcompat"
 	"v6lab.dev/v6lab/labs/images"
@@ -79,9 +81,6 @@ func DefaultStateDir() string {
 
 // LabDir is the run directory of a lab: its rendered files and containerlab's state.
 func (o Options) LabDir(name string) string { return filepath.Join(o.StateDir, "labs", name) }
-
-// FRRLog is where the rendered FRR config logs, inside each router.
-const FRRLog = "/var/log/frr/frr.log"
 
 // Members are the lab members `up` deploys: routers and external hosts, and the
 // Kubernetes nodes unless the lab is underlay-only.
@@ -372,23 +371,19 @@ func waitBGPWith(ctx context.Context, p *plan.Plan, members []string, timeout ti
 	want := expectedSessions(p, deployed)
 	deadline := time.Now().Add(timeout)
 	for {
-		var down []Session
+		var down []frr.Session
 		total := 0
 		for _, r := range p.Routers {
-			data, err := vtysh(ctx, p.ContainerName(r.Name), "show bgp ipv6 summary json")
-			state := map[string]Session{}
-			if err == nil {
-				ss, perr := ParseSummary(r.Name, data)
-				err = perr
-				for _, s := range ss {
-					state[s.Peer] = s
-				}
+			ss, err := Router(p, r.Name).Sessions(ctx)
+			state := map[string]frr.Session{}
+			for _, s := range ss {
+				state[s.Peer] = s
 			}
 			for _, peer := range want[r.Name] {
 				total++
 				s, ok := state[peer]
 				if err != nil || !ok {
-					s = Session{Router: r.Name, Peer: peer, State: "absent"}
+					s = frr.Session{Router: r.Name, Peer: peer, State: "absent"}
 				}
 				if !s.Established() {
 					down = append(down, s)
@@ -405,7 +400,7 @@ func waitBGPWith(ctx context.Context, p *plan.Plan, members []string, timeout ti
 	}
 }
 
-func diagnose(ctx context.Context, p *plan.Plan, down []Session, timeout time.Duration) error {
+func diagnose(ctx context.Context, p *plan.Plan, down []frr.Session, timeout time.Duration) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d BGP session(s) not Established after %s:", len(down), timeout)
 	routers := map[string]bool{}
@@ -414,8 +409,8 @@ func diagnose(ctx context.Context, p *plan.Plan, down []Session, timeout time.Du
 		routers[s.Router] = true
 	}
 	for r := range routers {
-		logs, _ := docker(ctx, 10*time.Second, "exec", p.ContainerName(r), "tail", "-n", "15", FRRLog)
-		fmt.Fprintf(&b, "\n  last FRR log lines of %s:\n    %s", r, strings.ReplaceAll(strings.TrimSpace(logs), "\n", "\n    "))
+		logs := Router(p, r).LogTail(ctx, 15)
+		fmt.Fprintf(&b, "\n  last FRR log lines of %s:\n    %s", r, strings.ReplaceAll(logs, "\n", "\n    "))
 	}
 	return errors.New(b.String())
 }

@@ -9,20 +9,27 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"v6lab.dev/v6lab/labs/frr"
+
 	"v6lab.dev/v6lab/labs/plan"
 )
 
 // Status is what a running lab looks like: its members with their addresses, every BGP
 // session of every router, and the prefixes each router learned by BGP.
 type Status struct {
-	Lab      string      `json:"lab"`
-	Members  []Member    `json:"members"`
-	Sessions []Session   `json:"sessions"`
-	Routes   []Route     `json:"routes"`
-	Nodes    []NodeState `json:"kubernetesNodes,omitempty"`
-	Errors   []string    `json:"errors,omitempty"`
-	Plan     *plan.Plan  `json:"-"`
-	Taken    time.Time   `json:"taken"`
+	Lab      string        `json:"lab"`
+	Members  []Member      `json:"members"`
+	Sessions []frr.Session `json:"sessions"`
+	Routes   []frr.Route   `json:"routes"`
+	Nodes    []NodeState   `json:"kubernetesNodes,omitempty"`
+	Errors   []string      `json:"errors,omitempty"`
+	Plan     *plan.Plan    `json:"-"`
+	Taken    time.Time     `json:"taken"`
+}
+
+// Router is a lab router as labs/frr reaches it.
+func Router(p *plan.Plan, name string) frr.Router {
+	return frr.Router{Name: name, Container: p.ContainerName(name)}
 }
 
 // Member is one lab member with its planned data-plane addresses.
@@ -50,17 +57,13 @@ func GetStatus(ctx context.Context, p *plan.Plan, kubeconfig ...string) (*Status
 		if !running[r.Name] {
 			continue
 		}
-		c := p.ContainerName(r.Name)
-		if data, err := vtysh(ctx, c, "show bgp ipv6 summary json"); err != nil {
-			st.Errors = append(st.Errors, err.Error())
-		} else if ss, err := ParseSummary(r.Name, data); err != nil {
+		fr := Router(p, r.Name)
+		if ss, err := fr.Sessions(ctx); err != nil {
 			st.Errors = append(st.Errors, err.Error())
 		} else {
 			st.Sessions = append(st.Sessions, ss...)
 		}
-		if data, err := vtysh(ctx, c, "show bgp ipv6 unicast json"); err != nil {
-			st.Errors = append(st.Errors, err.Error())
-		} else if rs, err := ParseRoutes(r.Name, data); err != nil {
+		if rs, err := fr.Routes(ctx); err != nil {
 			st.Errors = append(st.Errors, err.Error())
 		} else {
 			st.Routes = append(st.Routes, rs...)

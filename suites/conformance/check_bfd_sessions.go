@@ -6,8 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"encoding/json"
-
+	"v6lab.dev/v6lab/labs/runtime"
 	"v6lab.dev/v6lab/labs/spec"
 )
 
@@ -62,16 +61,9 @@ func bfdOnce(ctx context.Context, x *Lab) (Result, error) {
 	r := Result{Pass: true, Reason: "ok"}
 	up := 0
 	for _, n := range x.Plan.KubeNodes {
-		out, err := x.Exec(ctx, n.Router, "vtysh", "-c", "show bfd peers json")
+		peers, err := runtime.Router(x.Plan, n.Router).BFDPeers(ctx)
 		if err != nil {
 			return r, err
-		}
-		var peers []struct {
-			Peer   string `json:"peer"`
-			Status string `json:"status"`
-		}
-		if err := json.Unmarshal([]byte(out), &peers); err != nil {
-			return r, fmt.Errorf("%s: show bfd peers json: %w", n.Router, err)
 		}
 		state := "absent"
 		for _, p := range peers {

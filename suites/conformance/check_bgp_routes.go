@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"v6lab.dev/v6lab/labs/frr"
 	"v6lab.dev/v6lab/labs/runtime"
 	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/reports"
@@ -61,12 +62,12 @@ func routesOnce(ctx context.Context, x *Lab) (Result, error) {
 	if err != nil {
 		return r, err
 	}
-	routes := map[string][]runtime.Route{}
+	routes := map[string][]frr.Route{}
 	for _, rt := range st.Routes {
 		routes[rt.Router] = append(routes[rt.Router], rt)
 	}
-	find := func(router string, a netip.Addr) (runtime.Route, bool) {
-		best, bits := runtime.Route{}, -1
+	find := func(router string, a netip.Addr) (frr.Route, bool) {
+		best, bits := frr.Route{}, -1
 		for _, rt := range routes[router] {
 			p, err := netip.ParsePrefix(rt.Prefix)
 			if err == nil && p.Contains(a) && p.Bits() > bits {

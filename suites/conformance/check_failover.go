@@ -10,10 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"encoding/json"
-
 	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/labs/faults"
+	"v6lab.dev/v6lab/labs/frr"
 	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/runtime"
 	"v6lab.dev/v6lab/labs/spec"
@@ -96,8 +95,7 @@ func sessionShut(shut bool) func(context.Context, *Lab, *kubeNode) error {
 		if !shut {
 			cmd = "no " + cmd
 		}
-		_, err := x.Exec(ctx, n.Router, "vtysh", "-c", "configure terminal", "-c", "router bgp "+fmt.Sprint(n.RouterASN), "-c", cmd)
-		return err
+		return runtime.Router(x.Plan, n.Router).Configure(ctx, "router bgp "+fmt.Sprint(n.RouterASN), cmd)
 	}
 }
 
@@ -271,13 +269,13 @@ func runFailover(ctx context.Context, x *Lab, control bool) (Result, error) {
 }
 
 // vipRoutes is every router's BGP route toward a VIP (vtysh JSON), by router.
-func vipRoutes(ctx context.Context, x *Lab, vip netip.Addr) (map[string]runtime.Route, error) {
+func vipRoutes(ctx context.Context, x *Lab, vip netip.Addr) (map[string]frr.Route, error) {
 	st, err := runtime.GetStatus(ctx, x.Plan)
 	if err != nil {
 		return nil, err
 	}
 	want := netip.PrefixFrom(vip, 128).String()
-	routes := map[string]runtime.Route{}
+	routes := map[string]frr.Route{}
 	for _, rt := range st.Routes {
 		if rt.Prefix == want {
 			routes[rt.Router] = rt
@@ -287,7 +285,7 @@ func vipRoutes(ctx context.Context, x *Lab, vip netip.Addr) (map[string]runtime.
 }
 
 // waitPaths waits until every router's next hops toward the VIP are those of want.
-func waitPaths(ctx context.Context, x *Lab, vip netip.Addr, want map[string]runtime.Route, timeout time.Duration) error {
+func waitPaths(ctx context.Context, x *Lab, vip netip.Addr, want map[string]frr.Route, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		got, err := vipRoutes(ctx, x, vip)
@@ -508,14 +506,11 @@ func failoverOnce(ctx context.Context, x *Lab, f fault, attempt int, r *Result) 
 // or an unreadable answer is an error, never "withdrawn" or "still there".
 func waitWithdrawn(ctx context.Context, x *Lab, router string, vip, node netip.Addr, limit time.Duration) (time.Duration, error) {
 	start := time.Now()
+	r := runtime.Router(x.Plan, router)
 	for time.Since(start) < limit && ctx.Err() == nil {
-		out, err := x.Exec(ctx, router, "vtysh", "-c", fmt.Sprintf("show bgp ipv6 unicast %s/128 json", vip))
+		via, err := r.PathsVia(ctx, netip.PrefixFrom(vip, 128), node)
 		if err != nil {
 			return -1, err
-		}
-		via, err := routeVia([]byte(out), node)
-		if err != nil {
-			return -1, fmt.Errorf("%s: %w", router, err)
 		}
 		if !via {
 			return time.Since(start), nil
@@ -523,33 +518,4 @@ func waitWithdrawn(ctx context.Context, x *Lab, router string, vip, node netip.A
 		time.Sleep(50 * time.Millisecond)
 	}
 	return -1, nil
-}
-
-// routeVia reports whether a `show bgp ipv6 unicast PREFIX json` document has a path
-// learned from, or through, addr.
-func routeVia(doc []byte, addr netip.Addr) (bool, error) {
-	var d struct {
-		Paths []struct {
-			Peer struct {
-				PeerID string `json:"peerId"`
-			} `json:"peer"`
-			Nexthops []struct {
-				IP string `json:"ip"`
-			} `json:"nexthops"`
-		} `json:"paths"`
-	}
-	if err := json.Unmarshal(doc, &d); err != nil {
-		return false, fmt.Errorf("show bgp ipv6 unicast json: %w", err)
-	}
-	for _, p := range d.Paths {
-		if a, err := netip.ParseAddr(p.Peer.PeerID); err == nil && a == addr {
-			return true, nil
-		}
-		for _, n := range p.Nexthops {
-			if a, err := netip.ParseAddr(n.IP); err == nil && a == addr {
-				return true, nil
-			}
-		}
-	}
-	return false, nil
 }

@@ -616,10 +616,14 @@ func intstrPort(p int) intstr.IntOrString { return intstr.FromInt32(int32(p)) }
 // -o json` (Cilium's REST model: api/v1/models Endpoint).
 type agentEndpoint struct {
 	Status struct {
-		ExternalIdentifiers struct {
-			Namespace string `json:"k8s-namespace"`
-			Pod       string `json:"k8s-pod-name"`
-		} `json:"external-identifiers"`
+		// Networking names the endpoint's addresses: how the suite finds a pod's
+		// endpoint (Cilium 1.20 leaves external-identifiers' k8s-namespace and
+		// k8s-pod-name empty).
+		Networking struct {
+			Addressing []struct {
+				IPv6 string `json:"ipv6"`
+			} `json:"addressing"`
+		} `json:"networking"`
 		Policy struct {
 			Realized struct {
 				Enabled  string `json:"policy-enabled"`
@@ -650,9 +654,12 @@ func (x *Lab) ingressEnforcement(ctx context.Context, ns string) (map[string]str
 		return nil, err
 	}
 	state := map[string]string{}
+	byIP := map[netip.Addr]string{}
 	for _, p := range pods.Items {
-		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+		ip, err := netip.ParseAddr(p.Status.PodIP)
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && err == nil {
 			state[p.Name] = "absent"
+			byIP[ip] = p.Name
 		}
 	}
 	agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
@@ -670,18 +677,23 @@ func (x *Lab) ingressEnforcement(ctx context.Context, ns string) (map[string]str
 			return nil, fmt.Errorf("%s: %w", a.Name, err)
 		}
 		for _, ep := range eps {
-			id := ep.Status.ExternalIdentifiers
-			if _, ok := state[id.Pod]; !ok || id.Namespace != ns {
+			pod := ""
+			for _, a := range ep.Status.Networking.Addressing {
+				if ip, err := netip.ParseAddr(a.IPv6); err == nil && byIP[ip] != "" {
+					pod = byIP[ip]
+				}
+			}
+			if pod == "" {
 				continue
 			}
 			pol := ep.Status.Policy
 			switch {
 			case pol.Realized.Revision < pol.Spec.Revision:
-				state[id.Pod] = "regenerating"
+				state[pod] = "regenerating"
 			case pol.Realized.Enabled == "ingress" || pol.Realized.Enabled == "both":
-				state[id.Pod] = "enforced"
+				state[pod] = "enforced"
 			default:
-				state[id.Pod] = "not enforced (" + pol.Realized.Enabled + ")"
+				state[pod] = "not enforced (" + pol.Realized.Enabled + ")"
 			}
 		}
 	}
@@ -721,8 +733,9 @@ func (x *Lab) WaitIngressEnforcement(ctx context.Context, ns string, enforced bo
 type agentService struct {
 	Spec struct {
 		Frontend struct {
-			IP   string `json:"ip"`
-			Port uint16 `json:"port"`
+			IP    string `json:"ip"`
+			Port  uint16 `json:"port"`
+			Scope string `json:"scope"`
 		} `json:"frontend-address"`
 		Backends []struct {
 			IP    *string `json:"ip"`
@@ -731,14 +744,15 @@ type agentService struct {
 	} `json:"spec"`
 }
 
-// serviceBackends reads `cilium-dbg service list -o json`: for each frontend port of
-// the VIP, its active backends.
-func serviceBackends(out string, vip netip.Addr) (map[uint16]int, error) {
+// serviceBackends reads `cilium-dbg service list -o json`: the active backends of each
+// of the VIP's frontends (one per port and scope: a Service with externalTrafficPolicy
+// Local has an external and an internal frontend on the same port), keyed "port/scope".
+func serviceBackends(out string, vip netip.Addr) (map[string]int, error) {
 	var svcs []agentService
 	if err := json.Unmarshal([]byte(out), &svcs); err != nil {
 		return nil, fmt.Errorf("cilium-dbg service list: %w", err)
 	}
-	ports := map[uint16]int{}
+	fronts := map[string]int{}
 	for _, s := range svcs {
 		if a, err := netip.ParseAddr(s.Spec.Frontend.IP); err != nil || a != vip {
 			continue
@@ -749,13 +763,13 @@ func serviceBackends(out string, vip netip.Addr) (map[uint16]int, error) {
 				n++
 			}
 		}
-		ports[s.Spec.Frontend.Port] += n
+		fronts[fmt.Sprintf("%d/%s", s.Spec.Frontend.Port, s.Spec.Frontend.Scope)] = n
 	}
-	return ports, nil
+	return fronts, nil
 }
 
 // WaitServiceBackends waits until every agent's load balancer has want active backends
-// behind each of the VIP's ports (want 0: none, or the VIP gone): a Service change is
+// behind each of the VIP's frontends (want 0: none, or the VIP gone): a Service change is
 // in effect when the datapath has it, not when the API server does.
 func (x *Lab) WaitServiceBackends(ctx context.Context, vip netip.Addr, want int, timeout time.Duration) error {
 	var last []string
@@ -782,9 +796,9 @@ func (x *Lab) WaitServiceBackends(ctx context.Context, vip netip.Addr, want int,
 			if want > 0 && len(ports) == 0 {
 				last = append(last, a.Spec.NodeName+": no frontend")
 			}
-			for port, n := range ports {
+			for front, n := range ports {
 				if n != want {
-					last = append(last, fmt.Sprintf("%s: port %d has %d backends", a.Spec.NodeName, port, n))
+					last = append(last, fmt.Sprintf("%s: frontend %s has %d backends", a.Spec.NodeName, front, n))
 				}
 			}
 		}

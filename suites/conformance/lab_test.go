@@ -1,8 +1,11 @@
 package conformance
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -34,24 +37,28 @@ func TestIPCacheKeys(t *testing.T) {
 	assert.Error(t, err, "output that is not the JSON map is an error, not an empty cache")
 }
 
-// The shape of `cilium-dbg endpoint list -o json` (Cilium's REST model), trimmed: the
-// deny-all control is in effect only on endpoints whose realized policy enforces
-// ingress and has caught up with the desired revision.
+// What `cilium-dbg endpoint list -o json` printed in the default lab (Cilium 1.20.2),
+// trimmed to what the suite reads: endpoints are found by address (external-identifiers
+// holds only the CNI attachment there), and the deny-all control is in effect only on
+// endpoints whose realized policy enforces ingress and has caught up with the desired
+// revision.
 func TestParseEndpoints(t *testing.T) {
 	out := `[
- {"id": 101, "status": {"external-identifiers": {"k8s-namespace": "app-b", "k8s-pod-name": "echo-1", "pod-name": "app-b/echo-1"},
-   "policy": {"realized": {"policy-enabled": "ingress", "policy-revision": 7}, "spec": {"policy-enabled": "ingress", "policy-revision": 7}}}},
- {"id": 102, "status": {"external-identifiers": {"k8s-namespace": "app-b", "k8s-pod-name": "echo-2"},
+ {"id": 101, "status": {"external-identifiers": {"cni-attachment-id": "2396d3b5:eth0"},
+   "networking": {"addressing": [{"ipv6": "2001:db8:0:a02::216d", "ipv6-pool-name": "app-b"}], "interface-name": "lxcb776e4f9654a"},
+   "policy": {"proxy-policy-revision": 1, "realized": {"policy-enabled": "ingress", "policy-revision": 7}, "spec": {"policy-enabled": "ingress", "policy-revision": 7}}}},
+ {"id": 102, "status": {"networking": {"addressing": [{"ipv6": "2001:db8:0:a02::1:5"}]},
    "policy": {"realized": {"policy-enabled": "none", "policy-revision": 6}, "spec": {"policy-revision": 7}}}},
- {"id": 7, "status": {"identity": {"id": 1}}}
+ {"id": 7, "status": {"identity": {"labels": ["reserved:health"]}, "external-identifiers": {}}}
 ]`
 	eps, err := parseEndpoints(out)
 	require.NoError(t, err)
 	require.Len(t, eps, 3)
-	assert.Equal(t, "echo-1", eps[0].Status.ExternalIdentifiers.Pod)
+	assert.Equal(t, "2001:db8:0:a02::216d", eps[0].Status.Networking.Addressing[0].IPv6)
 	assert.Equal(t, "ingress", eps[0].Status.Policy.Realized.Enabled)
 	assert.Equal(t, int64(6), eps[1].Status.Policy.Realized.Revision)
 	assert.Equal(t, int64(7), eps[1].Status.Policy.Spec.Revision)
+	assert.Empty(t, eps[2].Status.Networking.Addressing)
 	_, err = parseEndpoints("Error: cannot reach the agent")
 	assert.Error(t, err)
 }
@@ -60,14 +67,38 @@ func TestParseEndpoints(t *testing.T) {
 // frontends and their active backends.
 func TestServiceBackends(t *testing.T) {
 	out := `[
- {"spec": {"id": 1, "frontend-address": {"ip": "2001:db8:0:101::1", "port": 80, "protocol": "TCP"},
+ {"spec": {"id": 4, "frontend-address": {"ip": "2001:db8:0:101::1", "port": 80, "protocol": "TCP", "scope": "internal"},
+   "backend-addresses": [{"ip": "2001:db8:0:a01::1", "port": 8080, "state": "active"}]}},
+ {"spec": {"id": 1, "frontend-address": {"ip": "2001:db8:0:101::1", "port": 80, "protocol": "TCP", "scope": "external"},
    "backend-addresses": [{"ip": "2001:db8:0:a01::1", "port": 8080, "state": "active"}, {"ip": "2001:db8:0:a01::2", "port": 8080, "state": "terminating"}]}},
  {"spec": {"id": 2, "frontend-address": {"ip": "2001:db8:0:101::1", "port": 9000, "protocol": "UDP"}, "backend-addresses": []}},
  {"spec": {"id": 3, "frontend-address": {"ip": "fd00:6:96::1", "port": 443}, "backend-addresses": [{"ip": "2001:db8::12", "port": 6443}]}}
 ]`
 	ports, err := serviceBackends(out, netip.MustParseAddr("2001:db8:0:101::1"))
 	require.NoError(t, err)
-	assert.Equal(t, map[uint16]int{80: 1, 9000: 0}, ports)
+	assert.Equal(t, map[string]int{"80/internal": 1, "80/external": 1, "9000/": 0}, ports)
 	_, err = serviceBackends("not json", netip.MustParseAddr("::1"))
 	assert.Error(t, err)
+}
+
+// A fault is undone on every exit: when the run is interrupted while the fault is in
+// place (the context cancelled), and when its injection fails half-way.
+func TestInjectUndoesTheFaultOnAnyExit(t *testing.T) {
+	var undone int
+	f := fault{name: "test",
+		do:   func(context.Context, *Lab, *kubeNode) error { return nil },
+		undo: func(ctx context.Context, _ *Lab, _ *kubeNode) error { undone++; return ctx.Err() }}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
+	start := time.Now()
+	_, _, _, err := inject(ctx, &Lab{}, f, &kubeNode{}, time.Minute)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Less(t, time.Since(start), 5*time.Second, "an interrupted fault does not wait out its hold time")
+	assert.Equal(t, 1, undone, "undone, on a context of its own (not the cancelled one)")
+
+	undone = 0
+	f.do = func(context.Context, *Lab, *kubeNode) error { return errors.New("nft: half applied") }
+	_, _, _, err = inject(context.Background(), &Lab{}, f, &kubeNode{}, time.Minute)
+	assert.ErrorContains(t, err, "half applied")
+	assert.Equal(t, 1, undone, "a failed injection is undone too")
 }

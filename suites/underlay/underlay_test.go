@@ -303,8 +303,7 @@ func TestOutageReroute(t *testing.T) {
 	assert.Greater(t, reroute, time.Second, "a silent failure is not detected instantly (no BFD)")
 
 	// The session really went down and traffic now avoids the dead link.
-	out := e.mustExec("edge1", "vtysh", "-c", "show bgp ipv6 summary json")
-	ss, err := runtime.ParseSummary("edge1", []byte(out))
+	ss, err := runtime.Router(e.p, "edge1").Sessions(context.Background())
 	require.NoError(t, err)
 	for _, s := range ss {
 		if s.Peer == edgeIf {

@@ -1,4 +1,4 @@
-package runtime
+package frr
 
 import (
 	"encoding/json"
