@@ -86,6 +86,8 @@ const (
 	kindRouteMissing       = "route-missing"         // a router lacks a route the design requires
 	kindRouteMissingHop    = "route-missing-hop"     // a route lacks one of its next hops
 	kindRouteOutsidePool   = "route-outside-pool"    // a pod is reached through a prefix outside its pool
+	kindRouteForbidden     = "route-forbidden"       // a prefix the design keeps out of the fabric was learned by BGP
+	kindRouteNotInstalled  = "route-not-installed"   // a BGP route missing from zebra\'s table, or with fewer next hops
 	kindRouteViaNonBackend = "route-via-non-backend" // eTP Local: a route through a node without a backend
 	kindBFDDown            = "bfd-down"              // a BFD session is not up
 )

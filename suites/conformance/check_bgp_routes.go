@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"v6lab.dev/v6lab/labs/frr"
+	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/runtime"
 	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/reports"
@@ -62,6 +64,38 @@ func routesOnce(ctx context.Context, x *Lab) (Result, error) {
 	if err != nil {
 		return r, err
 	}
+	if len(st.Errors) > 0 {
+		// A router that could not be read is an error, never "no route".
+		return r, fmt.Errorf("reading the routers: %s", strings.Join(st.Errors, "; "))
+	}
+	fibs := map[string]map[string]frr.FIBRoute{}
+	for _, rt := range x.Plan.Routers {
+		fib, err := runtime.Router(x.Plan, rt.Name).FIB(ctx)
+		if err != nil {
+			return r, err
+		}
+		fibs[rt.Name] = map[string]frr.FIBRoute{}
+		for _, f := range fib {
+			fibs[rt.Name][f.Prefix] = f
+		}
+	}
+	// What BGP chose is installed, over every path it chose (the ECMP width in
+	// zebra's table is BGP's multipath width), and nothing the design keeps out of the
+	// fabric was learned.
+	for _, route := range st.Routes {
+		if why := forbiddenRoute(x.Plan, route.Prefix); why != "" {
+			r.fail(kindRouteForbidden, "%s learned %s by BGP: %s", route.Router, route.Prefix, why)
+		}
+		f, ok := fibs[route.Router][route.Prefix]
+		switch {
+		case !ok || !f.Installed || f.Protocol != "bgp":
+			if !ok || f.Protocol == "bgp" { // a connected route wins over BGP by design
+				r.fail(kindRouteNotInstalled, "%s: %s is in BGP but not installed (%+v)", route.Router, route.Prefix, f)
+			}
+		case len(f.NextHops) != route.Multi:
+			r.fail(kindRouteNotInstalled, "%s: %s over %d paths in BGP, %d next hops installed (%v)", route.Router, route.Prefix, route.Multi, len(f.NextHops), f.NextHops)
+		}
+	}
 	routes := map[string][]frr.Route{}
 	for _, rt := range st.Routes {
 		routes[rt.Router] = append(routes[rt.Router], rt)
@@ -113,8 +147,12 @@ func routesOnce(ctx context.Context, x *Lab) (Result, error) {
 					r.fail(kindRouteMissingHop, "%s's route for %s does not go through %s (%s): %v", rt.Name, vip, n.Name, hop, route.NextHops)
 				}
 			}
+			if f := fibs[rt.Name][route.Prefix]; vip == vips[0] {
+				r.figure("ecmp_"+rt.Name, float64(len(f.NextHops)))
+			}
 			if rt.Name == edge {
-				r.Evidence = append(r.Evidence, reports.Evidence{Note: fmt.Sprintf("%s: %s via %v (AS path %s)", rt.Name, route.Prefix, route.NextHops, route.ASPath)})
+				r.Evidence = append(r.Evidence, reports.Evidence{Note: fmt.Sprintf("%s: %s via %v (AS path %s), installed over %v",
+					rt.Name, route.Prefix, route.NextHops, route.ASPath, fibs[rt.Name][route.Prefix].NextHops)})
 			}
 		}
 	}
@@ -141,4 +179,49 @@ func routesOnce(ctx context.Context, x *Lab) (Result, error) {
 	r.figure("routes_checked", float64(checked))
 	r.figure("routes_learned", float64(len(st.Routes)))
 	return r, nil
+}
+
+// forbiddenRoute says why the design keeps a prefix out of the fabric's BGP ("" when
+// it may be there): the fabric carries node links, external hosts, router loopbacks,
+// each node's slice of a pod pool (exactly the pod mask size) and VIPs (/128s inside an
+// application's ingress /64). The ULA service range, the management network, a node's
+// own /128, a pod's /128 and anything outside the lab's blocks must never appear.
+func forbiddenRoute(p *plan.Plan, prefix string) string {
+	pfx, err := netip.ParsePrefix(prefix)
+	if err != nil {
+		return "not a prefix"
+	}
+	a := pfx.Addr()
+	inApp := func(f func(plan.App) netip.Prefix) bool {
+		for _, app := range p.Apps {
+			if f(app).Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case p.ServiceCIDR.Overlaps(pfx):
+		return "the ClusterIP range is never routed"
+	case p.Management.IPv6Subnet.Overlaps(pfx) || plan.ManagementBlock.Overlaps(pfx):
+		return "the management network is not a data plane"
+	case p.Pods.Block.Contains(a):
+		if pfx.Bits() != p.PodMaskSize {
+			return fmt.Sprintf("pod routes are the nodes' /%d slices", p.PodMaskSize)
+		}
+	case p.Ingress.Contains(a):
+		if pfx.Bits() != 128 || !inApp(func(app plan.App) netip.Prefix { return app.Ingress }) {
+			return "VIPs are /128s inside an application's ingress /64"
+		}
+	case p.Nodes.Block.Contains(a):
+		for _, n := range p.KubeNodes {
+			if pfx.Bits() == 128 && (a == n.Address || a == n.SpeakerAddress) {
+				return "a node's own /128 leaked into the fabric"
+			}
+		}
+	case p.External.Contains(a), p.Infra.Contains(a):
+	default:
+		return "outside the lab's address blocks"
+	}
+	return ""
 }

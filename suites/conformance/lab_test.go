@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"v6lab.dev/v6lab/labs/lab"
 )
 
 // What `cilium-dbg bpf ipcache list -o json` printed in a tunnel-mode lab (1.20.2).
@@ -101,4 +102,20 @@ func TestInjectUndoesTheFaultOnAnyExit(t *testing.T) {
 	_, _, _, err = inject(context.Background(), &Lab{}, f, &kubeNode{}, time.Minute)
 	assert.ErrorContains(t, err, "half applied")
 	assert.Equal(t, 1, undone, "a failed injection is undone too")
+}
+
+// What may and may not appear in the fabric's BGP: every prefix edge1 learned in the
+// default lab with Cilium passes; ClusterIPs, management, a node's /128, a pod's /128
+// and foreign prefixes are refused.
+func TestForbiddenRoute(t *testing.T) {
+	l, err := lab.Load("")
+	require.NoError(t, err)
+	for _, ok := range []string{"2001:db8::10/126", "2001:db8:0:1::20/126", "2001:db8:0:101::1/128", "2001:db8:0:102::1/128",
+		"2001:db8:0:a00::/80", "2001:db8:0:a01:2::/80", "2001:db8:0:e01::/64", "2001:db8:0:f00::2/128"} {
+		assert.Empty(t, forbiddenRoute(l.Plan, ok), ok)
+	}
+	for _, bad := range []string{"fd00:6:96::/112", "fd00:6:96::1/128", l.Plan.Management.IPv6Subnet.String(), "2001:db8::12/128",
+		"2001:db8:0:a01::4e79/128", "2001:db8:0:a01::/64", "2001:db8:0:1ff::1/128", "2001:db9::/48", "10.0.0.0/8"} {
+		assert.NotEmpty(t, forbiddenRoute(l.Plan, bad), bad)
+	}
 }
