@@ -111,10 +111,13 @@ func vipReachability() Check {
 				fromClient, toVIP := 0, 0
 				for _, proto := range []string{"tcp", "udp"} {
 					v := verdict.Source(c.Packets, verdict.Match{Proto: proto, Dst: client.Address}, []netip.Prefix{netip.PrefixFrom(vip, 128)})
-					if !v.Pass {
+					switch {
+					case v.Matched == 0:
+						r.fail(kindUnanswered, "%s: at the client, no %s reply at all", app.Name, proto)
+					case !v.Pass:
 						r.fail(kindReplyNotFromVIP, "%s: at the client, %d %s packets toward it did not come from the VIP %s", app.Name, v.Offenders, proto, vip)
 						r.Evidence = append(r.Evidence, Evidence(c.File, v.Evidence)...)
-					} else if len(v.Evidence) > 0 {
+					case len(v.Evidence) > 0:
 						r.Evidence = append(r.Evidence, Evidence(c.File, v.Evidence[:1])...)
 					}
 					fromClient += verdict.Source(c.Packets, verdict.Match{Proto: proto, Src: client.Address}, nil).Matched
