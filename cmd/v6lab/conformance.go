@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"v6lab.dev/v6lab/suites/conformance"
+
 	"github.com/spf13/cobra"
 
 	"v6lab.dev/v6lab/labs/lab"
@@ -168,17 +170,26 @@ func firstLine(s string) string {
 	return s
 }
 
+// checkNames are the suite's checks, in the order they run (the help is made from the
+// suite's own list).
+func checkNames() []string {
+	var names []string
+	for _, c := range conformance.Checks() {
+		names = append(names, c.Name)
+	}
+	return names
+}
+
 func testCmd(g *globals) *cobra.Command {
 	var f suiteFlags
 	var runDir string
 	c := &cobra.Command{
 		Use:   "test [LAB]",
 		Short: "Run the conformance suite on a running lab; the last line is the run directory",
-		Long: `Runs every conformance check (pod-connectivity, bgp-routes, etp-local,
-bfd-sessions, gua-egress, vip-reachability, dsr-return-path, failover, no-masquerade;
+		Long: `Runs every conformance check (` + strings.Join(checkNames(), ", ") + `;
 --check for some) on a running lab, each with its negative control, and writes
 report.json, junit.xml, report.html and pcap/ into the run directory. Exit status 1
-when a check fails or a negative control does not.`,
+when a check fails or a negative control does not fail for its declared reason.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := g.labByName(args)
