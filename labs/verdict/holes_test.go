@@ -164,3 +164,22 @@ func TestPcapngFrameOfAnotherLinkTypeIsAnError(t *testing.T) {
 	assert.Contains(t, err.Error(), "frame 2")
 	assert.Equal(t, 1, n)
 }
+
+// A VXLAN packet (tunnel mode) carries the pods' own frame: it is decoded as Inner, and
+// Sent is the pod's packet.
+func TestVXLANInnerFrame(t *testing.T) {
+	inner := UDPFrame(pod, world, 40000, 9000, probewire.AppendRequest(nil, 3, t0))
+	vx := append([]byte{0x08, 0, 0, 0, 0, 0, 0x01, 0}, inner...)
+	outer := UDPFrame(node, netip.MustParseAddr("2001:db8:0:1::22"), 51000, 8472, vx)
+	pk := decode(t, []Frame{{Time: t0, Data: outer}}, false)
+	require.Len(t, pk, 1)
+	require.NotNil(t, pk[0].Inner)
+	assert.Equal(t, node, pk[0].Src)
+	assert.Equal(t, pod, pk[0].Sent().Src)
+	assert.Equal(t, world, pk[0].Sent().Dst)
+	assert.Equal(t, uint16(9000), pk[0].Sent().DstPort)
+	require.NotNil(t, pk[0].Sent().Probe)
+	assert.Equal(t, uint64(3), pk[0].Sent().Probe.Seq)
+	plain := decode(t, []Frame{{Time: t0, Data: inner}}, false)
+	assert.Same(t, &plain[0], plain[0].Sent())
+}

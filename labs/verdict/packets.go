@@ -39,7 +39,22 @@ type Packet struct {
 	// Fragment: a non-first IPv6 fragment (Proto is the fragmented protocol; no
 	// ports, no probe).
 	Fragment bool
+	// Inner is the frame a VXLAN packet carries (UDP port 8472, Linux's and Cilium's,
+	// or 4789, IANA's), decoded: in tunnel mode the pods' own packets.
+	Inner *Packet
 }
+
+// Sent is the packet as its sender made it: the frame inside a VXLAN tunnel, else the
+// packet itself.
+func (p *Packet) Sent() *Packet {
+	if p.Inner != nil {
+		return p.Inner
+	}
+	return p
+}
+
+// vxlanPorts are the UDP ports of VXLAN.
+func isVXLAN(port uint16) bool { return port == 8472 || port == 4789 }
 
 // Decoder decodes frames with one reused DecodingLayerParser (no per-packet allocation
 // of layers).
@@ -54,6 +69,9 @@ type Decoder struct {
 	payload gopacket.Payload
 	parser  *gopacket.DecodingLayerParser
 	decoded []gopacket.LayerType
+	// innerDec decodes VXLAN payloads (inner: this decoder is one; it does not recurse).
+	innerDec *Decoder
+	inner    bool
 }
 
 // NewDecoder makes a decoder for Ethernet frames.
@@ -139,6 +157,17 @@ func (d *Decoder) Decode(data []byte, p *Packet) {
 			p.Proto = layers.IPProtocolUDP
 			p.SrcPort, p.DstPort = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
 			p.Probe = probewire.Parse(d.udp.Payload)
+			if isVXLAN(p.DstPort) && len(d.udp.Payload) > 8+14 && d.udp.Payload[0]&0x08 != 0 && !d.inner {
+				// The VXLAN header (8 bytes, I flag set) then the tunnelled frame; one
+				// level only.
+				if d.innerDec == nil {
+					d.innerDec = NewDecoder()
+					d.innerDec.inner = true
+				}
+				in := &Packet{File: p.File, Index: p.Index, Time: p.Time}
+				d.innerDec.Decode(d.udp.Payload[8:], in)
+				p.Inner = in
+			}
 		case layers.LayerTypeTCP:
 			p.Proto = layers.IPProtocolTCP
 			p.SrcPort, p.DstPort = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort)

@@ -12,12 +12,14 @@ import (
 
 	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/labs/verdict"
+	"v6lab.dev/v6lab/reports"
 )
 
-// Every echo pod reaches a pod of another application on another node, and the world
-// host; every probe is answered (the capture at the world host holds the requests, the
-// nodes' uplinks the pod-to-pod ones).
-// Control: a NetworkPolicy that denies all ingress in the second application.
+// Every application reaches every other one, across nodes and on one node, each way,
+// and the world host: each exchange judged from the captures where it must show (the
+// uplinks it crosses, or the two pods' veths on one node), never from the probe's own
+// report. A pair the workload cannot provide fails the check, naming it.
+// Control: a NetworkPolicy that denies all ingress in the last application.
 func podConnectivity() Check {
 	return Check{
 		Name:     "pod-connectivity",
@@ -44,62 +46,188 @@ func podConnectivity() Check {
 			}
 			return restore, x.WaitIngressEnforcement(ctx, ns, true, 2*time.Minute)
 		},
-		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
-			r := Result{Pass: true, Reason: "ok"}
-			if err := x.StartResponder(ctx); err != nil {
-				return r, err
+		Run: runPodConnectivity,
+	}
+}
+
+// podPair is one exchange the check asserts it covered.
+type podPair struct {
+	name string // e.g. "app-a -> app-b (across nodes)"
+	from Pod
+	to   netip.AddrPort
+	// points are where the requests and their replies must be seen: at each of them
+	// (an exchange across nodes, or to the world: the uplinks it crosses), or, with
+	// union, at them together (on one node: the sender's veth shows the requests, the
+	// receiver's the replies; Cilium delivers into a local pod past its veth's taps).
+	points     []string
+	union      bool
+	start, end time.Time
+}
+
+// kindPairMissing: the workload cannot provide an exchange the check must cover.
+const kindPairMissing = "pair-missing"
+
+// podPairs are the exchanges the check covers: every application to every other one,
+// across nodes and on one node, each way, and every application to the world host.
+// A pair the workload cannot provide is returned as missing.
+func podPairs(x *Lab, pods map[string][]Pod, ifaces map[netip.Addr]string) (pairs []podPair, missing []string) {
+	world := x.Plan.HostByRole("world")
+	for _, a := range x.Plan.Apps {
+		for _, b := range x.Plan.Apps {
+			if a.Name == b.Name {
+				continue
 			}
-			if len(x.Plan.Apps) < 2 {
-				return r, errors.New("pod-connectivity needs two applications")
-			}
-			a, err := x.Pods(ctx, x.Plan.Apps[0].Namespace, EchoName)
-			if err != nil {
-				return r, err
-			}
-			b, err := x.Pods(ctx, x.Plan.Apps[len(x.Plan.Apps)-1].Namespace, EchoName)
-			if err != nil {
-				return r, err
-			}
-			world := x.Plan.HostByRole("world")
-			pairs, answered := 0, 0
-			// The nodes' uplinks hold the pod-to-pod probes as evidence (natively
-			// routed, or inside VXLAN) when a pair goes unanswered.
-			caps, err := x.Capture(ctx, "pod-connectivity"+suffix(control), capture.Filter{IPv6Only: true}, x.worldAndUplinks(), func() error {
-				for _, from := range a {
-					targets := []netip.AddrPort{netip.AddrPortFrom(world.Address, ProbePort)}
-					for _, to := range b {
-						if to.Node != from.Node {
-							targets = append(targets, netip.AddrPortFrom(to.IP, ProbePort))
-							break
+			for _, across := range []bool{true, false} {
+				kind := "on one node"
+				if across {
+					kind = "across nodes"
+				}
+				name := fmt.Sprintf("%s -> %s (%s)", a.Name, b.Name, kind)
+				var found *podPair
+				for _, from := range pods[a.Name] {
+					for _, to := range pods[b.Name] {
+						if (from.Node != to.Node) != across || found != nil {
+							continue
 						}
-					}
-					for _, to := range targets {
-						out, err := x.PodExec(ctx, from, "v6lab-probe", "send", "--to", to.String(), "--count", "5", "--interval", "10ms", "--wait", "300ms")
-						var s ProbeSummary
-						if jerr := decodeJSON(out, &s); jerr != nil {
-							return fmt.Errorf("%s -> %s: %w (%v)", from.Name, to, jerr, err)
-						}
-						pairs++
-						if s.Received == s.Sent && s.Sent > 0 {
-							answered++
+						pp := podPair{name: name, from: from, to: netip.AddrPortFrom(to.IP, ProbePort)}
+						if across {
+							pp.points = []string{x.Uplink(from.Node), x.Uplink(to.Node)}
+						} else if a, b := ifaces[from.IP], ifaces[to.IP]; a != "" && b != "" {
+							pp.points, pp.union = []string{a, b}, true
 						} else {
-							r.fail(kindUnanswered, "%s (%s, %s) -> %s: %d of %d answered", from.Name, from.IP, from.Node, to, s.Received, s.Sent)
+							continue
 						}
+						found = &pp
 					}
 				}
-				return nil
-			})
-			if err != nil {
-				return r, err
+				if found == nil {
+					missing = append(missing, name)
+					continue
+				}
+				pairs = append(pairs, *found)
 			}
-			r.pcaps(caps)
-			toWorld := verdict.Source(caps[x.HostLink("world")].Packets, verdict.Match{Proto: "udp", Dst: world.Address, DstPort: ProbePort}, nil)
-			if toWorld.Matched == 0 {
-				r.fail(kindNothingSeen, "the world host saw no probe")
-			}
-			r.figure("pairs", float64(pairs))
-			r.figure("answered", float64(answered))
-			return r, nil
-		},
+		}
+		if len(pods[a.Name]) == 0 {
+			missing = append(missing, a.Name+" -> world")
+			continue
+		}
+		from := pods[a.Name][0]
+		pairs = append(pairs, podPair{name: a.Name + " -> world", from: from, to: netip.AddrPortFrom(world.Address, ProbePort),
+			points: []string{x.Uplink(from.Node), x.HostLink("world")}})
 	}
+	return pairs, missing
+}
+
+// runPodConnectivity sends five probes for each pair, one pair after the other, and
+// judges each from the captures at its points, in the pair's own time window: every
+// point must show the requests toward the destination and as many replies coming back
+// (in tunnel mode, inside VXLAN on the uplinks). The probe's own summary is not the
+// verdict.
+func runPodConnectivity(ctx context.Context, x *Lab, control bool) (Result, error) {
+	r := Result{Pass: true, Reason: "ok"}
+	if err := x.StartResponder(ctx); err != nil {
+		return r, err
+	}
+	if len(x.Plan.Apps) < 2 {
+		return r, errors.New("pod-connectivity needs two applications")
+	}
+	pods := map[string][]Pod{}
+	for _, app := range x.Plan.Apps {
+		p, err := x.Pods(ctx, app.Namespace, EchoName)
+		if err != nil {
+			return r, err
+		}
+		pods[app.Name] = p
+	}
+	ifaces, err := x.PodIfaces(ctx)
+	if err != nil {
+		return r, err
+	}
+	pairs, missing := podPairs(x, pods, ifaces)
+	for _, m := range missing {
+		r.fail(kindPairMissing, "the workload cannot provide the pair %s", m)
+	}
+	var points []string
+	seen := map[string]bool{}
+	for _, pp := range pairs {
+		for _, pt := range pp.points {
+			if !seen[pt] {
+				seen[pt] = true
+				points = append(points, pt)
+			}
+		}
+	}
+	const probes = 5
+	caps, err := x.Capture(ctx, "pod-connectivity"+suffix(control), capture.Filter{IPv6Only: true}, points, func() error {
+		for i := range pairs {
+			pairs[i].start = time.Now()
+			_, err := x.PodExec(ctx, pairs[i].from, "v6lab-probe", "send", "--to", pairs[i].to.String(),
+				"--count", fmt.Sprint(probes), "--interval", "10ms", "--wait", "300ms")
+			pairs[i].end = time.Now()
+			if err != nil {
+				return fmt.Errorf("%s: %w", pairs[i].name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	r.pcaps(caps)
+	answered := 0
+	for _, pp := range pairs {
+		type leg struct {
+			at       string
+			req, rep int
+		}
+		var legs []leg
+		for _, pt := range pp.points {
+			req, rep := exchange(caps[pt].Packets, pp.to, pp.start, pp.end)
+			if pp.union && len(legs) == 1 {
+				legs[0].at += " + " + pt
+				legs[0].req, legs[0].rep = max(legs[0].req, req), max(legs[0].rep, rep)
+				continue
+			}
+			legs = append(legs, leg{pt, req, rep})
+		}
+		ok := true
+		for _, l := range legs {
+			switch {
+			case l.req == 0:
+				ok = false
+				r.fail(kindNothingSeen, "%s (%s on %s): no request toward %s seen at %s", pp.name, pp.from.Name, pp.from.Node, pp.to, l.at)
+			case l.rep < l.req:
+				ok = false
+				r.fail(kindUnanswered, "%s (%s on %s): at %s, %d requests toward %s and %d replies", pp.name, pp.from.Name, pp.from.Node, l.at, l.req, pp.to, l.rep)
+			}
+		}
+		if ok {
+			answered++
+			r.Evidence = append(r.Evidence, reports.Evidence{Note: fmt.Sprintf("%s: %s -> %s answered, seen at %v", pp.name, pp.from.IP, pp.to, pp.points)})
+		}
+	}
+	r.figure("pairs", float64(len(pairs)))
+	r.figure("answered", float64(answered))
+	return r, nil
+}
+
+// exchange counts, among packets captured in [from, to], the probe requests toward dst
+// and the replies from it (the pods' own packets: inside VXLAN where tunnelled).
+func exchange(pkts []verdict.Packet, dst netip.AddrPort, from, to time.Time) (requests, replies int) {
+	for i := range pkts {
+		if pkts[i].Time.Before(from) || pkts[i].Time.After(to) {
+			continue
+		}
+		p := pkts[i].Sent()
+		if !p.IPv6 || p.Probe == nil {
+			continue
+		}
+		switch {
+		case !p.Probe.Reply && p.Dst == dst.Addr() && p.DstPort == dst.Port():
+			requests++
+		case p.Probe.Reply && p.Src == dst.Addr() && p.SrcPort == dst.Port():
+			replies++
+		}
+	}
+	return requests, replies
 }

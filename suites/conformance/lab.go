@@ -623,6 +623,8 @@ type agentEndpoint struct {
 			Addressing []struct {
 				IPv6 string `json:"ipv6"`
 			} `json:"addressing"`
+			// InterfaceName is the pod's veth on its node (lxc...).
+			InterfaceName string `json:"interface-name"`
 		} `json:"networking"`
 		Policy struct {
 			Realized struct {
@@ -808,4 +810,33 @@ func (x *Lab) WaitServiceBackends(ctx context.Context, vip netip.Addr, want int,
 		return fmt.Errorf("the agents do not have %d backends behind %s within %s: %v (%v)", want, vip, timeout, last, lastErr)
 	}
 	return nil
+}
+
+// PodIfaces maps each pod address to its capture point on its node: the node-side
+// veth Cilium attached it to (member:lxc...), read from every agent's endpoint list.
+func (x *Lab) PodIfaces(ctx context.Context) (map[netip.Addr]string, error) {
+	agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
+	if err != nil {
+		return nil, err
+	}
+	out := map[netip.Addr]string{}
+	for _, a := range agents.Items {
+		res, err := x.kubectl(ctx, "", "-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--",
+			"cilium-dbg", "endpoint", "list", "-o", "json")
+		if err != nil {
+			return nil, err
+		}
+		eps, err := parseEndpoints(res)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", a.Name, err)
+		}
+		for _, ep := range eps {
+			for _, ad := range ep.Status.Networking.Addressing {
+				if ip, err := netip.ParseAddr(ad.IPv6); err == nil && ep.Status.Networking.InterfaceName != "" {
+					out[ip] = a.Spec.NodeName + ":" + ep.Status.Networking.InterfaceName
+				}
+			}
+		}
+	}
+	return out, nil
 }
