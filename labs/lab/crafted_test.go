@@ -68,6 +68,8 @@ func TestCraftedSpecs(t *testing.T) {
 			"spec.nodes[2].router", "not connected to the fabric"},
 		{"the kube-system namespace", strings.Replace(base, "{name: app-a, id: 1}", "{name: app-a, id: 1, namespace: kube-system}", 1), "spec.applications[0].namespace", "reserved"},
 		{"the default namespace", strings.Replace(base, "{name: app-a, id: 1}", "{name: app-a, id: 1, namespace: default}", 1), "spec.applications[0].namespace", "reserved"},
+		{"a management subnet outside the management range", strings.Replace(base, "podMaskSize: 80 ", "podMaskSize: 80\n    management: fd00:1::/64 ", 1),
+			"spec.addressing.management", "not a /64 of"},
 		{"300 routers", strings.Replace(base, "  routers:\n", "  routers:\n"+manyRouters(300), 1), "spec.routers", "303 entries"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -139,4 +141,15 @@ func BenchmarkValidateLargeSpec(b *testing.B) {
 	for b.Loop() {
 		_, _ = Parse(doc, "large.yaml")
 	}
+}
+
+// A pinned management subnet is used as given.
+func TestPinnedManagementSubnet(t *testing.T) {
+	doc := strings.Replace(defaultSpec(t), "podMaskSize: 80 ", "podMaskSize: 80\n    management: fd36:6c61:6200:77::/64 ", 1)
+	l, err := Parse([]byte(doc), "pinned.yaml")
+	require.NoError(t, err)
+	assert.Equal(t, "fd36:6c61:6200:77::/64", l.Plan.Management.IPv6Subnet.String())
+	r, err := l.Renamed("other")
+	require.NoError(t, err)
+	assert.NotEqual(t, l.Plan.Management.IPv6Subnet, r.Plan.Management.IPv6Subnet, "a renamed lab derives its own")
 }

@@ -71,7 +71,10 @@ func Parse(data []byte, source string) (*Lab, error) {
 // Renamed is the same lab under another name (its own containers, networks, management
 // subnet and run directory): suites bring up a lab of their own next to a user's.
 func (l *Lab) Renamed(name string) (*Lab, error) {
-	return l.Variant("renamed "+name, func(s *spec.Lab) { s.Metadata.Name = name })
+	return l.Variant("renamed "+name, func(s *spec.Lab) {
+		s.Metadata.Name = name
+		s.Spec.Addressing.Management = "" // the new name derives its own
+	})
 }
 
 // WithCilium is the same lab with another Cilium release (the version axis of a

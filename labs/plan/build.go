@@ -22,8 +22,18 @@ func New(l *spec.Lab) (*Plan, error) {
 		ContainerPfx: "v6lab-" + l.Metadata.Name + "-",
 		Management: Management{
 			Network:    "v6lab-" + l.Metadata.Name,
-			IPv6Subnet: managementSubnet(l.Metadata.Name),
+			IPv6Subnet: ManagementSubnet(l.Metadata.Name, 0),
 		},
+	}
+	if m := s.Addressing.Management; m != "" {
+		if pfx, ok := parseV6(&errs, "spec.addressing.management", m); ok {
+			if pfx.Bits() != 64 || !ManagementBlock.Contains(pfx.Addr()) {
+				errs.Add("spec.addressing.management", fmt.Sprintf("a /64 inside %s (or leave it out: it is derived from the lab name)", ManagementBlock),
+					"management subnet %s is not a /64 of %s", pfx, ManagementBlock)
+			} else {
+				p.Management.IPv6Subnet = pfx
+			}
+		}
 	}
 
 	parent, ok := parseV6(&errs, "spec.addressing.parent", s.Addressing.Parent)

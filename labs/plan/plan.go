@@ -14,6 +14,7 @@
 package plan
 
 import (
+	"fmt"
 	"hash/fnv"
 	"net/netip"
 
@@ -194,11 +195,16 @@ func (p *Plan) Server() *KubeNode {
 // (prefix "v6lab": v6lab-<lab>-<name>).
 func (p *Plan) ContainerName(member string) string { return p.ContainerPfx + member }
 
-// managementSubnet gives each lab its own ULA /64 inside fd36:6c61:6200::/48 ("6lab"),
-// derived from the lab name so that two labs can run side by side.
-func managementSubnet(lab string) netip.Prefix {
+// ManagementSubnet gives each lab its own ULA /64 inside fd36:6c61:6200::/48 ("6lab"),
+// derived from the lab name (and, for the alternatives up picks when a running lab has
+// the first one, an attempt number) so that two labs can run side by side. 16 bits of
+// a hash: names do collide (lab944 and lab1280), which up detects.
+func ManagementSubnet(lab string, attempt int) netip.Prefix {
 	h := fnv.New32a()
 	h.Write([]byte(lab))
+	if attempt > 0 {
+		fmt.Fprintf(h, "#%d", attempt)
+	}
 	v := h.Sum32()
 	a := [16]byte{0xfd, 0x36, 0x6c, 0x61, 0x62, 0x00, byte(v >> 8), byte(v)}
 	return netip.PrefixFrom(netip.AddrFrom16(a), 64)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
 
+	"v6lab.dev/v6lab/labs/lab"
 	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/render/clab"
+	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/xexec"
 )
 
@@ -109,4 +112,68 @@ func labNames(ctx context.Context) ([]string, error) {
 		}
 	}
 	return names, nil
+}
+
+// managementSubnets are the IPv6 subnets of the v6lab management networks on this
+// host, by network name.
+func managementSubnets(ctx context.Context) (map[string][]netip.Prefix, error) {
+	out, err := docker(ctx, 30*time.Second, "network", "ls", "--filter", "name=v6lab-", "--format", "{{.Name}}")
+	if err != nil {
+		return nil, err
+	}
+	nets := map[string][]netip.Prefix{}
+	for _, name := range strings.Fields(out) {
+		sub, err := docker(ctx, 10*time.Second, "network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", name)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		for _, f := range strings.Fields(sub) {
+			if p, err := netip.ParsePrefix(f); err == nil && p.Addr().Is6() {
+				nets[name] = append(nets[name], p)
+			}
+		}
+	}
+	return nets, nil
+}
+
+// pickManagement keeps the lab off another running lab's management subnet: the
+// subnet is derived from the name by a 16-bit hash, and names collide (lab944 and
+// lab1280). A lab whose derived subnet is taken gets the first free alternative,
+// recorded in its spec (spec.addressing.management) so that every later command
+// plans the same one. It returns what it did ("" when nothing).
+func pickManagement(ctx context.Context, l *lab.Lab) (string, error) {
+	if l.Spec.Spec.Addressing.Management != "" {
+		return "", nil // pinned, or picked by an earlier up
+	}
+	nets, err := managementSubnets(ctx)
+	if err != nil {
+		return "", err
+	}
+	taken := map[netip.Prefix]string{}
+	for name, subs := range nets {
+		if name == l.Plan.Management.Network {
+			continue
+		}
+		for _, s := range subs {
+			taken[s.Masked()] = name
+		}
+	}
+	want := l.Plan.Management.IPv6Subnet
+	owner, clash := taken[want]
+	if !clash {
+		return "", nil
+	}
+	for attempt := 1; attempt <= 64; attempt++ {
+		alt := plan.ManagementSubnet(l.Plan.Lab, attempt)
+		if _, used := taken[alt]; used {
+			continue
+		}
+		nl, err := l.Variant("with management subnet "+alt.String(), func(s *spec.Lab) { s.Spec.Addressing.Management = alt.String() })
+		if err != nil {
+			return "", err
+		}
+		*l = *nl
+		return fmt.Sprintf("management subnet %s is %s's: using %s", want, owner, alt), nil
+	}
+	return "", fmt.Errorf("no free management subnet for lab %s (64 tried)", l.Plan.Lab)
 }

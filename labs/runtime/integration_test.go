@@ -75,7 +75,10 @@ func TestUnderlayLifecycle(t *testing.T) {
 	defer cancel()
 	vethsBefore := vethCount(t)
 
-	a, b := testLab(t, "itest-a"), testLab(t, "itest-b")
+	// itest-b5897's derived management subnet is itest-a's (16-bit hash): up must
+	// give it another.
+	a, b := testLab(t, "itest-a"), testLab(t, "itest-b5897")
+	require.Equal(t, a.Plan.Management.IPv6Subnet, b.Plan.Management.IPv6Subnet, "the names collide")
 	t.Cleanup(func() {
 		// Only the labs this test made: a person's lab on the same host is not touched.
 		assert.NoError(t, Down(context.Background(), a.Plan.Lab, o))
@@ -87,6 +90,9 @@ func TestUnderlayLifecycle(t *testing.T) {
 	require.NoError(t, Up(ctx, a, o))
 	require.NoError(t, Up(ctx, b, o))
 	require.NotEqual(t, a.Plan.Management.IPv6Subnet, b.Plan.Management.IPv6Subnet)
+	again, err := lab.Load(filepath.Join(o.LabDir(b.Plan.Lab), "spec.yaml"))
+	require.NoError(t, err)
+	assert.Equal(t, b.Plan.Management.IPv6Subnet, again.Plan.Management.IPv6Subnet, "the picked subnet is in the lab's spec")
 
 	t.Run("up again changes nothing", func(t *testing.T) {
 		var out bytes.Buffer

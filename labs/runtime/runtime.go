@@ -168,6 +168,17 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 	o.Render.RuncWrapper = rep.Has(hostcompat.CapabilityFilter)
 	var changed bool
 	if err := pr.Step("render", func() (string, error) {
+		var note string
+		if running, err := runningMembers(ctx, l.Plan); err != nil {
+			return "", err
+		} else if len(running) == 0 {
+			// A lab that does not run yet may take another management subnet; a
+			// running one keeps the one its network has.
+			if note, err = pickManagement(ctx, l); err != nil {
+				return "", err
+			}
+			p = l.Plan
+		}
 		files, err := render.All(l, o.Render)
 		if err != nil {
 			return "", err
@@ -189,7 +200,11 @@ func Up(ctx context.Context, l *lab.Lab, o Options) error {
 		if err := nameClashes(ctx, p); err != nil {
 			return "", err
 		}
-		return dir, files.Write(dir)
+		msg := dir
+		if note != "" {
+			msg += "; " + note
+		}
+		return msg, files.Write(dir)
 	}); err != nil {
 		return err
 	}

@@ -45,6 +45,10 @@ type Addressing struct {
 	// PodMaskSize is the size of the slice of each pod pool that a node gets
 	// (multi-pool IPAM maskSize), 65-80. Default 80.
 	PodMaskSize int `yaml:"podMaskSize,omitempty" json:"podMaskSize,omitempty"`
+	// Management is the management network's /64 (ULA, inside fd36:6c61:6200::/48).
+	// Default: derived from the lab name; `up` records another one here when a running
+	// lab already has the derived one.
+	Management string `yaml:"management,omitempty" json:"management,omitempty"`
 }
 
 // RouterRole is a router's place in the underlay.
