@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"v6lab.dev/v6lab/labs/atomicfile"
 )
 
 // SchemaVersion is the version of report.json. Readers refuse other major versions.
@@ -180,32 +182,8 @@ func (r *Report) Write(dir string) error {
 	return WriteFileAtomic(filepath.Join(dir, "report.html"), html)
 }
 
-// WriteFileAtomic writes data to path through a temporary file in the same directory,
-// synced, then renamed over path.
-func WriteFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing left to remove
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
+// WriteFileAtomic writes data to path whole or not at all (labs/atomicfile).
+func WriteFileAtomic(path string, data []byte) error { return atomicfile.Write(path, data, 0o644) }
 
 // NewRunDir creates a new run directory under parent, named by the time (UTC,
 // 20060102T150405Z); a second run in the same second gets -2, -3, ...: os.Mkdir

@@ -364,23 +364,11 @@ func (x *Lab) datapathMissing(ctx context.Context) ([]string, error) {
 			}
 		}
 	}
-	agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
-	if err != nil {
-		return nil, err
-	}
-	if len(agents.Items) == 0 {
-		return nil, errors.New("no Cilium agent pods")
-	}
 	var missing []string
-	for _, a := range agents.Items {
-		out, err := x.kubectl(ctx, "", "-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--",
-			"cilium-dbg", "bpf", "ipcache", "list", "-o", "json")
-		if err != nil {
-			return nil, err
-		}
+	err := x.eachAgent(ctx, func(node, out string) error {
 		known, err := ipcacheKeys(out)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", a.Name, err)
+			return err
 		}
 		var lacks []string
 		for _, p := range want {
@@ -389,10 +377,11 @@ func (x *Lab) datapathMissing(ctx context.Context) ([]string, error) {
 			}
 		}
 		if len(lacks) > 0 {
-			missing = append(missing, fmt.Sprintf("agent on %s lacks %s", a.Spec.NodeName, strings.Join(lacks, ", ")))
+			missing = append(missing, fmt.Sprintf("agent on %s lacks %s", node, strings.Join(lacks, ", ")))
 		}
-	}
-	return missing, nil
+		return nil
+	}, "bpf", "ipcache", "list")
+	return missing, err
 }
 
 // ipcacheKeys reads `cilium-dbg bpf ipcache list -o json`: prefix -> entries.
@@ -664,20 +653,11 @@ func (x *Lab) ingressEnforcement(ctx context.Context, ns string) (map[string]str
 			byIP[ip] = p.Name
 		}
 	}
-	agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
+	byNode, err := x.agentEndpoints(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for _, a := range agents.Items {
-		out, err := x.kubectl(ctx, "", "-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--",
-			"cilium-dbg", "endpoint", "list", "-o", "json")
-		if err != nil {
-			return nil, err
-		}
-		eps, err := parseEndpoints(out)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", a.Name, err)
-		}
+	for _, eps := range byNode {
 		for _, ep := range eps {
 			pod := ""
 			for _, a := range ep.Status.Networking.Addressing {
@@ -778,33 +758,22 @@ func (x *Lab) WaitServiceBackends(ctx context.Context, vip netip.Addr, want int,
 	var lastErr error
 	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		last, lastErr = nil, nil
-		agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
-		if err != nil || len(agents.Items) == 0 {
-			lastErr = err
-			return false, nil
-		}
-		for _, a := range agents.Items {
-			out, err := x.kubectl(ctx, "", "-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--",
-				"cilium-dbg", "service", "list", "-o", "json")
-			if err != nil {
-				lastErr = err
-				return false, nil
-			}
+		lastErr = x.eachAgent(ctx, func(node, out string) error {
 			ports, err := serviceBackends(out, vip)
 			if err != nil {
-				lastErr = err
-				return false, nil
+				return err
 			}
 			if want > 0 && len(ports) == 0 {
-				last = append(last, a.Spec.NodeName+": no frontend")
+				last = append(last, node+": no frontend")
 			}
 			for front, n := range ports {
 				if n != want {
-					last = append(last, fmt.Sprintf("%s: frontend %s has %d backends", a.Spec.NodeName, front, n))
+					last = append(last, fmt.Sprintf("%s: frontend %s has %d backends", node, front, n))
 				}
 			}
-		}
-		return len(last) == 0, nil
+			return nil
+		}, "service", "list")
+		return lastErr == nil && len(last) == 0, nil
 	})
 	if err != nil {
 		return fmt.Errorf("the agents do not have %d backends behind %s within %s: %v (%v)", want, vip, timeout, last, lastErr)
@@ -815,28 +784,52 @@ func (x *Lab) WaitServiceBackends(ctx context.Context, vip netip.Addr, want int,
 // PodIfaces maps each pod address to its capture point on its node: the node-side
 // veth Cilium attached it to (member:lxc...), read from every agent's endpoint list.
 func (x *Lab) PodIfaces(ctx context.Context) (map[netip.Addr]string, error) {
-	agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
+	byNode, err := x.agentEndpoints(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := map[netip.Addr]string{}
-	for _, a := range agents.Items {
-		res, err := x.kubectl(ctx, "", "-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--",
-			"cilium-dbg", "endpoint", "list", "-o", "json")
-		if err != nil {
-			return nil, err
-		}
-		eps, err := parseEndpoints(res)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", a.Name, err)
-		}
+	for node, eps := range byNode {
 		for _, ep := range eps {
 			for _, ad := range ep.Status.Networking.Addressing {
 				if ip, err := netip.ParseAddr(ad.IPv6); err == nil && ep.Status.Networking.InterfaceName != "" {
-					out[ip] = a.Spec.NodeName + ":" + ep.Status.Networking.InterfaceName
+					out[ip] = node + ":" + ep.Status.Networking.InterfaceName
 				}
 			}
 		}
 	}
 	return out, nil
+}
+
+// eachAgent runs `cilium-dbg ARGS -o json` in every Cilium agent and calls fn with the
+// agent's node and the output; the first error (the agent named) ends it.
+func (x *Lab) eachAgent(ctx context.Context, fn func(node, out string) error, args ...string) error {
+	agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
+	if err != nil {
+		return err
+	}
+	if len(agents.Items) == 0 {
+		return errors.New("no Cilium agent pods")
+	}
+	for _, a := range agents.Items {
+		out, err := x.kubectl(ctx, "", append([]string{"-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--", "cilium-dbg"}, append(args, "-o", "json")...)...)
+		if err != nil {
+			return err
+		}
+		if err := fn(a.Spec.NodeName, out); err != nil {
+			return fmt.Errorf("agent on %s: %w", a.Spec.NodeName, err)
+		}
+	}
+	return nil
+}
+
+// agentEndpoints is every agent's endpoint list, by node.
+func (x *Lab) agentEndpoints(ctx context.Context) (map[string][]agentEndpoint, error) {
+	byNode := map[string][]agentEndpoint{}
+	err := x.eachAgent(ctx, func(node, out string) error {
+		eps, err := parseEndpoints(out)
+		byNode[node] = eps
+		return err
+	}, "endpoint", "list")
+	return byNode, err
 }

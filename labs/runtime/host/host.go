@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"v6lab.dev/v6lab/labs/atomicfile"
+
 	"v6lab.dev/v6lab/labs/hostcompat"
 	"v6lab.dev/v6lab/labs/xexec"
 )
@@ -165,7 +167,7 @@ func mergeDaemonJSON(path string, set map[string]any) (bool, error) {
 	if err := backup(path); err != nil {
 		return false, err
 	}
-	return true, writeAtomic(path, append(out, '\n'))
+	return true, atomicfile.Write(path, append(out, '\n'), 0o644)
 }
 
 // Backup is where the first change to daemon.json keeps the file as it was (a file
@@ -188,33 +190,7 @@ func backup(path string) error {
 	case err != nil:
 		return err
 	}
-	return writeAtomic(b, data)
-}
-
-// writeAtomic writes through a temporary file in the same directory, renamed over
-// path: dockerd never reads half a file.
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(b, data, 0o644)
 }
 
 // restoreDaemonJSON puts daemon.json back as it was before v6lab changed it; it
@@ -232,7 +208,7 @@ func restoreDaemonJSON(path string) (bool, error) {
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return false, err
 		}
-	} else if err := writeAtomic(path, data); err != nil {
+	} else if err := atomicfile.Write(path, data, 0o644); err != nil {
 		return false, err
 	}
 	return true, os.Remove(b)
