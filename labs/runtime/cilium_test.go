@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +21,7 @@ import (
 
 	"v6lab.dev/v6lab/fixtures"
 	"v6lab.dev/v6lab/labs/images"
+	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/xexec"
 )
 
@@ -158,4 +162,61 @@ func TestCiliumNativeRouting(t *testing.T) {
 		assert.True(t, s.Established(), "session %s -> %s is %s", s.Router, s.Peer, s.State)
 	}
 	t.Log(fmt.Sprintf("pods: %v", pods))
+
+	t.Run("an interrupted suite undoes its fault", func(t *testing.T) { interruptSuite(t, o, l.Plan) })
+}
+
+// interruptSuite runs `v6lab test --check failover` on the lab, sends it SIGINT once a
+// router link toward a node is down (the failover check's first fault), and checks
+// that the suite stopped and left no fault behind: every node link up, no v6lab nft
+// table on any router, no node paused.
+func interruptSuite(t *testing.T, o Options, p *plan.Plan) {
+	cmd := exec.Command(filepath.Join(o.BinDir, "v6lab"), "test", p.Lab, "--check", "failover", "--state-dir", o.StateDir, "-o", t.TempDir())
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	operstate := func(router, iface string) string {
+		s, _ := dockerExec(t, p.ContainerName(router), "cat", "/sys/class/net/"+iface+"/operstate")
+		return strings.TrimSpace(s)
+	}
+	faulted := ""
+	deadline := time.Now().Add(6 * time.Minute)
+	for faulted == "" && time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			t.Fatalf("the suite ended before its first fault (%v):\n%s", err, out.String())
+		default:
+		}
+		for _, n := range p.KubeNodes {
+			if operstate(n.Router, n.RouterIface) == "down" {
+				faulted = n.Router + ":" + n.RouterIface
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.NotEmpty(t, faulted, "the failover check took a node link down:\n%s", out.String())
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	select {
+	case err := <-done:
+		assert.Error(t, err, "an interrupted suite does not pass")
+	case <-time.After(6 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("the suite did not stop within 6 minutes of SIGINT:\n%s", out.String())
+	}
+	for _, n := range p.KubeNodes {
+		assert.Equal(t, "up", operstate(n.Router, n.RouterIface), "%s:%s is up again (was %s down)", n.Router, n.RouterIface, faulted)
+	}
+	for _, r := range p.Routers {
+		tables, err := dockerExec(t, p.ContainerName(r.Name), "nft", "list", "tables")
+		require.NoError(t, err, tables)
+		assert.NotContains(t, tables, "v6lab_", "%s keeps no fault table", r.Name)
+	}
+	for _, n := range p.KubeNodes {
+		state, err := xexec.Run(context.Background(), xexec.Cmd{Name: "docker", Args: []string{"inspect", "-f", "{{.State.Paused}}", p.ContainerName(n.Name)}})
+		require.NoError(t, err)
+		assert.Equal(t, "false", strings.TrimSpace(state), "%s is not left paused", n.Name)
+	}
+	t.Logf("interrupted during the fault on %s; the suite said:\n%s", faulted, out.String())
 }
