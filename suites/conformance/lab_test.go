@@ -119,3 +119,12 @@ func TestForbiddenRoute(t *testing.T) {
 		assert.NotEmpty(t, forbiddenRoute(l.Plan, bad), bad)
 	}
 }
+
+func TestViaOn(t *testing.T) {
+	single := "2001:db8::10/126 via fe80::a8c1:abff:fe8d:2ba0 dev eth1 proto bgp metric 20 pref medium\n"
+	assert.Equal(t, "fe80::a8c1:abff:fe8d:2ba0", viaOn(single, "eth1"))
+	assert.Empty(t, viaOn(single, "eth2"))
+	multi := "2001:db8::10/126 proto bgp metric 20 pref medium\n\tnexthop via fe80::1 dev eth2 weight 1\n\tnexthop via fe80::2 dev eth1 weight 1\n"
+	assert.Equal(t, "fe80::2", viaOn(multi, "eth1"))
+	assert.Equal(t, "fe80::1", viaOn(multi, "eth2"))
+}
