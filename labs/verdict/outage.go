@@ -219,9 +219,17 @@ func OutageOf(pkts Packets, m Match, o OutageOptions) (OutageVerdict, error) {
 	v.MinGapMs = ms(minGap)
 
 	// Pass 3: windows, probe sequence accounting, requests after the last reply.
+	// The previous measured packet: what a window's edge needs of it, kept by value
+	// (the Packet itself is reused by the reader).
+	type edge struct {
+		time     time.Time
+		index    int
+		seq      uint64
+		hasProbe bool
+	}
 	var (
-		prev              *Packet
-		prevCopy          Packet
+		prev              *edge
+		prevEdge          edge
 		seq               seqTracker
 		firstReq, lastReq time.Time
 	)
@@ -245,28 +253,26 @@ func OutageOf(pkts Packets, m Match, o OutageOptions) (OutageVerdict, error) {
 			seq.add(p.Probe.Seq, &v)
 		}
 		if prev != nil {
-			g := p.Time.Sub(prev.Time)
+			g := p.Time.Sub(prev.time)
 			if ms(g) > v.MaxGapMs {
 				v.MaxGapMs = ms(g)
 			}
 			if g > minGap {
-				w := Window{Start: prev.Time, End: p.Time, DurationMs: ms(g), LastBefore: prev.Index, FirstAfter: p.Index}
-				if prev.Probe != nil && p.Probe != nil && p.Probe.Seq > prev.Probe.Seq+1 {
-					w.LostSeqFrom, w.LostSeqTo = prev.Probe.Seq+1, p.Probe.Seq-1
+				w := Window{Start: prev.time, End: p.Time, DurationMs: ms(g), LastBefore: prev.index, FirstAfter: p.Index}
+				if prev.hasProbe && p.Probe != nil && p.Probe.Seq > prev.seq+1 {
+					w.LostSeqFrom, w.LostSeqTo = prev.seq+1, p.Probe.Seq-1
 				}
 				v.addWindow(w)
 			}
-			if !p.Time.After(prev.Time) {
+			if !p.Time.After(prev.time) {
 				return // out of order: the window edge stays at the latest packet
 			}
 		}
-		prevCopy = *p
-		prevCopy.Probe = nil
+		prevEdge = edge{time: p.Time, index: p.Index, hasProbe: p.Probe != nil}
 		if p.Probe != nil {
-			pr := *p.Probe
-			prevCopy.Probe = &pr
+			prevEdge.seq = p.Probe.Seq
 		}
-		prev = &prevCopy
+		prev = &prevEdge
 	}); err != nil {
 		return v, err
 	}
@@ -277,8 +283,8 @@ func OutageOf(pkts Packets, m Match, o OutageOptions) (OutageVerdict, error) {
 		case v.Replies == 0 && v.Requests > 0:
 			v.addWindow(Window{Start: firstReq, End: lastReq, DurationMs: ms(lastReq.Sub(firstReq)), Unrecovered: true})
 			v.Unrecovered = true
-		case prev != nil && lastReq.Sub(prev.Time) > minGap:
-			v.addWindow(Window{Start: prev.Time, End: lastReq, DurationMs: ms(lastReq.Sub(prev.Time)), LastBefore: prev.Index, Unrecovered: true})
+		case prev != nil && lastReq.Sub(prev.time) > minGap:
+			v.addWindow(Window{Start: prev.time, End: lastReq, DurationMs: ms(lastReq.Sub(prev.time)), LastBefore: prev.index, Unrecovered: true})
 			v.Unrecovered = true
 		}
 		if v.Requests > 0 {

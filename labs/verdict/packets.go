@@ -44,6 +44,21 @@ type Packet struct {
 	Inner *Packet
 }
 
+// Clone is a copy of p that owns its Probe and Inner (a decoded Packet points into its
+// decoder, which the next frame overwrites).
+func (p *Packet) Clone() Packet {
+	c := *p
+	if p.Probe != nil {
+		pr := *p.Probe
+		c.Probe = &pr
+	}
+	if p.Inner != nil {
+		in := p.Inner.Clone()
+		c.Inner = &in
+	}
+	return c
+}
+
 // Sent is the packet as its sender made it: the frame inside a VXLAN tunnel, else the
 // packet itself.
 func (p *Packet) Sent() *Packet {
@@ -72,6 +87,10 @@ type Decoder struct {
 	// innerDec decodes VXLAN payloads (inner: this decoder is one; it does not recurse).
 	innerDec *Decoder
 	inner    bool
+	// probe and innerPkt are the storage a decoded Packet's Probe and Inner point to:
+	// decoding allocates nothing, and a Packet kept past the next Decode is Cloned.
+	probe    probewire.Probe
+	innerPkt Packet
 }
 
 // NewDecoder makes a decoder for Ethernet frames.
@@ -156,7 +175,9 @@ func (d *Decoder) Decode(data []byte, p *Packet) {
 		case layers.LayerTypeUDP:
 			p.Proto = layers.IPProtocolUDP
 			p.SrcPort, p.DstPort = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
-			p.Probe = probewire.Parse(d.udp.Payload)
+			if probewire.ParseInto(&d.probe, d.udp.Payload) {
+				p.Probe = &d.probe // the decoder's own: Clone to keep it
+			}
 			if isVXLAN(p.DstPort) && len(d.udp.Payload) > 8+14 && d.udp.Payload[0]&0x08 != 0 && !d.inner {
 				// The VXLAN header (8 bytes, I flag set) then the tunnelled frame; one
 				// level only.
@@ -164,9 +185,9 @@ func (d *Decoder) Decode(data []byte, p *Packet) {
 					d.innerDec = NewDecoder()
 					d.innerDec.inner = true
 				}
-				in := &Packet{File: p.File, Index: p.Index, Time: p.Time}
-				d.innerDec.Decode(d.udp.Payload[8:], in)
-				p.Inner = in
+				d.innerPkt = Packet{File: p.File, Index: p.Index, Time: p.Time}
+				d.innerDec.Decode(d.udp.Payload[8:], &d.innerPkt)
+				p.Inner = &d.innerPkt
 			}
 		case layers.LayerTypeTCP:
 			p.Proto = layers.IPProtocolTCP
@@ -184,7 +205,7 @@ var ErrBadInput = errors.New("bad input")
 // ReadFile reads a pcap or pcapng file of Ethernet frames.
 func ReadFile(path string) ([]Packet, error) {
 	var pkts []Packet
-	err := EachFile(path, func(p *Packet) { pkts = append(pkts, *p) })
+	err := EachFile(path, func(p *Packet) { pkts = append(pkts, p.Clone()) })
 	return pkts, err
 }
 
@@ -199,11 +220,13 @@ func EachFile(path string, fn func(*Packet)) error {
 }
 
 type packetSource interface {
-	ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+	// ZeroCopyReadPacketData: the frame is valid until the next call; Decode copies what
+	// it keeps.
+	ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error)
 }
 
 // Each decodes every frame of a pcap or pcapng stream and calls fn with it; fn must
-// copy what it keeps (the Packet is reused).
+// Clone what it keeps (the Packet, its Probe and Inner are reused).
 func Each(r io.ReadSeeker, name string, fn func(*Packet)) error {
 	var magic [4]byte
 	if _, err := io.ReadFull(r, magic[:]); err != nil {
@@ -237,7 +260,7 @@ func Each(r io.ReadSeeker, name string, fn func(*Packet)) error {
 	d := NewDecoder()
 	var p Packet
 	for i := 1; ; i++ {
-		data, ci, err := src.ReadPacketData()
+		data, ci, err := src.ZeroCopyReadPacketData()
 		if err == io.EOF {
 			return nil
 		}

@@ -45,7 +45,7 @@ func decode(t *testing.T, frames []Frame, ng bool) []Packet {
 		require.NoError(t, WritePcap(&b, frames))
 	}
 	var out []Packet
-	require.NoError(t, Each(bytes.NewReader(b.Bytes()), "test.pcap", func(p *Packet) { out = append(out, *p) }))
+	require.NoError(t, Each(bytes.NewReader(b.Bytes()), "test.pcap", func(p *Packet) { out = append(out, p.Clone()) }))
 	return out
 }
 
