@@ -103,6 +103,19 @@ func TestUnderlayLifecycle(t *testing.T) {
 		assert.Contains(t, out.String(), "(unchanged)")
 	})
 
+	t.Run("a changed spec on a running lab is refused before its files are rewritten", func(t *testing.T) {
+		before, err := os.ReadFile(filepath.Join(o.LabDir(a.Plan.Lab), "plan.json"))
+		require.NoError(t, err)
+		changed, err := a.Variant("with another pod mask", func(s *spec.Lab) { s.Spec.Addressing.PodMaskSize = 72 })
+		require.NoError(t, err)
+		err = Up(ctx, changed, o)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "runs another configuration")
+		after, err := os.ReadFile(filepath.Join(o.LabDir(a.Plan.Lab), "plan.json"))
+		require.NoError(t, err)
+		assert.Equal(t, string(before), string(after), "the running lab's files are left as they are")
+	})
+
 	t.Run("status reads every session and learned prefix", func(t *testing.T) {
 		st, err := GetStatus(ctx, a.Plan)
 		require.NoError(t, err)
