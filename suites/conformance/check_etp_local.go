@@ -95,7 +95,9 @@ func etpOnTheWire(ctx context.Context, x *Lab, vip netip.Addr, control bool, r *
 		}
 	}
 	points := append([]string{x.HostLink("client")}, uplinks...)
-	filter := capture.Filter{Proto: "udp", Port: ProbePort}
+	// All IPv6, not `udp port 9000`: a request one node forwards to another travels
+	// inside VXLAN in tunnel mode (outer port 8472), which a port filter would hide.
+	filter := capture.Filter{IPv6Only: true}
 	dst := netip.AddrPortFrom(vip, ProbePort)
 	var start, end time.Time
 	caps, err := x.Capture(ctx, "etp-local"+suffix(control), filter, points, func() error {
@@ -190,7 +192,7 @@ func forcedThrough(ctx context.Context, x *Lab, vip netip.Addr, r *Result) error
 	dst := netip.AddrPortFrom(vip, ProbePort)
 	points := []string{x.HostLink("client"), x.Uplink(n.Name), x.Uplink(x.DSRNode())}
 	var start, end time.Time
-	caps, err := x.Capture(ctx, "etp-local-forced", capture.Filter{Proto: "udp", Port: ProbePort}, points, func() error {
+	caps, err := x.Capture(ctx, "etp-local-forced", capture.Filter{IPv6Only: true}, points, func() error {
 		start = time.Now()
 		_, err := x.ProbeUDP(ctx, client.Name, dst, "--count", "10", "--interval", "10ms", "--wait", "300ms")
 		end = time.Now()
