@@ -5,10 +5,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"v6lab.dev/v6lab/labs/lab"
 )
 
 // fakeDocker puts a stand-in docker (and iptables) first in PATH: it lists no
@@ -95,4 +97,26 @@ func TestLockRefusesASecondHolder(t *testing.T) {
 	again, err := Lock(o, "a", "down")
 	require.NoError(t, err, "released")
 	again()
+}
+
+// Lab "a" with member "b-edge1" and lab "a-b" with member "edge1" both make
+// v6lab-a-b-edge1: up refuses the second, naming the container and its lab.
+func TestUpRefusesContainerNamesAnotherLabUses(t *testing.T) {
+	bin := t.TempDir()
+	// docker ps -a --format '{{.Names}}\t{{.Label ...}}': lab a-b's edge1 exists.
+	script := "#!/bin/sh\nprintf 'v6lab-a-b-edge1\\ta-b\\nsomething-else\\t\\n'\n"
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "docker"), []byte(script), 0o755))
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	data, err := os.ReadFile("../../topologies/default.yaml")
+	require.NoError(t, err)
+	doc := strings.Replace(strings.Replace(string(data), "name: default", "name: a", 1), "name: edge1", "name: b-edge1", 1)
+	doc = strings.ReplaceAll(doc, "router: edge1", "router: b-edge1")
+	l, err := lab.Parse([]byte(doc), "test:a")
+	require.NoError(t, err)
+	err = nameClashes(context.Background(), l.Plan)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "v6lab-a-b-edge1 (lab a-b)")
+	other, err := lab.Parse([]byte(strings.Replace(string(data), "name: default", "name: c", 1)), "test:c")
+	require.NoError(t, err)
+	assert.NoError(t, nameClashes(context.Background(), other.Plan), "no clash, no refusal")
 }
