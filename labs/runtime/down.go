@@ -87,9 +87,28 @@ func labDir(o Options, name string) (string, error) {
 // wrote). Names that fail the lab name rule are left alone, and said so.
 func DownAll(ctx context.Context, o Options) error {
 	o.defaults()
-	found, err := labNames(ctx)
+	names, err := allLabs(ctx, o)
 	if err != nil {
 		return err
+	}
+	if len(names) == 0 {
+		fmt.Fprintln(o.Out, "no v6lab lab on this host")
+		return nil
+	}
+	var errs []error
+	for _, n := range names {
+		errs = append(errs, Down(ctx, n, o))
+	}
+	return errors.Join(errs...)
+}
+
+// allLabs are the labs DownAll removes: names of containers with v6lab's lab label and
+// of run directories holding v6lab's spec.yaml, each passing the lab name rule (the
+// others are named on o.Out and left alone).
+func allLabs(ctx context.Context, o Options) ([]string, error) {
+	found, err := labNames(ctx)
+	if err != nil {
+		return nil, err
 	}
 	entries, _ := os.ReadDir(filepath.Join(o.StateDir, "labs"))
 	for _, e := range entries {
@@ -105,15 +124,7 @@ func DownAll(ctx context.Context, o Options) error {
 		}
 		names = append(names, n)
 	}
-	if len(names) == 0 {
-		fmt.Fprintln(o.Out, "no v6lab lab on this host")
-		return nil
-	}
-	var errs []error
-	for _, n := range names {
-		errs = append(errs, Down(ctx, n, o))
-	}
-	return errors.Join(errs...)
+	return names, nil
 }
 
 // ownNames are the container names that are this lab's: those of the containers that

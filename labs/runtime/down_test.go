@@ -69,18 +69,26 @@ func TestDownRemovesOnlyItsOwnNetnsLinks(t *testing.T) {
 	assert.NoDirExists(t, dir)
 }
 
-// down --all takes names from v6lab's own traces only, and never one that fails the
-// name rule.
-func TestDownAllSkipsDirectoriesThatAreNotLabs(t *testing.T) {
-	fakeDocker(t)
+// down --all takes names from v6lab's own traces only (labelled containers, run
+// directories holding v6lab's spec), and never one that fails the name rule. (The
+// test reads the names DownAll would remove; no test calls DownAll.)
+func TestDownAllTakesOnlyV6labLabs(t *testing.T) {
+	bin := t.TempDir()
+	// docker ps --filter label=v6lab.dev/lab --format '{{.Label ...}}': one good name, one
+	// that is not a lab name.
+	script := "#!/bin/sh\nprintf 'lab-x\\n../../etc\\n'\n"
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "docker"), []byte(script), 0o755))
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
 	state := t.TempDir()
 	var out bytes.Buffer
 	o := Options{StateDir: state, Out: &out}
-	stray := filepath.Join(state, "labs", "notes") // no spec.yaml: not a lab v6lab made
-	require.NoError(t, os.MkdirAll(stray, 0o755))
-	require.NoError(t, DownAll(context.Background(), o))
-	assert.DirExists(t, stray)
-	assert.Contains(t, out.String(), "no v6lab lab")
+	require.NoError(t, os.MkdirAll(filepath.Join(state, "labs", "notes"), 0o755)) // no spec.yaml: not a lab v6lab made
+	require.NoError(t, os.MkdirAll(filepath.Join(state, "labs", "lab-y"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(state, "labs", "lab-y", "spec.yaml"), []byte("kind: Lab\n"), 0o644))
+	names, err := allLabs(context.Background(), o)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"lab-x", "lab-y"}, names)
+	assert.Contains(t, out.String(), `skipping "../../etc"`)
 }
 
 func TestLockRefusesASecondHolder(t *testing.T) {
