@@ -60,7 +60,7 @@ func (t Tolerance) absoluteFor(figure string, a, b Check) float64 {
 	switch i := strings.Index(figure, "_ms_"); {
 	case strings.HasPrefix(figure, "spread_"):
 		return t.Absolute
-	case a.Figures[own] > 0 || b.Figures[own] > 0:
+	case a.Figures[own] > 0 || b.Figures[own] > 0 || a.Config[own] > 0 || b.Config[own] > 0:
 		key = own
 	case i >= 0:
 		key = SpreadPrefix + figure[i+len("_ms_"):]

@@ -184,3 +184,15 @@ func TestWriteFileAtomicLeavesNoTemporary(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, entries, 1)
 }
+
+// A spread of one figure taken from configuration (the stall of a connection whose
+// backend is on the failed node lasts from 0 to the whole stream) widens that figure.
+func TestCompareSpreadOfOneFigureFromConfiguration(t *testing.T) {
+	run := func(stall float64) *Report {
+		return &Report{Lab: "default", Checks: []Check{{Name: "failover", Status: Pass,
+			Figures: map[string]float64{"tcp_backend_on_node_stall_ms_link-down": stall},
+			Config:  map[string]float64{SpreadOf("tcp_backend_on_node_stall_ms_link-down"): 22000}}}}
+	}
+	assert.Empty(t, Compare(run(0), run(15014), DefaultTolerance))
+	assert.True(t, Regressed(Compare(run(0), run(30000), DefaultTolerance)))
+}

@@ -187,11 +187,10 @@ func WaitReady(ctx context.Context, p *plan.Plan, kubeconfig string, timeout tim
 // ciliumChart finds the Helm chart of a Cilium release: V6LAB_CILIUM_CHART when set (a
 // chart directory or archive, e.g. one fetched from the official chart repository by a
 // user who has it), else the chart make cilium staged from the release's Go module.
-func ciliumChart(binDir, version string) (string, error) {
+func ciliumChart(binDir, version string, build images.CiliumBuild, err error) (string, error) {
 	if c := os.Getenv("V6LAB_CILIUM_CHART"); c != "" {
 		return c, nil
 	}
-	build, err := images.CiliumFor(version)
 	if err != nil {
 		return "", fmt.Errorf("no Helm chart for Cilium %s: %w (or set V6LAB_CILIUM_CHART to its chart)", version, err)
 	}

@@ -1,12 +1,23 @@
-// Package runtime is a lab's lifecycle on this host, as a list of named, idempotent
-// steps (kind's Action pipeline): host setup → images → render → deploy → BGP ready.
-// `Down` works from whatever state is left, including a failed or interrupted `Up`.
+// Package runtime is a lab's lifecycle on this host. Up runs a list of named,
+// idempotent steps (kind's Action pipeline), each a method of one run (upRun.steps):
+//
+//	host setup   Docker and the host adaptations this host needs (labs/hostcompat)
+//	images       the offline images of the lab's releases (skipped: --images online)
+//	render       every config file into the lab's directory; a running lab's are kept
+//	node files   PKI, image archives and node state for the upstream node image
+//	deploy       containerlab deploys the members (routers, hosts, nodes)
+//	bgp          every fabric session Established (bgp.go)
+//	kubernetes   every node registered under its planned address
+//	cilium       Cilium installed (Helm SDK), agents ready, node sessions Established
+//	metallb      MetalLB installed (FRR mode), speaker sessions Established
+//
+// Down works from whatever state is left, including a failed or interrupted Up, and
+// removes only what v6lab made for that lab.
 package runtime
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,8 +25,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"v6lab.dev/v6lab/labs/frr"
 
 	"v6lab.dev/v6lab/fixtures"
 	"v6lab.dev/v6lab/labs/hostcompat"
@@ -105,220 +114,266 @@ func (o Options) withNodes(l *lab.Lab) bool {
 	return !o.UnderlayOnly && len(l.Plan.KubeNodes) > 0
 }
 
-// Up stands the lab up. Re-running it on a healthy lab changes nothing.
+// Up stands the lab up, one named step after the other (the package doc lists them).
+// What the steps need — the lab directory, the members, the Cilium build of the
+// release, the kubeconfig — is resolved once, before the first. Re-running Up on a
+// healthy lab changes nothing.
 func Up(ctx context.Context, l *lab.Lab, o Options) error {
 	o.defaults()
-	p := l.Plan
-	dir, err := labDir(o, p.Lab)
+	u, err := newUp(l, o)
 	if err != nil {
 		return err
 	}
-	unlock, err := Lock(o, p.Lab, "up")
+	unlock, err := Lock(o, l.Plan.Lab, "up")
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	pr := NewProgress(o.Out)
-	topo := filepath.Join(dir, clab.FileName(p))
-
-	if err := pr.Step("host setup", func() (string, error) {
-		wrapper, err := findTool(o.BinDir, "v6lab-runc")
-		if err != nil {
-			wrapper = "" // Setup says so only if this host needs the wrapper
+	for _, s := range u.steps() {
+		if s.skip {
+			continue
 		}
-		res, err := host.Setup(ctx, wrapper, o.Log)
-		return strings.Join(res.Changes, "; "), err
-	}); err != nil {
-		return err
-	}
-	if err := pr.Step("images", func() (string, error) {
-		if o.Render.Source == images.Online {
-			return "online: the container engine pulls public images", nil
-		}
-		b := images.Builder{FS: fixtures.Images, BinDir: o.BinDir, Log: o.Log}
-		names := images.Underlay
-		if o.withNodes(l) && node.Applies(&l.Spec.Spec) {
-			build, err := images.CiliumFor(l.Spec.Spec.Versions.Cilium)
-			if err != nil {
-				return "", err
-			}
-			names = append(append(append([]string{}, names...), images.Kubernetes...), build.Images()...)
-			if usesMetalLB(p) {
-				names = append(names, images.MetalLB...)
-			}
-		}
-		res, err := b.Build(ctx, names...)
-		var built []string
-		for _, r := range res {
-			if r.Built {
-				built = append(built, r.Ref)
-			}
-		}
-		if len(built) == 0 && err == nil {
-			return "up to date", nil
-		}
-		return "built " + strings.Join(built, ", "), err
-	}); err != nil {
-		return err
-	}
-	rep, err := hostcompat.Detect()
-	if err != nil {
-		return err
-	}
-	o.Render.RuncWrapper = rep.Has(hostcompat.CapabilityFilter)
-	var changed bool
-	if err := pr.Step("render", func() (string, error) {
-		var note string
-		if running, err := runningMembers(ctx, l.Plan); err != nil {
-			return "", err
-		} else if len(running) == 0 {
-			// A lab that does not run yet may take another management subnet; a
-			// running one keeps the one its network has.
-			if note, err = pickManagement(ctx, l); err != nil {
-				return "", err
-			}
-			p = l.Plan
-		}
-		files, err := render.All(l, o.Render)
-		if err != nil {
-			return "", err
-		}
-		changed = differs(files, dir)
-		if !changed {
-			return dir + " (unchanged)", nil
-		}
-		// A running lab keeps the files it runs with: a changed spec is refused
-		// before anything of the lab is rewritten.
-		running, err := runningMembers(ctx, p)
-		if err != nil {
-			return "", err
-		}
-		if len(running) > 0 {
-			return "", fmt.Errorf("lab %s runs another configuration (%d members up); its files are left as they are: run `v6lab down %s` first",
-				p.Lab, len(running), p.Lab)
-		}
-		if err := nameClashes(ctx, p); err != nil {
-			return "", err
-		}
-		msg := dir
-		if note != "" {
-			msg += "; " + note
-		}
-		return msg, files.Write(dir)
-	}); err != nil {
-		return err
-	}
-	upstream := o.withNodes(l) && node.Applies(&l.Spec.Spec) && o.Render.Source != images.Online
-	if upstream {
-		if err := pr.Step("node files", func() (string, error) {
-			refs, err := images.Refs(fixtures.Images)
-			if err != nil {
-				return "", err
-			}
-			// Every node loads these: the pod sandbox, the lab's workload image, Cilium.
-			build, err := images.CiliumFor(l.Spec.Spec.Versions.Cilium)
-			if err != nil {
-				return "", err
-			}
-			load := []string{refs["pause"], refs["host"], refs[build.Agent], refs[build.Operator]}
-			if usesMetalLB(p) {
-				load = append(load, refs["metallb-controller"], refs["metallb-speaker"], refs["metallb-frr"])
-			}
-			if err := archiveImages(ctx, load,
-				filepath.Join(CacheDir(), "archives"), filepath.Join(dir, render.ImagesDir)); err != nil {
-				return "", err
-			}
-			for _, n := range p.KubeNodes {
-				if err := os.MkdirAll(filepath.Join(dir, render.ContainerdDir(n.Name)), 0o755); err != nil {
-					return "", err
-				}
-			}
-			kc, err := pki.EnsureCluster(dir, p)
-			return "PKI, image archives, node state; kubeconfig " + kc, err
-		}); err != nil {
+		if err := pr.Step(s.name, func() (string, error) { return s.run(ctx) }); err != nil {
 			return err
 		}
 	}
-	members := Members(p, !o.withNodes(l))
-	if err := pr.Step("deploy", func() (string, error) {
-		running, err := runningMembers(ctx, p)
-		if err != nil {
-			return "", err
-		}
-		if !changed && len(running) == len(members) {
-			return "already running; nothing changed", nil
-		}
-		if len(running) > 0 {
-			return "", fmt.Errorf("lab %s is partly running or runs an older configuration (%d of %d members up); run `v6lab down` first",
-				p.Lab, len(running), len(members))
-		}
-		d, err := newDeployer(o.BinDir)
-		if err != nil {
-			return "", err
-		}
-		if err := d.Deploy(ctx, topo, members); err != nil {
-			return "", fmt.Errorf("%w\nthe lab may be half up: `v6lab down` removes it", err)
-		}
-		return fmt.Sprintf("%d members with %s", len(members), d.Name()), nil
-	}); err != nil {
-		return err
+	return nil
+}
+
+// upRun is one Up: the lab and what every step needs, resolved once.
+type upRun struct {
+	l    *lab.Lab
+	p    *plan.Plan
+	o    Options
+	dir  string // the lab directory
+	topo string // containerlab's topology file in it
+	// nodes: Kubernetes nodes are deployed; upstream: with the offline node image
+	// (node files, kubernetes, cilium, metallb are v6lab's to do).
+	nodes, upstream, metallb bool
+	// cilium is the offline build of the spec's Cilium release (ciliumErr: why there
+	// is none; an error only for the steps that need it).
+	cilium     images.CiliumBuild
+	ciliumErr  error
+	kubeconfig string
+	members    []string
+	// changed: render wrote files that differ from the lab directory's.
+	changed bool
+}
+
+type upStep struct {
+	name string
+	skip bool
+	run  func(ctx context.Context) (string, error)
+}
+
+func newUp(l *lab.Lab, o Options) (*upRun, error) {
+	dir, err := labDir(o, l.Plan.Lab)
+	if err != nil {
+		return nil, err
 	}
-	if err := pr.Step("bgp", func() (string, error) {
-		n, err := waitBGP(ctx, p, o.BGPTimeout)
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("%d sessions Established", n), nil
-	}); err != nil {
-		return err
+	u := &upRun{l: l, p: l.Plan, o: o, dir: dir, topo: filepath.Join(dir, clab.FileName(l.Plan)),
+		nodes: o.withNodes(l), kubeconfig: o.Kubeconfig(l.Plan.Lab), metallb: usesMetalLB(l.Plan)}
+	u.upstream = u.nodes && node.Applies(&l.Spec.Spec) && o.Render.Source != images.Online
+	if u.nodes {
+		u.cilium, u.ciliumErr = images.CiliumFor(l.Spec.Spec.Versions.Cilium)
 	}
-	if !upstream {
-		return nil
+	u.members = Members(l.Plan, !u.nodes)
+	return u, nil
+}
+
+func (u *upRun) steps() []upStep {
+	return []upStep{
+		{name: "host setup", run: u.hostSetup},
+		{name: "images", run: u.images},
+		{name: "render", run: u.render},
+		{name: "node files", skip: !u.upstream, run: u.nodeFiles},
+		{name: "deploy", run: u.deploy},
+		{name: "bgp", run: u.bgp},
+		{name: "kubernetes", skip: !u.upstream, run: u.kubernetes},
+		{name: "cilium", skip: !u.upstream || u.o.NoCNI, run: u.installCilium},
+		{name: "metallb", skip: !u.upstream || u.o.NoCNI || !u.metallb, run: u.installMetalLB},
 	}
-	if err := pr.Step("kubernetes", func() (string, error) {
-		states, err := waitNodes(ctx, p, o.Kubeconfig(p.Lab), o.NodeTimeout)
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("%d nodes registered under their planned addresses", len(states)), nil
-	}); err != nil || o.NoCNI {
-		return err
+}
+
+func (u *upRun) hostSetup(ctx context.Context) (string, error) {
+	wrapper, err := findTool(u.o.BinDir, "v6lab-runc")
+	if err != nil {
+		wrapper = "" // Setup says so only if this host needs the wrapper
 	}
-	if err := pr.Step("cilium", func() (string, error) {
-		chart, err := ciliumChart(o.BinDir, l.Spec.Spec.Versions.Cilium)
-		if err != nil {
-			return "", err
-		}
-		if err := installCilium(ctx, dir, o.Kubeconfig(p.Lab), chart, o.Log); err != nil {
-			return "", err
-		}
-		if err := waitCilium(ctx, p, o.Kubeconfig(p.Lab), o.NodeTimeout); err != nil {
-			return "", err
-		}
-		// Every node's BGP speaker has its session with its router.
-		n, err := waitBGPWith(ctx, p, Members(p, false), o.BGPTimeout)
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("Cilium %s ready on %d nodes; %d BGP sessions Established", l.Spec.Spec.Versions.Cilium, len(p.KubeNodes), n), nil
-	}); err != nil || !usesMetalLB(p) {
-		return err
+	res, err := host.Setup(ctx, wrapper, u.o.Log)
+	return strings.Join(res.Changes, "; "), err
+}
+
+func (u *upRun) images(ctx context.Context) (string, error) {
+	if u.o.Render.Source == images.Online {
+		return "online: the container engine pulls public images", nil
 	}
-	return pr.Step("metallb", func() (string, error) {
-		chart, err := findTool(o.BinDir, filepath.Join("metallb", "chart"))
-		if err != nil {
+	b := images.Builder{FS: fixtures.Images, BinDir: u.o.BinDir, Log: u.o.Log}
+	names := images.Underlay
+	if u.nodes && node.Applies(&u.l.Spec.Spec) {
+		if u.ciliumErr != nil {
+			return "", u.ciliumErr
+		}
+		names = append(append(append([]string{}, names...), images.Kubernetes...), u.cilium.Images()...)
+		if u.metallb {
+			names = append(names, images.MetalLB...)
+		}
+	}
+	res, err := b.Build(ctx, names...)
+	var built []string
+	for _, r := range res {
+		if r.Built {
+			built = append(built, r.Ref)
+		}
+	}
+	if len(built) == 0 && err == nil {
+		return "up to date", nil
+	}
+	return "built " + strings.Join(built, ", "), err
+}
+
+func (u *upRun) render(ctx context.Context) (string, error) {
+	rep, err := hostcompat.Detect()
+	if err != nil {
+		return "", err
+	}
+	u.o.Render.RuncWrapper = rep.Has(hostcompat.CapabilityFilter)
+	var note string
+	if running, err := runningMembers(ctx, u.l.Plan); err != nil {
+		return "", err
+	} else if len(running) == 0 {
+		// A lab that does not run yet may take another management subnet; a running
+		// one keeps the one its network has.
+		if note, err = pickManagement(ctx, u.l); err != nil {
 			return "", err
 		}
-		if err := installMetalLB(ctx, dir, o.Kubeconfig(p.Lab), chart, p, o.NodeTimeout, o.Log); err != nil {
+		u.p = u.l.Plan
+	}
+	files, err := render.All(u.l, u.o.Render)
+	if err != nil {
+		return "", err
+	}
+	u.changed = differs(files, u.dir)
+	if !u.changed {
+		return u.dir + " (unchanged)", nil
+	}
+	// A running lab keeps the files it runs with: a changed spec is refused before
+	// anything of the lab is rewritten.
+	running, err := runningMembers(ctx, u.p)
+	if err != nil {
+		return "", err
+	}
+	if len(running) > 0 {
+		return "", fmt.Errorf("lab %s runs another configuration (%d members up); its files are left as they are: run `v6lab down %s` first",
+			u.p.Lab, len(running), u.p.Lab)
+	}
+	if err := nameClashes(ctx, u.p); err != nil {
+		return "", err
+	}
+	msg := u.dir
+	if note != "" {
+		msg += "; " + note
+	}
+	return msg, files.Write(u.dir)
+}
+
+func (u *upRun) nodeFiles(ctx context.Context) (string, error) {
+	refs, err := images.Refs(fixtures.Images)
+	if err != nil {
+		return "", err
+	}
+	if u.ciliumErr != nil {
+		return "", u.ciliumErr
+	}
+	// Every node loads these: the pod sandbox, the lab's workload image, Cilium.
+	load := []string{refs["pause"], refs["host"], refs[u.cilium.Agent], refs[u.cilium.Operator]}
+	if u.metallb {
+		load = append(load, refs["metallb-controller"], refs["metallb-speaker"], refs["metallb-frr"])
+	}
+	if err := archiveImages(ctx, load, filepath.Join(CacheDir(), "archives"), filepath.Join(u.dir, render.ImagesDir)); err != nil {
+		return "", err
+	}
+	for _, n := range u.p.KubeNodes {
+		if err := os.MkdirAll(filepath.Join(u.dir, render.ContainerdDir(n.Name)), 0o755); err != nil {
 			return "", err
 		}
-		// Every speaker has its session with its node's router.
-		n, err := waitBGPWith(ctx, p, append(Members(p, false), SpeakerMembers(p)...), o.BGPTimeout)
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("MetalLB %s (FRR mode) ready; %d BGP sessions Established", l.Spec.Spec.Versions.MetalLB, n), nil
-	})
+	}
+	kc, err := pki.EnsureCluster(u.dir, u.p)
+	return "PKI, image archives, node state; kubeconfig " + kc, err
+}
+
+func (u *upRun) deploy(ctx context.Context) (string, error) {
+	running, err := runningMembers(ctx, u.p)
+	if err != nil {
+		return "", err
+	}
+	if !u.changed && len(running) == len(u.members) {
+		return "already running; nothing changed", nil
+	}
+	if len(running) > 0 {
+		return "", fmt.Errorf("lab %s is partly running or runs an older configuration (%d of %d members up); run `v6lab down` first",
+			u.p.Lab, len(running), len(u.members))
+	}
+	d, err := newDeployer(u.o.BinDir)
+	if err != nil {
+		return "", err
+	}
+	if err := d.Deploy(ctx, u.topo, u.members); err != nil {
+		return "", fmt.Errorf("%w\nthe lab may be half up: `v6lab down` removes it", err)
+	}
+	return fmt.Sprintf("%d members with %s", len(u.members), d.Name()), nil
+}
+
+func (u *upRun) bgp(ctx context.Context) (string, error) {
+	n, err := waitBGP(ctx, u.p, u.o.BGPTimeout)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d sessions Established", n), nil
+}
+
+func (u *upRun) kubernetes(ctx context.Context) (string, error) {
+	states, err := waitNodes(ctx, u.p, u.kubeconfig, u.o.NodeTimeout)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d nodes registered under their planned addresses", len(states)), nil
+}
+
+func (u *upRun) installCilium(ctx context.Context) (string, error) {
+	chart, err := ciliumChart(u.o.BinDir, u.l.Spec.Spec.Versions.Cilium, u.cilium, u.ciliumErr)
+	if err != nil {
+		return "", err
+	}
+	if err := installCilium(ctx, u.dir, u.kubeconfig, chart, u.o.Log); err != nil {
+		return "", err
+	}
+	if err := waitCilium(ctx, u.p, u.kubeconfig, u.o.NodeTimeout); err != nil {
+		return "", err
+	}
+	// Every node's BGP speaker has its session with its router.
+	n, err := waitBGPWith(ctx, u.p, Members(u.p, false), u.o.BGPTimeout)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("Cilium %s ready on %d nodes; %d BGP sessions Established", u.l.Spec.Spec.Versions.Cilium, len(u.p.KubeNodes), n), nil
+}
+
+func (u *upRun) installMetalLB(ctx context.Context) (string, error) {
+	chart, err := findTool(u.o.BinDir, filepath.Join("metallb", "chart"))
+	if err != nil {
+		return "", err
+	}
+	if err := installMetalLB(ctx, u.dir, u.kubeconfig, chart, u.p, u.o.NodeTimeout, u.o.Log); err != nil {
+		return "", err
+	}
+	// Every speaker has its session with its node's router.
+	n, err := waitBGPWith(ctx, u.p, append(Members(u.p, false), SpeakerMembers(u.p)...), u.o.BGPTimeout)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("MetalLB %s (FRR mode) ready; %d BGP sessions Established", u.l.Spec.Spec.Versions.MetalLB, n), nil
 }
 
 // differs reports whether any rendered file differs from what dir holds.
@@ -344,88 +399,4 @@ func runningMembers(ctx context.Context, p *plan.Plan) ([]Container, error) {
 		}
 	}
 	return up, nil
-}
-
-// expectedSessions are the sessions each router must have Established: its fabric
-// links, plus its node links once Kubernetes nodes are deployed.
-func expectedSessions(p *plan.Plan, deployed map[string]bool) map[string][]string {
-	out := map[string][]string{}
-	for _, r := range p.Routers {
-		for _, i := range r.Interfaces {
-			switch {
-			case i.Kind == plan.LinkFabric:
-				out[r.Name] = append(out[r.Name], i.Name)
-			case i.Kind == plan.LinkNode && deployed[i.Peer]:
-				out[r.Name] = append(out[r.Name], i.PeerAddr.String())
-			}
-			if i.Kind == plan.LinkNode && deployed[speakerMember(i.Peer)] {
-				for _, n := range p.KubeNodes {
-					if n.Name == i.Peer {
-						out[r.Name] = append(out[r.Name], n.SpeakerAddress.String())
-					}
-				}
-			}
-		}
-	}
-	return out
-}
-
-// waitBGP waits until every expected session is Established; on timeout the error is a
-// diagnosis: each session that is not up, its state, and the router's last log lines.
-// Sessions to nodes are expected once a BGP speaker runs on them (Cilium, MetalLB).
-func waitBGP(ctx context.Context, p *plan.Plan, timeout time.Duration) (int, error) {
-	return waitBGPWith(ctx, p, Members(p, true), timeout)
-}
-
-// waitBGPWith is waitBGP with sessions to the given members' speakers expected too.
-func waitBGPWith(ctx context.Context, p *plan.Plan, members []string, timeout time.Duration) (int, error) {
-	deployed := map[string]bool{}
-	for _, m := range members {
-		deployed[m] = true
-	}
-	want := expectedSessions(p, deployed)
-	deadline := time.Now().Add(timeout)
-	for {
-		var down []frr.Session
-		total := 0
-		for _, r := range p.Routers {
-			ss, err := Router(p, r.Name).Sessions(ctx)
-			state := map[string]frr.Session{}
-			for _, s := range ss {
-				state[s.Peer] = s
-			}
-			for _, peer := range want[r.Name] {
-				total++
-				s, ok := state[peer]
-				if err != nil || !ok {
-					s = frr.Session{Router: r.Name, Peer: peer, State: "absent"}
-				}
-				if !s.Established() {
-					down = append(down, s)
-				}
-			}
-		}
-		if len(down) == 0 {
-			return total, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return total, diagnose(ctx, p, down, timeout)
-		}
-		time.Sleep(time.Second)
-	}
-}
-
-func diagnose(ctx context.Context, p *plan.Plan, down []frr.Session, timeout time.Duration) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d BGP session(s) not Established after %s:", len(down), timeout)
-	routers := map[string]bool{}
-	for _, s := range down {
-		fmt.Fprintf(&b, "\n  %s -> %s: %s", s.Router, s.Peer, s.State)
-		routers[s.Router] = true
-	}
-	for r := range routers {
-		logs := Router(p, r).LogTail(ctx, 15)
-		fmt.Fprintf(&b, "\n  last FRR log lines of %s:\n    %s", r, strings.ReplaceAll(logs, "\n", "\n    "))
-	}
-	return errors.New(b.String())
 }

@@ -29,3 +29,36 @@ func TestUnquoteComment(t *testing.T) {
 	assert.Equal(t, []string{"-D", "DOCKER-USER", "-i", "br-1", "-m", "comment", "--comment", "set by containerlab", "-j", "ACCEPT"}, unquoteComment(in))
 	assert.Equal(t, "br-0123456789ab", bridgeName("0123456789abcdef\n"))
 }
+
+// The steps Up runs, resolved once: every step for a lab of nodes, MetalLB's only
+// where it announces, the node steps neither for an underlay-only lab nor with public
+// images (the nodes then come up by themselves: k3s), Cilium's build looked up once.
+func TestUpSteps(t *testing.T) {
+	run := func(spec string, o Options) []string {
+		l, err := lab.Load(spec)
+		require.NoError(t, err)
+		o.StateDir = t.TempDir()
+		u, err := newUp(l, o)
+		require.NoError(t, err)
+		var names []string
+		for _, s := range u.steps() {
+			if !s.skip {
+				names = append(names, s.name)
+			}
+		}
+		return names
+	}
+	all := []string{"host setup", "images", "render", "node files", "deploy", "bgp", "kubernetes", "cilium"}
+	assert.Equal(t, all, run("", Options{}))
+	assert.Equal(t, append(all, "metallb"), run("embedded:metallb", Options{}))
+	assert.Equal(t, []string{"host setup", "images", "render", "deploy", "bgp"}, run("", Options{UnderlayOnly: true}))
+	assert.Equal(t, all[:len(all)-1], run("", Options{NoCNI: true}))
+
+	l, err := lab.Load("")
+	require.NoError(t, err)
+	l.Spec.Spec.Versions.Cilium = "1.0.1"
+	u, err := newUp(l, Options{StateDir: t.TempDir()})
+	require.NoError(t, err, "a release without an offline build fails only the steps that need one")
+	_, err = u.nodeFiles(t.Context())
+	assert.ErrorContains(t, err, `not "1.0.1"`)
+}

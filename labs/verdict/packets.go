@@ -35,7 +35,11 @@ type Packet struct {
 	SrcPort uint16
 	DstPort uint16
 	ICMPv6  layers.ICMPv6TypeCode
-	Probe   *probewire.Probe // a v6lab probe payload, if this is one
+	// TCP: the segment's flags (TCPSyn, ...), sequence number and payload length.
+	TCPFlags uint8
+	Seq      uint32
+	Payload  int
+	Probe    *probewire.Probe // a v6lab probe payload, if this is one
 	// Fragment: a non-first IPv6 fragment (Proto is the fragmented protocol; no
 	// ports, no probe).
 	Fragment bool
@@ -192,6 +196,15 @@ func (d *Decoder) Decode(data []byte, p *Packet) {
 		case layers.LayerTypeTCP:
 			p.Proto = layers.IPProtocolTCP
 			p.SrcPort, p.DstPort = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort)
+			p.Seq, p.Payload = d.tcp.Seq, len(d.tcp.Payload)
+			for _, f := range [...]struct {
+				on   bool
+				flag uint8
+			}{{d.tcp.FIN, TCPFin}, {d.tcp.SYN, TCPSyn}, {d.tcp.RST, TCPRst}, {d.tcp.ACK, TCPAck}} {
+				if f.on {
+					p.TCPFlags |= f.flag
+				}
+			}
 		case layers.LayerTypeICMPv6:
 			p.Proto = layers.IPProtocolICMPv6
 			p.ICMPv6 = d.icmp6.TypeCode

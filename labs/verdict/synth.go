@@ -28,6 +28,24 @@ func UDPFrame(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
 	return buf.Bytes()
 }
 
+// TCPFrame builds an Ethernet/IPv6/TCP segment with the given flags (TCPSyn, ...),
+// sequence number and payload.
+func TCPFrame(src, dst netip.AddrPort, flags uint8, seq uint32, payload []byte) []byte {
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
+		EthernetType: layers.EthernetTypeIPv6}
+	ip := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolTCP, HopLimit: 64,
+		SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice()}
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()), Seq: seq, Window: 65535,
+		FIN: flags&TCPFin != 0, SYN: flags&TCPSyn != 0, RST: flags&TCPRst != 0, ACK: flags&TCPAck != 0}
+	_ = tcp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip, tcp, gopacket.Payload(payload)); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}
+
 // IPv4Frame builds an Ethernet/IPv4/UDP frame.
 func IPv4Frame(src, dst netip.Addr) []byte {
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},

@@ -2,13 +2,13 @@ package conformance
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 	"time"
 
 	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/faults"
 	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/reports"
 )
@@ -172,22 +172,14 @@ func forcedThrough(ctx context.Context, x *Lab, vip netip.Addr, r *Result) error
 		}
 		steers = append(steers, steer{edge, via, iface})
 	}
-	undo := func() error {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		var errs []error
-		for _, s := range steers {
-			if _, err := x.Exec(uctx, s.router, "ip", "-6", "route", "del", netip.PrefixFrom(vip, 128).String(), "via", s.via, "dev", s.dev, "metric", "1"); err != nil && !strings.Contains(err.Error(), "No such process") {
-				errs = append(errs, err)
-			}
-		}
-		return errors.Join(errs...)
-	}
-	defer func() { _ = undo() }()
+	var routes []faults.Fault
 	for _, s := range steers {
-		if _, err := x.Exec(ctx, s.router, "ip", "-6", "route", "replace", netip.PrefixFrom(vip, 128).String(), "via", s.via, "dev", s.dev, "metric", "1"); err != nil {
-			return err
-		}
+		routes = append(routes, x.Faults().Route(s.router, netip.PrefixFrom(vip, 128), s.via, s.dev))
+	}
+	undo, err := faults.Inject(ctx, faults.All("steer "+vip.String()+" through "+n.Name, routes...))
+	defer func() { _ = undo() }()
+	if err != nil {
+		return err
 	}
 	dst := netip.AddrPortFrom(vip, ProbePort)
 	points := []string{x.HostLink("client"), x.Uplink(n.Name), x.Uplink(x.DSRNode())}

@@ -34,6 +34,8 @@ import (
 
 	probewire "v6lab.dev/v6lab/fixtures/probe/wire"
 	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/faults"
+	"v6lab.dev/v6lab/labs/frr"
 	"v6lab.dev/v6lab/labs/lab"
 	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/runtime"
@@ -47,6 +49,7 @@ import (
 const (
 	ProbePort = 9000 // UDP probes (answered with the source the responder saw)
 	HTTPPort  = 80   // Service port for HTTP (the pods serve 8080)
+	TCPPort   = 9001 // TCP echo (long-lived connections)
 	podHTTP   = 8080
 )
 
@@ -197,6 +200,35 @@ func (x *Lab) ProbeUDP(ctx context.Context, member string, to netip.AddrPort, op
 	return ps, nil
 }
 
+// TCPSummary is what `v6lab-probe tcp` prints.
+type TCPSummary = probewire.TCPSummary
+
+// ProbeTCP runs `v6lab-probe tcp --to to` from a lab member (--conns, --interval,
+// --duration); a failed connection is in the summary (the wire judges it), not an error.
+func (x *Lab) ProbeTCP(ctx context.Context, member string, to netip.AddrPort, opts ...string) (TCPSummary, error) {
+	var ts TCPSummary
+	out, err := x.Exec(ctx, member, append([]string{"v6lab-probe", "tcp", "--to", to.String()}, opts...)...)
+	if jerr := decodeJSON(out, &ts); jerr != nil {
+		return ts, fmt.Errorf("tcp: %w (%v)", jerr, err)
+	}
+	return ts, nil
+}
+
+// Faults is what the faults of labs/faults act through in this lab.
+func (x *Lab) Faults() faults.Env {
+	return faults.Env{
+		Exec: func(ctx context.Context, member, stdin string, args ...string) (string, error) {
+			if stdin != "" {
+				return x.ExecStdin(ctx, member, stdin, args...)
+			}
+			return x.Exec(ctx, member, args...)
+		},
+		Docker:    func(ctx context.Context, args ...string) (string, error) { return run(ctx, "docker", args, "") },
+		Container: x.Plan.ContainerName,
+		Router:    func(member string) frr.Router { return runtime.Router(x.Plan, member) },
+	}
+}
+
 func decodeJSON(out string, v any) error {
 	i := strings.Index(out, "{")
 	if i < 0 {
@@ -225,7 +257,8 @@ func labels(app string) map[string]string { return map[string]string{"app": app}
 func (x *Lab) echoDeployment(ns, name string, replicas int32, node string) *appsv1.Deployment {
 	spec := corev1.PodSpec{
 		Containers: []corev1.Container{{Name: "echo", Image: x.HostImage, ImagePullPolicy: corev1.PullIfNotPresent,
-			Command: []string{"v6lab-probe", "serve", "--udp", fmt.Sprintf(":%d", ProbePort), "--http", fmt.Sprintf(":%d", podHTTP)}}},
+			Command: []string{"v6lab-probe", "serve", "--udp", fmt.Sprintf(":%d", ProbePort), "--http", fmt.Sprintf(":%d", podHTTP),
+				"--tcp", fmt.Sprintf(":%d", TCPPort)}}},
 		TerminationGracePeriodSeconds: ptr.To(int64(1)),
 	}
 	if node != "" {
@@ -257,6 +290,7 @@ func LBService(ns, name, app string, annotations map[string]string) *corev1.Serv
 			Ports: []corev1.ServicePort{
 				{Name: "udp", Port: ProbePort, Protocol: corev1.ProtocolUDP},
 				{Name: "http", Port: HTTPPort, Protocol: corev1.ProtocolTCP, TargetPort: intstrPort(podHTTP)},
+				{Name: "tcp", Port: TCPPort, Protocol: corev1.ProtocolTCP},
 			},
 		},
 	}

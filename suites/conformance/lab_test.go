@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"v6lab.dev/v6lab/labs/faults"
 	"v6lab.dev/v6lab/labs/lab"
 )
 
@@ -86,9 +87,10 @@ func TestServiceBackends(t *testing.T) {
 // place (the context cancelled), and when its injection fails half-way.
 func TestInjectUndoesTheFaultOnAnyExit(t *testing.T) {
 	var undone int
-	f := fault{name: "test",
-		do:   func(context.Context, *Lab, *kubeNode) error { return nil },
-		undo: func(ctx context.Context, _ *Lab, _ *kubeNode) error { undone++; return ctx.Err() }}
+	do := func(context.Context) error { return nil }
+	f := failure{name: "test", fault: func(*Lab, *kubeNode) faults.Fault {
+		return faults.Fault{Name: "test", Do: do, Undo: func(ctx context.Context) error { undone++; return ctx.Err() }}
+	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
 	start := time.Now()
@@ -98,7 +100,7 @@ func TestInjectUndoesTheFaultOnAnyExit(t *testing.T) {
 	assert.Equal(t, 1, undone, "undone, on a context of its own (not the cancelled one)")
 
 	undone = 0
-	f.do = func(context.Context, *Lab, *kubeNode) error { return errors.New("nft: half applied") }
+	do = func(context.Context) error { return errors.New("nft: half applied") }
 	_, _, _, err = inject(context.Background(), &Lab{}, f, &kubeNode{}, time.Minute)
 	assert.ErrorContains(t, err, "half applied")
 	assert.Equal(t, 1, undone, "a failed injection is undone too")

@@ -172,10 +172,7 @@ func TestNoMasquerade(t *testing.T) {
 
 	// Negative control: masquerade everything from the client's subnet leaving edge1.
 	edgeLo := e.p.Router("edge1").Loopback
-	rules := fmt.Sprintf(`add table ip6 v6lab_negative
-add chain ip6 v6lab_negative post { type nat hook postrouting priority srcnat; }
-add rule ip6 v6lab_negative post ip6 saddr %s snat to %s
-`, clientNet[0], edgeLo)
+	rules := faults.Masquerade("v6lab_negative", clientNet[0], edgeLo)
 	_, err := execStdin(e.p.ContainerName("edge1"), rules, "nft", "-f", "-")
 	require.NoError(t, err)
 	restored := false

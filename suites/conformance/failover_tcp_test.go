@@ -1,0 +1,82 @@
+package conformance
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"v6lab.dev/v6lab/labs/lab"
+	"v6lab.dev/v6lab/labs/verdict"
+)
+
+// tcpRun is a failover run of the default lab with three connections through agent1,
+// which fails at t0+1s and is back at t0+11s: port 41000 is answered by agent3 (DSR:
+// its replies leave agent3) and lives on; 41001 is answered by agent3 and is reset
+// (reset) or falls silent (lost) after the fault; 41002 is answered by agent1 itself
+// and falls silent (its backend is on the failed node: reported, not failed).
+func tcpRun(t *testing.T, ending string) (*Lab, failoverRun) {
+	l, err := lab.Load("")
+	require.NoError(t, err)
+	x := &Lab{Lab: l, Plan: l.Plan}
+	client := l.Plan.HostByRole("client").Address
+	vip := netip.MustParseAddr("2001:db8:0:101::1")
+	t0 := time.Date(2026, 12, 2, 1, 0, 0, 0, time.UTC)
+	run := failoverRun{entry: "agent1", tcpVIP: vip, faultAt: t0.Add(time.Second), restoredAt: t0.Add(11 * time.Second),
+		total: 17 * time.Second, caps: map[string]Captured{}}
+	seg := func(at time.Duration, fromClient bool, port uint16, flags uint8, payload int) verdict.Packet {
+		p := verdict.Packet{Time: t0.Add(at), IPv6: true, Proto: layers.IPProtocolTCP, TCPFlags: flags, Payload: payload, Seq: uint32(at / time.Millisecond)}
+		p.Src, p.Dst, p.SrcPort, p.DstPort = client, vip, port, TCPPort
+		if !fromClient {
+			p.Src, p.Dst, p.SrcPort, p.DstPort = vip, client, TCPPort, port
+		}
+		return p
+	}
+	var atClient, agent1, agent3 []verdict.Packet
+	for _, port := range []uint16{41000, 41001, 41002} {
+		atClient = append(atClient, seg(0, true, port, verdict.TCPSyn, 0))
+		answer := &agent3
+		if port == 41002 {
+			answer = &agent1
+		}
+		for at := 100 * time.Millisecond; at < 17*time.Second; at += 100 * time.Millisecond {
+			req, rep := seg(at, true, port, verdict.TCPAck, 20), seg(at+time.Millisecond, false, port, verdict.TCPAck, 20)
+			atClient = append(atClient, req)
+			if at <= time.Second {
+				agent1 = append(agent1, req)
+				*answer = append(*answer, rep)
+			}
+			switch {
+			case port == 41001 && at > time.Second && ending == "reset":
+				atClient = append(atClient, seg(at, false, port, verdict.TCPRst, 0))
+				at = time.Hour
+			case port == 41001 && at > time.Second && ending == "lost", port == 41002 && at > time.Second:
+			default:
+				atClient = append(atClient, rep)
+			}
+		}
+	}
+	run.caps[x.HostLink("client")] = Captured{Packets: atClient}
+	run.caps[x.Uplink("agent1")] = Captured{Packets: agent1}
+	run.caps[x.Uplink("agent3")] = Captured{Packets: agent3}
+	return x, run
+}
+
+func TestJudgeTCP(t *testing.T) {
+	for ending, kind := range map[string]string{"reset": kindTCPReset, "lost": kindTCPLost} {
+		x, run := tcpRun(t, ending)
+		r := Result{Pass: true}
+		require.NoError(t, judgeTCP(x, failoverFailures[0], run, &r))
+		assert.False(t, r.Pass, ending)
+		assert.Equal(t, []string{kind}, r.Failures, r.Reason)
+		assert.Contains(t, r.Reason, "41001", "names the connection")
+		assert.Equal(t, 3.0, r.Figures["tcp_conns_link-down"])
+		assert.Equal(t, 2.0, r.Figures["tcp_through_link-down"])
+		assert.Equal(t, 1.0, r.Figures["tcp_survived_link-down"])
+		assert.Equal(t, 1.0, r.Figures["tcp_backend_on_node_link-down"])
+		assert.Equal(t, 0.0, r.Figures["tcp_backend_on_node_survived_link-down"])
+	}
+}
