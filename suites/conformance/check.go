@@ -3,19 +3,11 @@ package conformance
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
-	"encoding/json"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/labs/spec"
-	"v6lab.dev/v6lab/labs/verdict"
 	"v6lab.dev/v6lab/reports"
 )
 
@@ -136,70 +128,11 @@ func podsEgressAsThemselves(x *Lab) string {
 	return ""
 }
 
-// worldAndUplinks are the capture points of pod egress: the world host's link, then
-// every node's uplink.
-func (x *Lab) worldAndUplinks() []string {
-	points := []string{x.HostLink("world")}
-	for _, n := range x.Plan.KubeNodes {
-		points = append(points, x.Uplink(n.Name))
-	}
-	return points
-}
-
-// podsToWorld has every pod send probes to the world host while capturing the probes at
-// the given points; it returns the captures and each pod's probe summary.
-func (x *Lab) podsToWorld(ctx context.Context, check string, pods []Pod, points []string) (map[string]Captured, map[Pod]ProbeSummary, error) {
-	world := x.Plan.HostByRole("world")
-	sums := map[Pod]ProbeSummary{}
-	caps, err := x.Capture(ctx, check, capture.Filter{Proto: "udp", Port: ProbePort}, points, func() error {
-		for _, p := range pods {
-			out, err := x.PodExec(ctx, p, "v6lab-probe", "send", "--to", netip.AddrPortFrom(world.Address, ProbePort).String(),
-				"--count", "10", "--interval", "10ms", "--wait", "300ms")
-			if err != nil {
-				return err
-			}
-			var s ProbeSummary
-			if err := decodeJSON(out, &s); err != nil {
-				return err
-			}
-			sums[p] = s
-		}
-		return nil
-	})
-	return caps, sums, err
-}
-
 func suffix(control bool) string {
 	if control {
 		return "-control"
 	}
 	return ""
-}
-
-func waitPods(ctx context.Context, x *Lab, ns, app string, n int) error {
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		pods, err := x.Pods(ctx, ns, app)
-		if err == nil && len(pods) == n {
-			list, err := x.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
-			if err == nil && len(list.Items) == n {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: %d pods of %s running, want %d (%v)", ns, len(pods), app, n, err)
-		}
-		time.Sleep(time.Second)
-	}
-}
-
-func keys[V any](m map[string]V) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // settle polls a state check (routes, BFD: they converge after a change) until it gives
@@ -229,82 +162,4 @@ func restored(ctx context.Context, x *Lab, what string, once func(context.Contex
 		}
 		time.Sleep(time.Second)
 	}
-}
-
-func hasHop(hops []string, a netip.Addr) bool {
-	for _, h := range hops {
-		h, _, _ = strings.Cut(h, "%")
-		if ha, err := netip.ParseAddr(h); err == nil && ha == a {
-			return true
-		}
-	}
-	return false
-}
-
-// stripServerFields turns `kubectl get -o json` output into a document kubectl apply
-// can create again.
-func stripServerFields(doc string) string {
-	var list struct {
-		APIVersion string           `json:"apiVersion"`
-		Kind       string           `json:"kind"`
-		Items      []map[string]any `json:"items"`
-	}
-	if json.Unmarshal([]byte(doc), &list) != nil {
-		return doc
-	}
-	for _, it := range list.Items {
-		if md, ok := it["metadata"].(map[string]any); ok {
-			for _, k := range []string{"resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"} {
-				delete(md, k)
-			}
-		}
-		delete(it, "status")
-	}
-	out, err := json.Marshal(list)
-	if err != nil {
-		return doc
-	}
-	return string(out)
-}
-
-// announcer is the address a node announces VIPs from: its node-ip (Cilium's BGP), or
-// its speaker address (MetalLB).
-func (x *Lab) announcer(node string) netip.Addr {
-	for _, n := range x.Plan.KubeNodes {
-		if n.Name == node {
-			if x.Lab.Spec.Spec.LoadBalancer.Announcer == spec.AnnouncerMetalLB {
-				return n.SpeakerAddress
-			}
-			return n.Address
-		}
-	}
-	return netip.Addr{}
-}
-
-func (x *Lab) node(name string) *kubeNode {
-	for _, n := range x.Plan.KubeNodes {
-		if n.Name == name {
-			return &kubeNode{Name: n.Name, Router: n.Router, RouterIface: n.RouterIface, RouterASN: n.RouterASN,
-				Address: n.Address, Announcer: x.announcer(n.Name)}
-		}
-	}
-	return nil
-}
-
-// kubeNode is what a fault needs of a node.
-type kubeNode struct {
-	Name, Router, RouterIface string
-	RouterASN                 uint32
-	Address                   netip.Addr
-	Announcer                 netip.Addr // the address the VIPs are announced from
-	vip                       netip.Addr
-}
-
-// returnPathKind is the kind of a failed return-path verdict: replies seen outside the
-// backend's node, or captures that cannot show the path at all.
-func returnPathKind(v verdict.ReturnPathVerdict) string {
-	if v.Reason == verdict.ReasonRepliesElsewhere {
-		return kindReplyOnEntryNode
-	}
-	return kindReturnPathUnproven
 }

@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"v6lab.dev/v6lab/labs/capture"
-	"v6lab.dev/v6lab/labs/faults"
-	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/reports"
 )
 
@@ -138,94 +135,4 @@ func etpOnTheWire(ctx context.Context, x *Lab, vip netip.Addr, control bool, r *
 		return nil
 	}
 	return forcedThrough(ctx, x, vip, r)
-}
-
-// forcedThrough steers the client's requests to the VIP through a node without a
-// backend (static routes on the client's router and on that node's router, above
-// BGP's), checks from the captures that the node dropped them — none answered, none
-// reached the backend's node — and removes the routes, on any exit.
-func forcedThrough(ctx context.Context, x *Lab, vip netip.Addr, r *Result) error {
-	client := x.Plan.HostByRole("client")
-	var n plan.KubeNode
-	for _, k := range x.Plan.KubeNodes {
-		if k.Name != x.DSRNode() {
-			n = k
-			break
-		}
-	}
-	type steer struct{ router, via, dev string }
-	steers := []steer{{n.Router, n.Address.String(), n.RouterIface}}
-	if client.Router != n.Router {
-		edge, iface := edgeUplink(x, x.node(n.Name))
-		if edge != client.Router {
-			return fmt.Errorf("etp-local: cannot steer from %s to %s (no direct link)", client.Router, n.Router)
-		}
-		// The next hop toward the node's router: the one the edge routes the node's
-		// own link through.
-		out, err := x.Exec(ctx, edge, "ip", "-6", "route", "show", n.Link.String())
-		if err != nil {
-			return err
-		}
-		via := viaOn(out, iface)
-		if via == "" {
-			return fmt.Errorf("etp-local: %s has no route toward %s: %q", edge, n.Link, out)
-		}
-		steers = append(steers, steer{edge, via, iface})
-	}
-	var routes []faults.Fault
-	for _, s := range steers {
-		routes = append(routes, x.Faults().Route(s.router, netip.PrefixFrom(vip, 128), s.via, s.dev))
-	}
-	undo, err := faults.Inject(ctx, faults.All("steer "+vip.String()+" through "+n.Name, routes...))
-	defer func() { _ = undo() }()
-	if err != nil {
-		return err
-	}
-	dst := netip.AddrPortFrom(vip, ProbePort)
-	points := []string{x.HostLink("client"), x.Uplink(n.Name), x.Uplink(x.DSRNode())}
-	var start, end time.Time
-	caps, err := x.Capture(ctx, "etp-local-forced", capture.Filter{IPv6Only: true}, points, func() error {
-		start = time.Now()
-		_, err := x.ProbeUDP(ctx, client.Name, dst, "--count", "10", "--interval", "10ms", "--wait", "300ms")
-		end = time.Now()
-		return err
-	}, silentOK(x.Uplink(x.DSRNode())))
-	if err != nil {
-		return err
-	}
-	r.pcaps(caps)
-	in, _ := exchange(caps[x.Uplink(n.Name)].Packets, dst, start, end)
-	_, answered := exchange(caps[x.HostLink("client")].Packets, dst, start, end)
-	if in == 0 {
-		return fmt.Errorf("etp-local: the requests steered toward %s never reached it: the steering did not take", n.Name)
-	}
-	forwarded := 0
-	for _, p := range caps[x.Uplink(x.DSRNode())].Packets {
-		if s := p.Sent(); s.IPv6 && s.Probe != nil && !s.Probe.Reply && !p.Time.Before(start) && !p.Time.After(end) {
-			forwarded++
-		}
-	}
-	if answered > 0 || forwarded > 0 {
-		r.fail(kindForwarded, "requests forced through %s, which has no backend: %d answered, %d reached the backend's node", n.Name, answered, forwarded)
-	}
-	r.figure("forced_requests", float64(in))
-	r.figure("forced_answered", float64(answered))
-	return undo()
-}
-
-// viaOn reads `ip -6 route show PREFIX` and returns the next hop it names on dev ("":
-// none), for single and multipath routes alike.
-func viaOn(out, dev string) string {
-	f := strings.Fields(out)
-	for i := 0; i+1 < len(f); i++ {
-		if f[i] != "via" {
-			continue
-		}
-		for j := i + 2; j+1 < len(f) && f[j] != "via"; j++ {
-			if f[j] == "dev" && f[j+1] == dev {
-				return f[i+1]
-			}
-		}
-	}
-	return ""
 }

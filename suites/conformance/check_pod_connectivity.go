@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"v6lab.dev/v6lab/labs/capture"
-	"v6lab.dev/v6lab/labs/verdict"
 	"v6lab.dev/v6lab/reports"
 )
 
@@ -50,73 +48,8 @@ func podConnectivity() Check {
 	}
 }
 
-// podPair is one exchange the check asserts it covered.
-type podPair struct {
-	name string // e.g. "app-a -> app-b (across nodes)"
-	from Pod
-	to   netip.AddrPort
-	// points are where the requests and their replies must be seen: at each of them
-	// (an exchange across nodes, or to the world: the uplinks it crosses), or, with
-	// union, at them together (on one node: the sender's veth shows the requests, the
-	// receiver's the replies; Cilium delivers into a local pod past its veth's taps).
-	points     []string
-	union      bool
-	start, end time.Time
-}
-
 // kindPairMissing: the workload cannot provide an exchange the check must cover.
 const kindPairMissing = "pair-missing"
-
-// podPairs are the exchanges the check covers: every application to every other one,
-// across nodes and on one node, each way, and every application to the world host.
-// A pair the workload cannot provide is returned as missing.
-func podPairs(x *Lab, pods map[string][]Pod, ifaces map[netip.Addr]string) (pairs []podPair, missing []string) {
-	world := x.Plan.HostByRole("world")
-	for _, a := range x.Plan.Apps {
-		for _, b := range x.Plan.Apps {
-			if a.Name == b.Name {
-				continue
-			}
-			for _, across := range []bool{true, false} {
-				kind := "on one node"
-				if across {
-					kind = "across nodes"
-				}
-				name := fmt.Sprintf("%s -> %s (%s)", a.Name, b.Name, kind)
-				var found *podPair
-				for _, from := range pods[a.Name] {
-					for _, to := range pods[b.Name] {
-						if (from.Node != to.Node) != across || found != nil {
-							continue
-						}
-						pp := podPair{name: name, from: from, to: netip.AddrPortFrom(to.IP, ProbePort)}
-						if across {
-							pp.points = []string{x.Uplink(from.Node), x.Uplink(to.Node)}
-						} else if a, b := ifaces[from.IP], ifaces[to.IP]; a != "" && b != "" {
-							pp.points, pp.union = []string{a, b}, true
-						} else {
-							continue
-						}
-						found = &pp
-					}
-				}
-				if found == nil {
-					missing = append(missing, name)
-					continue
-				}
-				pairs = append(pairs, *found)
-			}
-		}
-		if len(pods[a.Name]) == 0 {
-			missing = append(missing, a.Name+" -> world")
-			continue
-		}
-		from := pods[a.Name][0]
-		pairs = append(pairs, podPair{name: a.Name + " -> world", from: from, to: netip.AddrPortFrom(world.Address, ProbePort),
-			points: []string{x.Uplink(from.Node), x.HostLink("world")}})
-	}
-	return pairs, missing
-}
 
 // runPodConnectivity sends five probes for each pair, one pair after the other, and
 // judges each from the captures at its points, in the pair's own time window: every
@@ -209,25 +142,4 @@ func runPodConnectivity(ctx context.Context, x *Lab, control bool) (Result, erro
 	r.figure("pairs", float64(len(pairs)))
 	r.figure("answered", float64(answered))
 	return r, nil
-}
-
-// exchange counts, among packets captured in [from, to], the probe requests toward dst
-// and the replies from it (the pods' own packets: inside VXLAN where tunnelled).
-func exchange(pkts []verdict.Packet, dst netip.AddrPort, from, to time.Time) (requests, replies int) {
-	for i := range pkts {
-		if pkts[i].Time.Before(from) || pkts[i].Time.After(to) {
-			continue
-		}
-		p := pkts[i].Sent()
-		if !p.IPv6 || p.Probe == nil {
-			continue
-		}
-		switch {
-		case !p.Probe.Reply && p.Dst == dst.Addr() && p.DstPort == dst.Port():
-			requests++
-		case p.Probe.Reply && p.Src == dst.Addr() && p.SrcPort == dst.Port():
-			replies++
-		}
-	}
-	return requests, replies
 }

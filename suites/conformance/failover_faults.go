@@ -181,3 +181,28 @@ func waitPaths(ctx context.Context, x *Lab, vip netip.Addr, want map[string]frr.
 		}
 	}
 }
+
+// detectionSpread is how far one timer-detected outage lies from another by itself: the
+// failure falls anywhere between two of the peer's packets, so detection comes between
+// (multiplier-1) and multiplier BFD receive intervals after it, or between hold minus
+// keepalive and hold seconds. v6lab compare widens its tolerance by it. Configuration.
+func detectionSpread(x *Lab) time.Duration {
+	b := x.Lab.Spec.Spec.BGP
+	if b.BFD.Enabled {
+		return time.Duration(b.BFD.ReceiveIntervalMs) * time.Millisecond
+	}
+	if b.KeepaliveSeconds > 0 {
+		return time.Duration(b.KeepaliveSeconds) * time.Second
+	}
+	return time.Duration(b.HoldSeconds) * time.Second / 3
+}
+
+// threshold is the longest outage the spec's failure detection allows: BFD's detection
+// time, or the BGP hold time, plus a second for the routers to converge.
+func threshold(x *Lab) time.Duration {
+	b := x.Lab.Spec.Spec.BGP
+	if b.BFD.Enabled {
+		return time.Duration(b.BFD.DetectMultiplier*b.BFD.ReceiveIntervalMs)*time.Millisecond + time.Second
+	}
+	return time.Duration(b.HoldSeconds)*time.Second + time.Second
+}

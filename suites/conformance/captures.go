@@ -1,0 +1,149 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/verdict"
+	"v6lab.dev/v6lab/reports"
+)
+
+// Captures on the lab's links, with their sanity rules, recorded in the report.
+
+// Captured is one finished capture, decoded.
+type Captured struct {
+	Point   string // member:iface
+	File    string // relative to the run directory
+	Packets []verdict.Packet
+	Drops   uint // frames the kernel dropped before the capture read them
+}
+
+// captureOpt adjusts a capture's sanity rules.
+type captureOpt func(map[string]bool)
+
+// silentOK lets these points see nothing (a node the traffic may not cross); every
+// other point of a capture must see traffic.
+func silentOK(points ...string) captureOpt {
+	return func(m map[string]bool) {
+		for _, p := range points {
+			m[p] = true
+		}
+	}
+}
+
+// ErrEvidenceIncomplete marks a capture that cannot back a verdict: the kernel dropped
+// frames, or a point that must see the traffic saw none.
+var ErrEvidenceIncomplete = errors.New("evidence incomplete")
+
+// Capture runs fn while capturing at the given points (member:iface) with a filter, into
+// pcap/<check>/ of the run directory. Sanity: a point whose socket dropped frames, or
+// one that saw nothing (unless silentOK), makes the capture an error
+// (ErrEvidenceIncomplete): a verdict is never judged on half the packets.
+func (x *Lab) Capture(ctx context.Context, check string, f capture.Filter, points []string, fn func() error, opts ...captureOpt) (map[string]Captured, error) {
+	quiet := map[string]bool{}
+	for _, o := range opts {
+		o(quiet)
+	}
+	dir := filepath.Join(x.RunDir, "pcap", check)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var specs []capture.Spec
+	for _, pt := range points {
+		member, iface, ok := strings.Cut(pt, ":")
+		if !ok {
+			return nil, fmt.Errorf("capture point %q: want member:iface", pt)
+		}
+		specs = append(specs, capture.Spec{Name: member + "-" + iface, Container: x.Plan.ContainerName(member), Iface: iface, Filter: f})
+	}
+	s, err := capture.Start(ctx, dir, 5*time.Minute, specs...)
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(200 * time.Millisecond) // the sockets are bound; let the first frames in
+	ferr := fn()
+	time.Sleep(200 * time.Millisecond)
+	res := s.Stop()
+	if ferr != nil {
+		return nil, ferr
+	}
+	out := map[string]Captured{}
+	var bad []string
+	for i, r := range res {
+		if r.Err != nil {
+			return nil, fmt.Errorf("capture at %s: %w", points[i], r.Err)
+		}
+		pkts, err := verdict.ReadFile(r.File)
+		if err != nil {
+			return nil, err
+		}
+		rel, _ := filepath.Rel(x.RunDir, r.File)
+		out[points[i]] = Captured{Point: points[i], File: rel, Packets: pkts, Drops: r.Drops}
+		switch {
+		case r.Drops > 0:
+			bad = append(bad, fmt.Sprintf("%s dropped %d frames", points[i], r.Drops))
+		case len(pkts) == 0 && !quiet[points[i]]:
+			bad = append(bad, points[i]+" saw no packet")
+		}
+	}
+	x.recordCaptures(check, out)
+	if len(bad) > 0 {
+		return out, fmt.Errorf("%w: %s", ErrEvidenceIncomplete, strings.Join(bad, "; "))
+	}
+	return out, nil
+}
+
+// recordCaptures keeps every capture's sanity figures for the report.
+func (x *Lab) recordCaptures(check string, caps map[string]Captured) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, c := range caps {
+		x.captures = append(x.captures, reports.Capture{Name: check, Point: c.Point, File: c.File, Packets: len(c.Packets), Drops: int(c.Drops)})
+	}
+}
+
+// TakeCaptures returns the captures recorded since the last call.
+func (x *Lab) TakeCaptures() []reports.Capture {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := x.captures
+	x.captures = nil
+	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
+	return out
+}
+
+// Uplink is a node's capture point toward its router.
+func (x *Lab) Uplink(node string) string {
+	for _, n := range x.Plan.KubeNodes {
+		if n.Name == node {
+			return n.Name + ":" + n.Iface
+		}
+	}
+	return node + ":eth1"
+}
+
+// HostLink is a host's capture point (by role) toward its router.
+func (x *Lab) HostLink(role string) string {
+	h := x.Plan.HostByRole(planRole(role))
+	return h.Name + ":" + h.Iface
+}
+
+// Evidence converts verdict evidence for the report.
+func Evidence(file string, ev []verdict.Evidence) []reports.Evidence {
+	var out []reports.Evidence
+	for _, e := range ev {
+		f := e.File
+		if f == "" {
+			f = file
+		}
+		out = append(out, reports.Evidence{File: f, Frame: e.Frame, Time: e.Time, Src: e.Src, Dst: e.Dst, Note: e.Note})
+	}
+	return out
+}

@@ -1,0 +1,204 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+)
+
+// The suite's workload: echo pods (v6lab-probe serve) of every application, the DSR
+// backend, their Services; deployed once, shared by the checks.
+
+// Workload names.
+const (
+	EchoName = "echo"      // every application: one echo pod per node, a LoadBalancer Service
+	DSRName  = "dsr-echo"  // first application: one backend pinned to one node
+	DSRSvc   = "dsr"       // its Service in the lab's LB mode
+	SNATSvc  = "dsr-snat"  // the same backend, SNAT forwarding (the DSR check's control)
+	LocalSvc = "dsr-local" // the same backend, externalTrafficPolicy Local
+)
+
+// Pod is a running pod of the suite's workload.
+type Pod struct {
+	Name, Namespace, Node string
+	IP                    netip.Addr
+}
+
+func labels(app string) map[string]string { return map[string]string{"app": app} }
+
+func (x *Lab) echoDeployment(ns, name string, replicas int32, node string) *appsv1.Deployment {
+	spec := corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "echo", Image: x.HostImage, ImagePullPolicy: corev1.PullIfNotPresent,
+			Command: []string{"v6lab-probe", "serve", "--udp", fmt.Sprintf(":%d", ProbePort), "--http", fmt.Sprintf(":%d", podHTTP),
+				"--tcp", fmt.Sprintf(":%d", TCPPort)}}},
+		TerminationGracePeriodSeconds: ptr.To(int64(1)),
+	}
+	if node != "" {
+		spec.NodeSelector = map[string]string{"kubernetes.io/hostname": node}
+	} else {
+		spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{MaxSkew: 1,
+			TopologyKey: "kubernetes.io/hostname", WhenUnsatisfiable: corev1.DoNotSchedule,
+			LabelSelector: &metav1.LabelSelector{MatchLabels: labels(name)}}}
+	}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels(name)},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels(name)}, Spec: spec},
+		},
+	}
+}
+
+// LBService is a LoadBalancer Service for an app's pods; annotations may pick a mode.
+func LBService(ns, name, app string, annotations map[string]string) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations},
+		Spec: corev1.ServiceSpec{
+			Type:                  corev1.ServiceTypeLoadBalancer,
+			IPFamilies:            []corev1.IPFamily{corev1.IPv6Protocol},
+			Selector:              labels(app),
+			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyCluster,
+			Ports: []corev1.ServicePort{
+				{Name: "udp", Port: ProbePort, Protocol: corev1.ProtocolUDP},
+				{Name: "http", Port: HTTPPort, Protocol: corev1.ProtocolTCP, TargetPort: intstrPort(podHTTP)},
+				{Name: "tcp", Port: TCPPort, Protocol: corev1.ProtocolTCP},
+			},
+		},
+	}
+}
+
+func localService(s *corev1.Service) *corev1.Service {
+	s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	return s
+}
+
+// DSRNode is the node that holds the DSR check's only backend: the last node, so that
+// connections also enter through the others.
+func (x *Lab) DSRNode() string { return x.Plan.KubeNodes[len(x.Plan.KubeNodes)-1].Name }
+
+// Deploy creates the suite's workload (idempotent) and waits until its pods run and
+// its Services have VIPs.
+func (x *Lab) Deploy(ctx context.Context) error {
+	for _, app := range x.Plan.Apps {
+		if err := x.apply(ctx, x.echoDeployment(app.Namespace, EchoName, int32(len(x.Plan.KubeNodes)), ""),
+			LBService(app.Namespace, EchoName, EchoName, nil)); err != nil {
+			return err
+		}
+	}
+	first := x.Plan.Apps[0].Namespace
+	if err := x.apply(ctx, x.echoDeployment(first, DSRName, 1, x.DSRNode()),
+		LBService(first, DSRSvc, DSRName, nil),
+		LBService(first, SNATSvc, DSRName, map[string]string{"service.cilium.io/forwarding-mode": "snat"}),
+		localService(LBService(first, LocalSvc, DSRName, nil))); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		why := ""
+		for _, app := range x.Plan.Apps {
+			pods, err := x.Pods(ctx, app.Namespace, EchoName)
+			if err != nil {
+				return err
+			}
+			if len(pods) != len(x.Plan.KubeNodes) {
+				why = fmt.Sprintf("%s: %d of %d echo pods running", app.Namespace, len(pods), len(x.Plan.KubeNodes))
+			}
+			if _, err := x.VIP(ctx, app.Namespace, EchoName); err != nil {
+				why = err.Error()
+			}
+		}
+		if pods, err := x.Pods(ctx, first, DSRName); err != nil || len(pods) != 1 {
+			why = fmt.Sprintf("the DSR backend is not running (%v)", err)
+		}
+		if why == "" {
+			return x.WaitDatapath(ctx, time.Until(deadline))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("workload not ready after 5m: %s", why)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func (x *Lab) apply(ctx context.Context, d *appsv1.Deployment, svcs ...*corev1.Service) error {
+	if _, err := x.Client.AppsV1().Deployments(d.Namespace).Create(ctx, d, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("deployment %s/%s: %w", d.Namespace, d.Name, err)
+	}
+	for _, s := range svcs {
+		if _, err := x.Client.CoreV1().Services(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("service %s/%s: %w", s.Namespace, s.Name, err)
+		}
+	}
+	return nil
+}
+
+// Pods lists the running pods (with an address) of an app label in a namespace.
+func (x *Lab) Pods(ctx context.Context, ns, app string) ([]Pod, error) {
+	list, err := x.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+	if err != nil {
+		return nil, err
+	}
+	var pods []Pod
+	for _, p := range list.Items {
+		ready := false
+		for _, c := range p.Status.ContainerStatuses {
+			ready = ready || c.Ready
+		}
+		ip, err := netip.ParseAddr(p.Status.PodIP)
+		if p.Status.Phase != corev1.PodRunning || err != nil || !ready || p.DeletionTimestamp != nil {
+			continue
+		}
+		pods = append(pods, Pod{Name: p.Name, Namespace: ns, Node: p.Spec.NodeName, IP: ip})
+	}
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Node < pods[j].Node })
+	return pods, nil
+}
+
+// VIP is a LoadBalancer Service's address.
+func (x *Lab) VIP(ctx context.Context, ns, name string) (netip.Addr, error) {
+	s, err := x.Client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, i := range s.Status.LoadBalancer.Ingress {
+		if a, err := netip.ParseAddr(i.IP); err == nil {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("service %s/%s has no VIP yet", ns, name)
+}
+
+// Cleanup removes everything the suite created in the cluster.
+func (x *Lab) Cleanup(ctx context.Context) {
+	for _, app := range x.Plan.Apps {
+		_ = x.Client.AppsV1().Deployments(app.Namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		for _, n := range []string{EchoName, DSRSvc, SNATSvc, LocalSvc} {
+			_ = x.Client.CoreV1().Services(app.Namespace).Delete(ctx, n, metav1.DeleteOptions{})
+		}
+	}
+}
+
+func intstrPort(p int) intstr.IntOrString { return intstr.FromInt32(int32(p)) }
+
+// StartResponder starts the world host's UDP responder (idempotent: a second one fails
+// to bind and exits).
+func (x *Lab) StartResponder(ctx context.Context) error {
+	world := x.Plan.HostByRole("world")
+	_, err := run(ctx, "docker", []string{"exec", "-d", x.Plan.ContainerName(world.Name), "v6lab-probe", "serve", "--http", ""}, "")
+	time.Sleep(300 * time.Millisecond)
+	return err
+}
