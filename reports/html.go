@@ -20,6 +20,10 @@ var page = template.Must(template.New("report.html.tmpl").Funcs(template.FuncMap
 	"figures":   sortedFigures,
 	"effective": func(c Check) Status { return c.Effective() },
 	"ts":        func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
+	"human":     Human,
+	"seconds":   func(s float64) string { return Human(time.Duration(s * float64(time.Second))) },
+	"headline":  func(c Check) string { return c.Headline() },
+	"failed":    failedChecks,
 }).ParseFS(tmplFS, "templates/report.html.tmpl"))
 
 // HTML renders the report for people: verdicts, the topology, the address plan, each
@@ -29,6 +33,18 @@ func (r *Report) HTML() ([]byte, error) {
 	var b bytes.Buffer
 	err := page.Execute(&b, map[string]any{"R": r, "Pass": pass, "Fail": fail, "Skip": skip, "Suite": r.suiteName()})
 	return b.Bytes(), err
+}
+
+// failedChecks are the checks the run fails on: a check that failed, or a negative
+// control that did not fail for its declared reason, or a lab left unrestored.
+func failedChecks(r *Report) []Check {
+	var out []Check
+	for _, c := range r.Checks {
+		if e := c.Effective(); e == Fail || e == Inconclusive {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 type figure struct {

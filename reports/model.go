@@ -57,10 +57,12 @@ type Member struct {
 
 // Check is one conformance check's verdict, with its evidence and figures.
 type Check struct {
-	Name     string             `json:"name"`
-	Status   Status             `json:"status"`
-	Reason   string             `json:"reason"`
-	Labels   map[string]string  `json:"labels,omitempty"`
+	Name   string            `json:"name"`
+	Status Status            `json:"status"`
+	Reason string            `json:"reason"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// Seconds is how long the check took (its control apart, in Control.Seconds).
+	Seconds  float64            `json:"seconds,omitempty"`
 	Figures  map[string]float64 `json:"figures,omitempty"` // e.g. outage_ms, reroute_ms
 	Evidence []Evidence         `json:"evidence,omitempty"`
 	Pcaps    []string           `json:"pcaps,omitempty"` // relative to the run directory
@@ -116,6 +118,8 @@ type Control struct {
 	// Restore says how undoing the break went: "" when it was undone and the lab shown
 	// to be back, else why not (which fails the check).
 	RestoreError string `json:"restoreError,omitempty"`
+	// Seconds is how long the control took, its restore included.
+	Seconds float64 `json:"seconds,omitempty"`
 }
 
 // Effective is a check's status counting its negative control: a check whose control

@@ -10,12 +10,12 @@ import (
 	"strings"
 	"time"
 
-	"v6lab.dev/v6lab/suites/conformance"
-
 	"github.com/spf13/cobra"
 
 	"v6lab.dev/v6lab/labs/lab"
+	"v6lab.dev/v6lab/labs/runtime"
 	"v6lab.dev/v6lab/reports"
+	"v6lab.dev/v6lab/suites/conformance"
 )
 
 // The conformance suite is a compiled test binary (make build: go test -c
@@ -92,7 +92,7 @@ func (g *globals) runSuite(cmd *cobra.Command, f *suiteFlags, runDir string, lab
 	if f.verbose {
 		out = io.MultiWriter(logFile, cmd.OutOrStdout())
 	} else {
-		out = io.MultiWriter(logFile, &progressWriter{w: cmd.OutOrStdout()})
+		out = io.MultiWriter(logFile, newProgressWriter(cmd.OutOrStdout()))
 	}
 	c := exec.CommandContext(cmd.Context(), bin, args...)
 	// Interrupted: the suite is asked to stop (SIGINT), undoes the fault it has
@@ -113,11 +113,19 @@ func (g *globals) runSuite(cmd *cobra.Command, f *suiteFlags, runDir string, lab
 	return r, nil
 }
 
-// progressWriter shows the suite's verdict lines (one per check and control) and
-// hides the rest of the test log, which stays in suite.log.
+// progressWriter shows the suite's progress lines as they come (`v6lab: ...`: the
+// workload, then each check's verdict and its control's, with the figure that
+// matters), prefixed with the time of day where no terminal is attached (CI logs),
+// and hides the rest of the test log, which stays in suite.log.
 type progressWriter struct {
 	w    io.Writer
+	tty  bool
+	now  func() time.Time
 	line []byte
+}
+
+func newProgressWriter(w io.Writer) *progressWriter {
+	return &progressWriter{w: w, tty: runtime.IsTerminal(w), now: time.Now}
 }
 
 func (p *progressWriter) Write(b []byte) (int, error) {
@@ -128,13 +136,21 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 		}
 		s := strings.TrimSpace(string(p.line))
 		p.line = p.line[:0]
-		for _, prefix := range []string{"--- PASS", "--- FAIL", "--- SKIP", "conformance:", "FAIL", "ok "} {
-			if strings.HasPrefix(s, prefix) && strings.Count(s, "/") <= 1 {
-				fmt.Fprintln(p.w, "  "+s)
+		msg, ok := strings.CutPrefix(s, "v6lab: ")
+		if !ok {
+			for _, prefix := range []string{"conformance:", "panic:", "FAIL\t", "--- FAIL: TestConformance "} {
+				if strings.HasPrefix(s, prefix) {
+					msg, ok = s, true
+				}
 			}
 		}
-		if strings.Contains(s, "conformance_test.go") && (strings.Contains(s, " failed: ") || strings.Contains(s, "negative control") || strings.Contains(s, "restoring the lab")) {
-			fmt.Fprintln(p.w, "  "+s)
+		if !ok {
+			continue
+		}
+		if p.tty {
+			fmt.Fprintln(p.w, "  "+msg)
+		} else {
+			fmt.Fprintln(p.w, p.now().Format("15:04:05")+"  "+msg)
 		}
 	}
 	return len(b), nil
@@ -300,7 +316,7 @@ compared with the first (what v6lab compare prints, also saved as
 				}
 				e.report = r
 				allOK = summarize(cmd.OutOrStdout(), e.lab.Plan.Lab, r) && allOK
-				fmt.Fprintf(cmd.OutOrStdout(), "  took %s\n", time.Since(start).Round(time.Second))
+				fmt.Fprintf(cmd.OutOrStdout(), "  took %s\n", reports.Human(time.Since(start)))
 			}
 			// The version axis: each later release of a lab against its first.
 			for i, base := range matrix {

@@ -11,6 +11,7 @@ import (
 	"v6lab.dev/v6lab/fixtures"
 	"v6lab.dev/v6lab/labs/images"
 	"v6lab.dev/v6lab/labs/xexec"
+	"v6lab.dev/v6lab/reports"
 )
 
 func imagesCmd() *cobra.Command {
@@ -24,7 +25,7 @@ func imagesCmd() *cobra.Command {
 			res, err := b.Build(cmd.Context())
 			for _, r := range res {
 				if r.Built {
-					fmt.Fprintf(cmd.OutOrStdout(), "✓ built %s (%s)\n", r.Ref, r.Elapsed.Round(100_000_000))
+					fmt.Fprintf(cmd.OutOrStdout(), "✓ built %s (%s)\n", r.Ref, reports.Human(r.Elapsed))
 				} else {
 					fmt.Fprintf(cmd.OutOrStdout(), "✓ %s is up to date (recipe unchanged)\n", r.Ref)
 				}

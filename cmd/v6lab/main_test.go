@@ -231,12 +231,23 @@ func TestRenderCiliumRelease(t *testing.T) {
 	assert.Equal(t, 0, code, errOut)
 }
 
-// The progress view keeps verdict lines and drops the rest of the test log.
+// The progress view keeps the suite's progress lines, as they come, and drops the rest
+// of the test log; without a terminal each line has the time of day.
 func TestProgressWriter(t *testing.T) {
 	var b bytes.Buffer
-	w := &progressWriter{w: &b}
-	_, _ = w.Write([]byte("=== RUN   TestConformance/failover\n    --- PASS: TestConformance/failover (3.1s)\n        --- PASS: TestConformance/failover/passes_on_the_lab (1s)\n    conformance_test.go:195: failover failed: outage 12000 ms\nconformance: 1 passed, 0 failed, 0 skipped\n"))
-	assert.Equal(t, "  --- PASS: TestConformance/failover (3.1s)\n  conformance_test.go:195: failover failed: outage 12000 ms\n  conformance: 1 passed, 0 failed, 0 skipped\n", b.String())
+	at := time.Date(2026, 12, 2, 1, 2, 3, 0, time.UTC)
+	w := &progressWriter{w: &b, now: func() time.Time { return at }}
+	_, _ = w.Write([]byte("=== RUN   TestConformance/failover\nv6lab: failover           pass  2m01s  link-down 0ms (budget 1.0s)\n    --- PASS: TestConformance/failover (3.1s)\n"))
+	assert.Equal(t, "01:02:03  failover           pass  2m01s  link-down 0ms (budget 1.0s)\n", b.String(), "a line is shown as soon as it is written")
+	_, _ = w.Write([]byte("    conformance_test.go:195: failover failed: outage 12000 ms\nv6lab: failover           cont"))
+	_, _ = w.Write([]byte("rol 25s failed as it must (outage-over-budget)\nconformance: 1 passed, 0 failed, 0 skipped\n"))
+	assert.Equal(t, "01:02:03  failover           pass  2m01s  link-down 0ms (budget 1.0s)\n"+
+		"01:02:03  failover           control 25s failed as it must (outage-over-budget)\n"+
+		"01:02:03  conformance: 1 passed, 0 failed, 0 skipped\n", b.String())
+	b.Reset()
+	w = &progressWriter{w: &b, tty: true}
+	_, _ = w.Write([]byte("v6lab: workload           ready 9.1s\n"))
+	assert.Equal(t, "  workload           ready 9.1s\n", b.String())
 }
 
 // `v6lab test --help` names every check the suite has.

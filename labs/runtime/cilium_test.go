@@ -197,6 +197,10 @@ func interruptSuite(t *testing.T, o Options, p *plan.Plan) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	require.NotEmpty(t, faulted, "the failover check took a node link down:\n%s", out.String())
+	// The suite's progress streams while it runs (no terminal here: each line has the
+	// time of day): the workload's line is out before the first fault.
+	assert.Regexp(t, `(?m)^\d\d:\d\d:\d\d  workload +ready \S+  echo pods`, out.String(), "streamed before the check ended")
+	assert.NotContains(t, out.String(), "--- PASS", "the test log stays in suite.log")
 	require.NoError(t, cmd.Process.Signal(os.Interrupt))
 	select {
 	case err := <-done:

@@ -106,9 +106,11 @@ func TestMain(m *testing.M) {
 			return ctx, err
 		}
 		cfg.WithKubeconfigFile(x.Kubeconfig)
+		start := time.Now()
 		if err := x.Deploy(ctx); err != nil {
 			return ctx, err
 		}
+		announce("%-18s ready %s  echo pods on every node, the DSR backend, their Services; every agent knows every pod", "workload", reports.Human(time.Since(start)))
 		theLab = x
 		return ctx, nil
 	})
@@ -201,6 +203,20 @@ func hostImage() string {
 	return refs["host"]
 }
 
+// announce prints one line of the run's progress at once, on the suite's standard
+// output: `v6lab test` and `v6lab conformance` show these lines as they come (the
+// rest of the test log goes to suite.log).
+func announce(format string, a ...any) {
+	fmt.Fprintf(os.Stdout, "v6lab: "+format+"\n", a...)
+}
+
+func colonOr(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "  " + s
+}
+
 // feature makes an e2e-framework feature of a check: an assessment on the lab as it
 // is, then its negative control on the lab broken on purpose. The report gets the
 // check's verdict with its control's; a check that does not apply is skipped, with
@@ -221,13 +237,17 @@ func feature(c Check) features.Feature {
 			if why := c.Applies(x); why != "" {
 				rec.Status, rec.Reason = reports.Skip, why
 				x.Record(rec)
+				announce("%-18s skip  %s", c.Name, why)
 				t.Skip(why)
 			}
 			x.TakeCaptures() // only this check's captures go into its record
+			start := time.Now()
 			res, err := c.Run(ctx, x, false)
 			fill(&rec, res, err)
+			rec.Seconds = time.Since(start).Seconds()
 			rec.Captures = x.TakeCaptures()
 			x.Record(rec)
+			announce("%-18s %-5s %s%s", c.Name, rec.Status, reports.Human(time.Since(start)), colonOr(rec.Headline()))
 			if rec.Status != reports.Pass {
 				t.Errorf("%s failed: %s", c.Name, rec.Reason)
 			}
@@ -239,7 +259,17 @@ func feature(c Check) features.Feature {
 			if rec.Status == reports.Skip {
 				t.Skip(rec.Reason)
 			}
+			start := time.Now()
 			ctrl, res := runControl(ctx, x, c)
+			ctrl.Seconds = time.Since(start).Seconds()
+			verdict := "failed as it must (" + c.Expect + ")"
+			switch {
+			case ctrl.RestoreError != "":
+				verdict = "NOT RESTORED: " + ctrl.RestoreError
+			case ctrl.Status != reports.Fail:
+				verdict = fmt.Sprintf("%s: expected %s, observed %v: %s", strings.ToUpper(string(ctrl.Status)), c.Expect, ctrl.Observed, ctrl.Reason)
+			}
+			announce("%-18s control %s %s", c.Name, reports.Human(time.Since(start)), verdict)
 			switch ctrl.Status {
 			case reports.Fail:
 				t.Logf("%s control failed as it must (%s): %s", c.Name, c.Expect, res.Reason)
