@@ -10,6 +10,11 @@ SPEC_FLAG  := $(if $(SPEC),--spec $(SPEC),)
 # CILIUM="1.18.4 1.20.2" make conformance runs the main job's matrix at each.
 TEST_CILIUM ?= 1.18.4 1.20.2
 CILIUM     ?=
+# The release of the embedded labs (spec.versions.cilium's default; a unit test keeps
+# the two equal). make conformance and make lab-up build only the releases they run.
+DEFAULT_CILIUM := 1.20.2
+# The offline releases make cilium builds (CILIUM_VERSIONS="1.18.4" make cilium for one).
+CILIUM_VERSIONS ?= $(DEFAULT_CILIUM) 1.18.4
 CILIUM_FLAGS := $(foreach v,$(TEST_CILIUM),--cilium $(v))
 RUNS       ?= runs
 FUZZTIME   ?= 30s
@@ -38,9 +43,11 @@ k8s: ## build Kubernetes and etcd from their Go modules for the offline node ima
 	@scripts/k8s.sh $(abspath bin/k8s)
 
 .PHONY: cilium
-cilium: ## build Cilium's programs (1.20.2 and 1.18.4) from their Go modules for the offline Cilium images (cached; ~6 min cold each)
-	@scripts/cilium.sh $(abspath bin/cilium) tools/cilium
-	@scripts/cilium.sh $(abspath bin/cilium-1.18) tools/cilium-1.18
+cilium: ## build Cilium's programs (CILIUM_VERSIONS, default 1.20.2 and 1.18.4) from their Go modules for the offline Cilium images (cached; ~6 min cold each)
+	@for v in $(CILIUM_VERSIONS); do \
+	  case $$v in 1.18.*) d=cilium-1.18 ;; 1.20.*) d=cilium ;; *) echo "make cilium: no offline build of Cilium $$v (1.20.2, 1.18.4)" >&2; exit 2 ;; esac; \
+	  scripts/cilium.sh $(abspath bin)/$$d tools/$$d || exit 1; \
+	done
 
 .PHONY: metallb
 metallb: ## build MetalLB's programs from its Go module for the offline MetalLB images (cached; ~3 min cold)
@@ -51,12 +58,14 @@ host-setup: build ## install/start Docker and apply the host adaptations this ho
 	@$(BIN) host setup
 
 .PHONY: conformance
-conformance: build tools k8s cilium metallb ## the main job: for each lab of the matrix (SPEC=... for one): up, conformance suite, report, down
+conformance: build tools k8s metallb ## the main job: for each lab of the matrix (SPEC=... for one): up, conformance suite, report, down
+	@$(MAKE) --no-print-directory cilium CILIUM_VERSIONS="$(or $(CILIUM),$(DEFAULT_CILIUM))"
 	@$(BIN) host setup
 	@$(BIN) conformance --runs $(RUNS) $(SPEC_FLAG) $(foreach v,$(CILIUM),--cilium $(v))
 
 .PHONY: test
-test: build tools k8s cilium metallb ## everything CI runs: host setup, vet, unit, golden and integration tests (real labs)
+test: build tools k8s metallb ## everything CI runs: host setup, vet, unit, golden and integration tests (real labs)
+	@$(MAKE) --no-print-directory cilium CILIUM_VERSIONS="$(TEST_CILIUM)"
 	$(BIN) host setup
 	$(GO) vet ./...
 	@# One package at a time: the integration packages run real labs whose outage
@@ -100,8 +109,10 @@ render: build ## render every config of the lab into $(RUNS)/render
 	@$(BIN) render $(SPEC_FLAG) -o $(RUNS)/render
 
 .PHONY: lab-up
-lab-up: build tools k8s cilium ## stand up the lab (SPEC=... for another), then show its status
-	@$(BIN) up $(SPEC_FLAG)
+lab-up: build tools k8s ## stand up the lab (SPEC=... for another; CILIUM=1.18.4 for another release), then show its status
+	@$(MAKE) --no-print-directory cilium CILIUM_VERSIONS="$(or $(CILIUM),$(DEFAULT_CILIUM))"
+	@$(if $(findstring metallb,$(SPEC)),$(MAKE) --no-print-directory metallb,true)
+	@$(BIN) up $(SPEC_FLAG) $(foreach v,$(CILIUM),--cilium $(v))
 	@$(BIN) status $(SPEC_FLAG)
 
 .PHONY: lab-down

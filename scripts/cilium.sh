@@ -5,6 +5,7 @@
 # chart's init containers run. Cached under ${XDG_CACHE_HOME:-~/.cache}/v6lab/cilium/<key>
 # and linked into the given directory, with the Helm chart of the same version. Cold: ~6 minutes on 2 cores; warm: nothing.
 set -euo pipefail
+. "$(dirname "$0")/progress.sh"
 out=$(realpath -m "${1:?usage: cilium.sh DIR [TOOLS-MODULE]}")
 cd "$(dirname "$0")/.."
 cd "${2:-tools/cilium}"
@@ -17,8 +18,7 @@ progs="cilium-agent cilium-operator-generic cilium-dbg cilium-health cilium-heal
 missing=0
 for p in $progs bpf init-container.sh install-plugin.sh chart; do [ -e "$cache/$p" ] || missing=1; done
 if [ $missing = 1 ]; then
-  echo "cilium: building (key $key)"
-  start=$(date +%s)
+  build_start "cilium-${version#v}" "$key"
   rm -rf "$cache.tmp" && mkdir -p "$cache.tmp"
   b() { CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" "$@"; }
   b -o "$cache.tmp/cilium-agent" github.com/cilium/cilium/daemon
@@ -35,7 +35,7 @@ if [ $missing = 1 ]; then
   cp -r "$src/install/kubernetes/cilium" "$cache.tmp/chart" && chmod -R u+w "$cache.tmp/chart"
   chmod 755 "$cache.tmp/"*.sh
   rm -rf "$cache" && mv "$cache.tmp" "$cache"
-  echo "cilium: built in $(( $(date +%s) - start ))s"
+  build_done "cilium-${version#v}"
 fi
 mkdir -p "$out"
 for p in $progs bpf init-container.sh install-plugin.sh chart; do ln -sfn "$cache/$p" "$out/$p"; done

@@ -4,6 +4,7 @@
 # per content of each module: cached under ${XDG_CACHE_HOME:-~/.cache}/v6lab/<module>/<key>
 # and linked into the given directory. Cold: ~10 minutes on 2 cores; warm: nothing.
 set -euo pipefail
+. "$(dirname "$0")/progress.sh"
 out=$(realpath -m "${1:?usage: k8s.sh DIR}")
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/v6lab
@@ -18,15 +19,14 @@ build() {
   cache=$cache_root/$module/$key
   for spec in "${specs[@]}"; do read -r name pkg cgo <<<"$spec"; [ -x "$cache/$name" ] || missing=1; done
   if [ $missing = 1 ]; then
-    echo "$module: building (key $key)"
-    start=$(date +%s)
+    build_start "$module" "$key"
     mkdir -p "$cache.tmp"
     for spec in "${specs[@]}"; do
       read -r name pkg cgo <<<"$spec"
       CGO_ENABLED=$cgo go build -trimpath -tags selinux,notest,grpcnotrace -ldflags="-s $ldflags" -o "$cache.tmp/$name" "$pkg"
     done
     rm -rf "$cache" && mv "$cache.tmp" "$cache"
-    echo "$module: built in $(( $(date +%s) - start ))s"
+    build_done "$module"
   fi
   for spec in "${specs[@]}"; do read -r name pkg cgo <<<"$spec"; ln -sf "$cache/$name" "$out/$name"; done
 }

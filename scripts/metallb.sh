@@ -5,6 +5,7 @@
 # ${XDG_CACHE_HOME:-~/.cache}/v6lab/metallb/<key> and linked into the given directory.
 # Cold: ~3 minutes on 2 cores; warm: nothing.
 set -euo pipefail
+. "$(dirname "$0")/progress.sh"
 out=$(realpath -m "${1:?usage: metallb.sh DIR}")
 cd "$(dirname "$0")/../tools/metallb"
 version=$(awk '$1 == "go.universe.tf/metallb" {print $2; exit}' go.mod)
@@ -15,8 +16,7 @@ staged="frr-reloader.sh chart"
 missing=0
 for p in $progs $staged; do [ -e "$cache/$p" ] || missing=1; done
 if [ $missing = 1 ]; then
-  echo "metallb: building $version (key $key)"
-  start=$(date +%s)
+  build_start "metallb-${version#v}" "$key"
   rm -rf "$cache.tmp" && mkdir -p "$cache.tmp"
   b() { CGO_ENABLED=0 go build -trimpath -ldflags=-s "$@"; }
   b -o "$cache.tmp/controller" go.universe.tf/metallb/controller
@@ -27,7 +27,7 @@ if [ $missing = 1 ]; then
   cp "$src/frr-tools/reloader/frr-reloader.sh" "$cache.tmp/" && chmod 755 "$cache.tmp/frr-reloader.sh"
   cp -r "$src/charts/metallb" "$cache.tmp/chart" && chmod -R u+w "$cache.tmp/chart"
   rm -rf "$cache" && mv "$cache.tmp" "$cache"
-  echo "metallb: built in $(( $(date +%s) - start ))s"
+  build_done "metallb-${version#v}"
 fi
 mkdir -p "$out"
 for p in $progs $staged; do ln -sfn "$cache/$p" "$out/$p"; done

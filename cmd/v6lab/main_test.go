@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/verdict"
 	"v6lab.dev/v6lab/reports"
 	"v6lab.dev/v6lab/suites/conformance"
@@ -258,4 +259,18 @@ func TestTestHelpNamesEveryCheck(t *testing.T) {
 	for _, c := range conformance.Checks() {
 		assert.Contains(t, text, c.Name)
 	}
+}
+
+// make conformance and make lab-up build only the Cilium release the embedded labs
+// run: the Makefile's DEFAULT_CILIUM is the spec's default.
+func TestMakefileDefaultCiliumIsTheSpecs(t *testing.T) {
+	mk, err := os.ReadFile("../../Makefile")
+	require.NoError(t, err)
+	var got string
+	for _, l := range strings.Split(string(mk), "\n") {
+		if v, ok := strings.CutPrefix(l, "DEFAULT_CILIUM := "); ok {
+			got = strings.TrimSpace(v)
+		}
+	}
+	assert.Equal(t, spec.DefaultCiliumVersion, got)
 }
