@@ -39,8 +39,9 @@ tools: ## build containerlab (pinned) and v6lab-clab once, cached in ~/.cache/v6
 	@scripts/tools.sh $(abspath bin)
 
 .PHONY: k8s
-k8s: ## build Kubernetes and etcd from their Go modules for the offline node image (cached; ~10 min cold)
+k8s: ## build Kubernetes, etcd and CoreDNS from their Go modules for the offline node and cluster DNS images (cached; ~10 min cold)
 	@scripts/k8s.sh $(abspath bin/k8s)
+	@scripts/coredns.sh $(abspath bin/coredns)
 
 .PHONY: cilium
 cilium: ## build Cilium's programs (CILIUM_VERSIONS, default 1.20.2 and 1.18.4) from their Go modules for the offline Cilium images (cached; ~6 min cold each)

@@ -107,6 +107,7 @@ var Recipes = append(append([]Recipe{
 	{Name: "metallb-speaker", Base: "base", Binaries: []string{
 		"metallb/speaker", "metallb/cp-tool", "metallb/frr-metrics", "metallb/frr-reloader.sh"}},
 	{Name: "metallb-frr", Base: "frr"},
+	{Name: "coredns", Base: "base", Binaries: []string{"coredns/coredns"}},
 }...)
 
 // ciliumRecipes are the agent and operator recipes of every Cilium build: one
@@ -131,7 +132,7 @@ func ciliumRecipes() []Recipe {
 // (CiliumBuild.Images).
 var (
 	Underlay   = []string{"base", "frr", "host"}
-	Kubernetes = []string{"pause", "node"}
+	Kubernetes = []string{"pause", "node", "coredns"}
 	MetalLB    = []string{"metallb-controller", "metallb-speaker", "metallb-frr"}
 )
 

@@ -117,7 +117,7 @@ func TestProgramSourcesAreInTheKey(t *testing.T) {
 // The node image's versions file names what the tools modules build.
 func TestNodeVersionsMatchTheToolsModules(t *testing.T) {
 	var versions []byte
-	for _, r := range []string{"node", "cilium", "cilium-operator"} {
+	for _, r := range []string{"node", "cilium", "cilium-operator", "coredns"} {
 		v, err := fs.ReadFile(fixtures.Images, "images/"+r+"/versions")
 		require.NoError(t, err)
 		versions = append(versions, v...)
@@ -125,6 +125,8 @@ func TestNodeVersionsMatchTheToolsModules(t *testing.T) {
 	k8s, err := os.ReadFile("../../tools/k8s/go.mod")
 	require.NoError(t, err)
 	etcd, err := os.ReadFile("../../tools/etcd/go.mod")
+	require.NoError(t, err)
+	coredns, err := os.ReadFile("../../tools/coredns/go.mod")
 	require.NoError(t, err)
 	for _, l := range strings.Split(string(versions), "\n") {
 		f := strings.Fields(l)
@@ -136,6 +138,8 @@ func TestNodeVersionsMatchTheToolsModules(t *testing.T) {
 			assert.True(t, strings.Contains(string(k8s), "k8s.io/kubernetes "+f[1]), "tools/k8s requires kubernetes %s", f[1])
 		case "etcd":
 			assert.True(t, strings.Contains(string(etcd), "go.etcd.io/etcd/server/v3 "+f[1]), "tools/etcd requires etcd %s", f[1])
+		case "coredns":
+			assert.True(t, strings.Contains(string(coredns), "github.com/coredns/coredns "+f[1]), "tools/coredns requires coredns %s", f[1])
 		case "cilium":
 			c, err := CiliumFor(f[1])
 			require.NoError(t, err, "versions names a Cilium release that is not an images.CiliumBuild")

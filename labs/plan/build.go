@@ -67,6 +67,7 @@ func New(l *spec.Lab) (*Plan, error) {
 				"service range %s overlaps the parent %s", svc, parent)
 		}
 		p.ServiceCIDR = svc
+		p.ClusterDNS = nthAddr(svc.Addr(), 10)
 	}
 	if m := s.Addressing.PodMaskSize; m < 65 || m > 80 {
 		errs.Add("spec.addressing.podMaskSize", "each node gets a slice of each application's /64: use 65-80 (80 is the default); "+
@@ -308,3 +309,11 @@ func unusableParent(p netip.Prefix) string {
 }
 
 func isULA(a netip.Addr) bool { return a.Is6() && a.As16()[0]&0xfe == 0xfc }
+
+// nthAddr is the address n after a.
+func nthAddr(a netip.Addr, n int) netip.Addr {
+	for range n {
+		a = a.Next()
+	}
+	return a
+}

@@ -42,6 +42,7 @@ func (p *Plan) WriteTree(w io.Writer) error {
 		add(2, r.Loopback.String()+"/128", "%s (%s) AS%d, router-id %s", r.Name, r.Role, r.ASN, r.RouterID)
 	}
 	add(0, p.ServiceCIDR.String(), "ServiceCIDR (ClusterIP; ULA, not routed)")
+	add(1, p.ClusterDNS.String(), "cluster DNS (kube-system/kube-dns: CoreDNS)")
 	add(0, p.Management.IPv6Subnet.String(), "Management network %s (ULA; not a data plane)", p.Management.Network)
 
 	width := 0

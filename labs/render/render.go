@@ -208,6 +208,18 @@ func All(l *lab.Lab, opt Options) (Files, error) {
 		return nil, err
 	}
 	add("kubernetes/namespaces.yaml", ns)
+	if node.Applies(&l.Spec.Spec) {
+		// Upstream nodes get v6lab's cluster DNS (k3s runs its own on the same address).
+		image := kube.PublicCoreDNS
+		if opt.Source != images.Online {
+			image = refs["coredns"]
+		}
+		dns, err := Documents(kube.CoreDNS(p, image))
+		if err != nil {
+			return nil, err
+		}
+		add(CoreDNSPath, dns)
+	}
 
 	ciliumImages := opt.CiliumImages
 	if node.Applies(&l.Spec.Spec) && opt.Source != images.Online && ciliumImages.Agent == "" {
@@ -253,6 +265,9 @@ func All(l *lab.Lab, opt Options) (Files, error) {
 	}
 	return out, nil
 }
+
+// CoreDNSPath is the cluster DNS's objects, relative to the run directory.
+const CoreDNSPath = "kubernetes/coredns.yaml"
 
 // K3sGuardPath is the k3s nodes' entrypoint, relative to the run directory: the host
 // guard (fixtures/node/guard), then k3s.

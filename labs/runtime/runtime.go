@@ -10,6 +10,7 @@
 //	kubernetes   every node registered under its planned address
 //	cilium       Cilium installed (Helm SDK), agents ready, node sessions Established
 //	metallb      MetalLB installed (FRR mode), speaker sessions Established
+//	dns          the cluster DNS (CoreDNS) ready on its ClusterIP
 //
 // Down works from whatever state is left, including a failed or interrupted Up, and
 // removes only what v6lab made for that lab.
@@ -193,6 +194,7 @@ func (u *upRun) steps() []upStep {
 		{name: "kubernetes", skip: !u.upstream, run: u.kubernetes},
 		{name: "cilium", skip: !u.upstream || u.o.NoCNI, run: u.installCilium},
 		{name: "metallb", skip: !u.upstream || u.o.NoCNI || !u.metallb, run: u.installMetalLB},
+		{name: "dns", skip: !u.upstream || u.o.NoCNI, run: u.installDNS},
 	}
 }
 
@@ -287,7 +289,7 @@ func (u *upRun) nodeFiles(ctx context.Context) (string, error) {
 		return "", u.ciliumErr
 	}
 	// Every node loads these: the pod sandbox, the lab's workload image, Cilium.
-	load := []string{refs["pause"], refs["host"], refs[u.cilium.Agent], refs[u.cilium.Operator]}
+	load := []string{refs["pause"], refs["host"], refs["coredns"], refs[u.cilium.Agent], refs[u.cilium.Operator]}
 	if u.metallb {
 		load = append(load, refs["metallb-controller"], refs["metallb-speaker"], refs["metallb-frr"])
 	}
@@ -374,6 +376,13 @@ func (u *upRun) installMetalLB(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("MetalLB %s (FRR mode) ready; %d BGP sessions Established", u.l.Spec.Spec.Versions.MetalLB, n), nil
+}
+
+func (u *upRun) installDNS(ctx context.Context) (string, error) {
+	if err := installCoreDNS(ctx, u.dir, u.kubeconfig, u.o.NodeTimeout); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("CoreDNS ready on %s (kube-system/kube-dns)", u.p.ClusterDNS), nil
 }
 
 // differs reports whether any rendered file differs from what dir holds.

@@ -48,11 +48,12 @@ func TestUpSteps(t *testing.T) {
 		}
 		return names
 	}
-	all := []string{"host setup", "images", "render", "node files", "deploy", "bgp", "kubernetes", "cilium"}
+	all := []string{"host setup", "images", "render", "node files", "deploy", "bgp", "kubernetes", "cilium", "dns"}
 	assert.Equal(t, all, run("", Options{}))
-	assert.Equal(t, append(all, "metallb"), run("embedded:metallb", Options{}))
+	assert.Equal(t, []string{"host setup", "images", "render", "node files", "deploy", "bgp", "kubernetes", "cilium", "metallb", "dns"},
+		run("embedded:metallb", Options{}))
 	assert.Equal(t, []string{"host setup", "images", "render", "deploy", "bgp"}, run("", Options{UnderlayOnly: true}))
-	assert.Equal(t, all[:len(all)-1], run("", Options{NoCNI: true}))
+	assert.Equal(t, all[:len(all)-2], run("", Options{NoCNI: true}))
 
 	l, err := lab.Load("")
 	require.NoError(t, err)

@@ -20,11 +20,12 @@ import (
 
 // Workload names.
 const (
-	EchoName = "echo"      // every application: one echo pod per node, a LoadBalancer Service
-	DSRName  = "dsr-echo"  // first application: one backend pinned to one node
-	DSRSvc   = "dsr"       // its Service in the lab's LB mode
-	SNATSvc  = "dsr-snat"  // the same backend, SNAT forwarding (the DSR check's control)
-	LocalSvc = "dsr-local" // the same backend, externalTrafficPolicy Local
+	EchoName = "echo"          // every application: one echo pod per node, a LoadBalancer Service
+	DSRName  = "dsr-echo"      // first application: one backend pinned to one node
+	DSRSvc   = "dsr"           // its Service in the lab's LB mode
+	SNATSvc  = "dsr-snat"      // the same backend, SNAT forwarding (the DSR check's control)
+	LocalSvc = "dsr-local"     // the same backend, externalTrafficPolicy Local
+	Headless = "echo-headless" // every application: its echo pods behind a headless Service (DNS answers the pods)
 )
 
 // Pod is a running pod of the suite's workload.
@@ -77,6 +78,20 @@ func LBService(ns, name, app string, annotations map[string]string) *corev1.Serv
 	}
 }
 
+// headlessService is a Service without a ClusterIP: the cluster DNS answers its name
+// with the pods' own addresses.
+func headlessService(ns, name, app string) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.ServiceSpec{
+			ClusterIP:  corev1.ClusterIPNone,
+			IPFamilies: []corev1.IPFamily{corev1.IPv6Protocol},
+			Selector:   labels(app),
+			Ports:      []corev1.ServicePort{{Name: "udp", Port: ProbePort, Protocol: corev1.ProtocolUDP}},
+		},
+	}
+}
+
 func localService(s *corev1.Service) *corev1.Service {
 	s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
 	return s
@@ -91,7 +106,7 @@ func (x *Lab) DSRNode() string { return x.Plan.KubeNodes[len(x.Plan.KubeNodes)-1
 func (x *Lab) Deploy(ctx context.Context) error {
 	for _, app := range x.Plan.Apps {
 		if err := x.apply(ctx, x.echoDeployment(app.Namespace, EchoName, int32(len(x.Plan.KubeNodes)), ""),
-			LBService(app.Namespace, EchoName, EchoName, nil)); err != nil {
+			LBService(app.Namespace, EchoName, EchoName, nil), headlessService(app.Namespace, Headless, EchoName)); err != nil {
 			return err
 		}
 	}
@@ -186,7 +201,7 @@ func (x *Lab) VIP(ctx context.Context, ns, name string) (netip.Addr, error) {
 func (x *Lab) Cleanup(ctx context.Context) {
 	for _, app := range x.Plan.Apps {
 		_ = x.Client.AppsV1().Deployments(app.Namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
-		for _, n := range []string{EchoName, DSRSvc, SNATSvc, LocalSvc} {
+		for _, n := range []string{EchoName, DSRSvc, SNATSvc, LocalSvc, Headless} {
 			_ = x.Client.CoreV1().Services(app.Namespace).Delete(ctx, n, metav1.DeleteOptions{})
 		}
 	}

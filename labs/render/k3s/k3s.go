@@ -20,6 +20,7 @@ type Config struct {
 	NodeIP               string   `json:"node-ip"`
 	ClusterCIDR          string   `json:"cluster-cidr,omitempty"`
 	ServiceCIDR          string   `json:"service-cidr,omitempty"`
+	ClusterDNS           string   `json:"cluster-dns,omitempty"` // k3s runs its own CoreDNS there
 	FlannelBackend       string   `json:"flannel-backend,omitempty"`
 	DisableNetworkPolicy bool     `json:"disable-network-policy,omitempty"`
 	DisableKubeProxy     bool     `json:"disable-kube-proxy,omitempty"`
@@ -46,6 +47,7 @@ func ForNode(p *plan.Plan, n plan.KubeNode) Config {
 	if n.Role == spec.RoleServer {
 		c.ClusterCIDR = p.Pods.Block.String()
 		c.ServiceCIDR = p.ServiceCIDR.String()
+		c.ClusterDNS = p.ClusterDNS.String()
 		c.FlannelBackend = "none"
 		c.DisableNetworkPolicy = true
 		c.DisableKubeProxy = true

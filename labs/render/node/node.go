@@ -25,7 +25,7 @@ func Dir(node string) string { return "nodes/" + node }
 func ForNode(p *plan.Plan, n plan.KubeNode, sandboxImage string, runcWrapper bool) Config {
 	return Config{
 		Name: n.Name, Role: string(n.Role), NodeIP: n.Address.String(), ServerIP: p.Server().Address.String(),
-		ServiceCIDR: p.ServiceCIDR.String(), ClusterCIDR: p.Pods.Block.String(),
+		ServiceCIDR: p.ServiceCIDR.String(), ClusterCIDR: p.Pods.Block.String(), ClusterDNS: p.ClusterDNS.String(),
 		SandboxImage: sandboxImage, RuncWrapper: runcWrapper,
 	}
 }

@@ -1,0 +1,209 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	probewire "v6lab.dev/v6lab/fixtures/probe/wire"
+	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/render/kube"
+)
+
+// Service-to-service over DNS, as the seed's applications find each other: from a pod
+// of each application, through the nameserver its resolv.conf names (the kubelet's
+// clusterDNS), a Service's name resolves to its ClusterIP (AAAA, in its own namespace
+// and in the other's, over UDP and TCP), an A query gets no address, and a headless
+// Service's name resolves to its pods' GUAs; every query and its answer is seen on the
+// querying pod's veth, exchanged with a CoreDNS pod. The control denies every ingress
+// to the CoreDNS pods by policy, in effect on their endpoints: no query is answered.
+func dns() Check {
+	return Check{
+		Name:     "dns",
+		Applies:  always,
+		Breakage: "a NetworkPolicy denies every ingress to the CoreDNS pods (UDP and TCP 53), in effect in their agents",
+		Expect:   kindNoAnswer,
+		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
+			np := &networkingv1.NetworkPolicy{
+				ObjectMeta: metav1.ObjectMeta{Name: "v6lab-deny-dns", Namespace: "kube-system"},
+				Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: kube.DNSLabels},
+					PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}},
+			}
+			restore := func(ctx context.Context) error {
+				if err := x.Client.NetworkingV1().NetworkPolicies(np.Namespace).Delete(ctx, np.Name, metav1.DeleteOptions{}); err != nil {
+					return err
+				}
+				return x.WaitIngressEnforcement(ctx, np.Namespace, false, 2*time.Minute)
+			}
+			if _, err := x.Client.NetworkingV1().NetworkPolicies(np.Namespace).Create(ctx, np, metav1.CreateOptions{}); err != nil {
+				return nil, err
+			}
+			return restore, x.WaitIngressEnforcement(ctx, np.Namespace, true, 2*time.Minute)
+		},
+		Run: runDNS,
+	}
+}
+
+// Failure kinds of the dns check.
+const (
+	kindNoAnswer    = "no-answer"    // a query got no answer
+	kindWrongAnswer = "wrong-answer" // an answer other than the Service's address(es)
+	kindResolvConf  = "resolv-conf"  // the pod's nameserver is not the cluster DNS
+	kindDNSNotSeen  = "dns-not-seen" // the wire does not show the exchange with a CoreDNS pod
+)
+
+// dnsQuery is one query of the check and the addresses it must get ([]: none).
+type dnsQuery struct {
+	from Pod
+	name string
+	typ  string
+	tcp  bool
+	want []string
+}
+
+func runDNS(ctx context.Context, x *Lab, control bool) (Result, error) {
+	r := Result{Pass: true, Reason: "ok"}
+	dnsPods, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-dns"})
+	if err != nil {
+		return r, err
+	}
+	servers := map[netip.Addr]bool{}
+	for _, p := range dnsPods.Items {
+		if a, err := netip.ParseAddr(p.Status.PodIP); err == nil && p.Status.Phase == "Running" {
+			servers[a] = true
+		}
+	}
+	if len(servers) == 0 {
+		return r, fmt.Errorf("no CoreDNS pod runs (kube-system, k8s-app=kube-dns)")
+	}
+	queries, err := dnsQueries(ctx, x)
+	if err != nil {
+		return r, err
+	}
+	ifaces, err := x.PodIfaces(ctx)
+	if err != nil {
+		return r, err
+	}
+	var points []string
+	for _, q := range queries {
+		pt, ok := ifaces[q.from.IP]
+		if !ok {
+			return r, fmt.Errorf("no agent knows the veth of %s (%s)", q.from.Name, q.from.IP)
+		}
+		if !slices.Contains(points, pt) {
+			points = append(points, pt)
+		}
+	}
+	answered := 0
+	caps, err := x.Capture(ctx, "dns"+suffix(control), capture.Filter{IPv6Only: true}, points, func() error {
+		for _, q := range queries {
+			args := []string{"v6lab-probe", "dns", "--name", q.name, "--type", q.typ, "--timeout", "2s"}
+			if q.tcp {
+				args = append(args, "--tcp")
+			}
+			out, perr := x.PodExec(ctx, q.from, args...)
+			var s probewire.DNSSummary
+			if err := decodeJSON(out, &s); err != nil {
+				return fmt.Errorf("dns from %s: %w (%v)", q.from.Name, err, perr)
+			}
+			judgeAnswer(x, q, s, &r)
+			if s.RCode != "" {
+				answered++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	r.pcaps(caps)
+	// On the wire: each querying pod's exchanges on port 53 with a CoreDNS pod (or the
+	// cluster DNS address itself, where a packet is translated after the veth).
+	for _, pt := range points {
+		var q, a, viaPod int
+		for _, p := range caps[pt].Packets {
+			switch {
+			case !p.IPv6:
+			case p.DstPort == 53 && (servers[p.Dst] || p.Dst == x.Plan.ClusterDNS):
+				q++
+			case p.SrcPort == 53 && (servers[p.Src] || p.Src == x.Plan.ClusterDNS) && (p.Proto != 6 || p.Payload > 0):
+				a++
+				if servers[p.Src] {
+					viaPod++
+				}
+			}
+		}
+		r.figure("wire_queries_"+pt, float64(q))
+		r.figure("wire_answers_"+pt, float64(a))
+		if q == 0 {
+			r.fail(kindDNSNotSeen, "%s: no query to the cluster DNS on the wire", pt)
+		}
+		if !control && viaPod == 0 {
+			r.fail(kindDNSNotSeen, "%s: no answer from a CoreDNS pod (%v) on the wire", pt, slices.Collect(maps.Keys(servers)))
+		}
+	}
+	r.figure("queries", float64(len(queries)))
+	r.figure("answered", float64(answered))
+	return r, nil
+}
+
+// dnsQueries are the check's queries from one echo pod of each application.
+func dnsQueries(ctx context.Context, x *Lab) ([]dnsQuery, error) {
+	fqdn := func(svc, ns string) string { return svc + "." + ns + ".svc.cluster.local" }
+	var out []dnsQuery
+	for i, app := range x.Plan.Apps {
+		pods, err := x.Pods(ctx, app.Namespace, EchoName)
+		if err != nil || len(pods) == 0 {
+			return nil, fmt.Errorf("%s: no echo pod to query from (%v)", app.Namespace, err)
+		}
+		from := pods[0]
+		other := x.Plan.Apps[(i+1)%len(x.Plan.Apps)].Namespace
+		own, err := x.Client.CoreV1().Services(app.Namespace).Get(ctx, EchoName, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		theirs, err := x.Client.CoreV1().Services(other).Get(ctx, EchoName, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		var podIPs []string
+		for _, p := range pods {
+			podIPs = append(podIPs, p.IP.String())
+		}
+		slices.Sort(podIPs)
+		out = append(out,
+			dnsQuery{from: from, name: fqdn(EchoName, app.Namespace), typ: "AAAA", want: []string{own.Spec.ClusterIP}},
+			dnsQuery{from: from, name: fqdn(EchoName, other), typ: "AAAA", want: []string{theirs.Spec.ClusterIP}},
+			dnsQuery{from: from, name: fqdn(EchoName, app.Namespace), typ: "AAAA", tcp: true, want: []string{own.Spec.ClusterIP}},
+			dnsQuery{from: from, name: fqdn(EchoName, app.Namespace), typ: "A", want: []string{}},
+			dnsQuery{from: from, name: fqdn(Headless, app.Namespace), typ: "AAAA", want: podIPs})
+	}
+	return out, nil
+}
+
+// judgeAnswer judges one query's answer into r.
+func judgeAnswer(x *Lab, q dnsQuery, s probewire.DNSSummary, r *Result) {
+	proto := "udp"
+	if q.tcp {
+		proto = "tcp"
+	}
+	what := fmt.Sprintf("%s %s (%s) from %s", q.typ, q.name, proto, q.from.Name)
+	if want := net.JoinHostPort(x.Plan.ClusterDNS.String(), "53"); s.Server != want {
+		r.fail(kindResolvConf, "%s: the pod's nameserver is %s, not the cluster DNS %s", what, s.Server, want)
+	}
+	switch {
+	case s.RCode == "":
+		r.fail(kindNoAnswer, "%s: no answer (%s)", what, s.Error)
+	case s.RCode != "Success":
+		r.fail(kindWrongAnswer, "%s: %s", what, s.RCode)
+	case !slices.Equal(s.Answers, q.want):
+		r.fail(kindWrongAnswer, "%s: answered %v, want %v", what, s.Answers, q.want)
+	}
+}
