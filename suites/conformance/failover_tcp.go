@@ -57,6 +57,7 @@ func judgeTCP(x *Lab, f failure, run failoverRun, r *Result) error {
 			}
 		}
 	}
+	dsr := x.Lab.Spec.Spec.LoadBalancer.Mode == spec.LBModeDSR
 	var conns, through, survived, onNode, onNodeSurvived, reset int
 	stall, onNodeStall := 0.0, 0.0
 	for _, s := range streams {
@@ -73,7 +74,9 @@ func judgeTCP(x *Lab, f failure, run failoverRun, r *Result) error {
 		if !crossing[port] {
 			continue
 		}
-		if answeredBy[port] == run.entry {
+		// With DSR the node that answers is the backend's; with SNAT every reply
+		// returns through the entry node, which then tells nothing of the backend.
+		if dsr && answeredBy[port] == run.entry {
 			onNode++
 			if ok {
 				onNodeSurvived++
@@ -100,9 +103,11 @@ func judgeTCP(x *Lab, f failure, run failoverRun, r *Result) error {
 	r.figure("tcp_through_"+f.name, float64(through))
 	r.figure("tcp_survived_"+f.name, float64(survived))
 	r.figure("tcp_stall_ms_"+f.name, stall)
-	r.figure("tcp_backend_on_node_"+f.name, float64(onNode))
-	r.figure("tcp_backend_on_node_survived_"+f.name, float64(onNodeSurvived))
-	r.figure("tcp_backend_on_node_stall_ms_"+f.name, onNodeStall)
+	if dsr {
+		r.figure("tcp_backend_on_node_"+f.name, float64(onNode))
+		r.figure("tcp_backend_on_node_survived_"+f.name, float64(onNodeSurvived))
+		r.figure("tcp_backend_on_node_stall_ms_"+f.name, onNodeStall)
+	}
 	r.figure("tcp_reset_"+f.name, float64(reset))
 	// How far one stall spreads by itself: a connection held up by an outage of D
 	// retransmits with its timer doubling from 200 ms, so the data flows again between
@@ -113,8 +118,12 @@ func judgeTCP(x *Lab, f failure, run failoverRun, r *Result) error {
 	outage := time.Duration(r.Figures["outage_ms_"+f.name]) * time.Millisecond
 	r.figure(reports.SpreadOf("tcp_stall_ms_"+f.name), float64((outage + 200*time.Millisecond).Milliseconds()))
 	r.config(reports.SpreadOf("tcp_backend_on_node_stall_ms_"+f.name), float64(run.total.Milliseconds()+5000))
-	r.Evidence = append(r.Evidence, reports.Evidence{File: run.caps[x.HostLink("client")].File, Time: run.faultAt,
-		Note: fmt.Sprintf("%s on %s: %d TCP connections to %s; %d crossed the node toward a backend elsewhere: %d survived (longest stall %.0f ms); %d had their backend on the node: %d survived (longest stall %.0f ms); %d reset",
-			f.name, run.entry, conns, run.tcpVIP, through, survived, stall, onNode, onNodeSurvived, onNodeStall, reset)})
+	note := fmt.Sprintf("%s on %s: %d TCP connections to %s; %d crossed the node toward a backend elsewhere: %d survived (longest stall %.0f ms); %d had their backend on the node: %d survived (longest stall %.0f ms); %d reset",
+		f.name, run.entry, conns, run.tcpVIP, through, survived, stall, onNode, onNodeSurvived, onNodeStall, reset)
+	if !dsr {
+		note = fmt.Sprintf("%s on %s: %d TCP connections to %s (SNAT: their replies return through the entry node); %d crossed the node: %d survived (longest stall %.0f ms); %d reset",
+			f.name, run.entry, conns, run.tcpVIP, through, survived, stall, reset)
+	}
+	r.Evidence = append(r.Evidence, reports.Evidence{File: run.caps[x.HostLink("client")].File, Time: run.faultAt, Note: note})
 	return nil
 }

@@ -14,12 +14,12 @@ import (
 )
 
 // tcpRun is a failover run of the default lab with three connections through agent1,
-// which fails at t0+1s and is back at t0+11s: port 41000 is answered by agent3 (DSR:
-// its replies leave agent3) and lives on; 41001 is answered by agent3 and is reset
+// which fails at t0+1s and is back at t0+11s: port 41000 is answered by agent2 (DSR:
+// its replies leave agent2) and lives on; 41001 is answered by agent2 and is reset
 // (reset) or falls silent (lost) after the fault; 41002 is answered by agent1 itself
 // and falls silent (its backend is on the failed node: reported, not failed).
-func tcpRun(t *testing.T, ending string) (*Lab, failoverRun) {
-	l, err := lab.Load("")
+func tcpRun(t *testing.T, ending string, spec ...string) (*Lab, failoverRun) {
+	l, err := lab.Load(append(spec, "")[0])
 	require.NoError(t, err)
 	x := &Lab{Lab: l, Plan: l.Plan}
 	client := l.Plan.HostByRole("client").Address
@@ -35,10 +35,10 @@ func tcpRun(t *testing.T, ending string) (*Lab, failoverRun) {
 		}
 		return p
 	}
-	var atClient, agent1, agent3 []verdict.Packet
+	var atClient, agent1, agent2 []verdict.Packet
 	for _, port := range []uint16{41000, 41001, 41002} {
 		atClient = append(atClient, seg(0, true, port, verdict.TCPSyn, 0))
-		answer := &agent3
+		answer := &agent2
 		if port == 41002 {
 			answer = &agent1
 		}
@@ -61,7 +61,7 @@ func tcpRun(t *testing.T, ending string) (*Lab, failoverRun) {
 	}
 	run.caps[x.HostLink("client")] = Captured{Packets: atClient}
 	run.caps[x.Uplink("agent1")] = Captured{Packets: agent1}
-	run.caps[x.Uplink("agent3")] = Captured{Packets: agent3}
+	run.caps[x.Uplink("agent2")] = Captured{Packets: agent2}
 	return x, run
 }
 
@@ -79,4 +79,18 @@ func TestJudgeTCP(t *testing.T) {
 		assert.Equal(t, 1.0, r.Figures["tcp_backend_on_node_link-down"])
 		assert.Equal(t, 0.0, r.Figures["tcp_backend_on_node_survived_link-down"])
 	}
+}
+
+// In SNAT mode (the tunnel lab) the load balancer promises nothing across a change of
+// entry node: a reset is reported, not failed, and every connection that crossed the
+// node counts as one (the node that answers is always the entry node).
+func TestJudgeTCPWithSNAT(t *testing.T) {
+	x, run := tcpRun(t, "reset", "embedded:tunnel")
+	r := Result{Pass: true}
+	require.NoError(t, judgeTCP(x, failoverFailures[0], run, &r))
+	assert.True(t, r.Pass, r.Reason)
+	assert.Equal(t, 3.0, r.Figures["tcp_through_link-down"])
+	assert.Equal(t, 1.0, r.Figures["tcp_survived_link-down"])
+	assert.Equal(t, 1.0, r.Figures["tcp_reset_link-down"])
+	assert.NotContains(t, r.Figures, "tcp_backend_on_node_link-down")
 }
