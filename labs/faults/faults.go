@@ -192,6 +192,12 @@ func (e Env) DropStream(router, iface string, port uint16, table string) Fault {
 	return e.Nft(fmt.Sprintf("drop udp/%d out of %s", port, iface), router, table, DropUDP(table, iface, port))
 }
 
+// DropBFD drops the BFD control packets a router receives on iface: its BFD session
+// over that link goes down (and BGP with it, where BFD guards the session).
+func (e Env) DropBFD(router, iface, table string) Fault {
+	return e.Nft("drop BFD on "+iface, router, table, DropToLocalUDP(table, iface, 3784))
+}
+
 // NodeFreeze is a node that dies without its link going down: its link silenced on its
 // router (a frozen container's kernel datapath would go on forwarding) and its
 // container paused, so that only BFD or the BGP hold timer finds out. The undo unpauses
@@ -258,6 +264,15 @@ func DropUDP(table, iface string, port uint16) string {
 	return fmt.Sprintf(`add table inet %[1]s
 add chain inet %[1]s forward_c { type filter hook forward priority -300; }
 add rule inet %[1]s forward_c oifname %[2]s udp dport %[3]d drop
+`, table, iface, port)
+}
+
+// DropToLocalUDP is an nft script that drops the UDP packets to port that a router
+// receives for itself on iface (BFD's control packets, port 3784).
+func DropToLocalUDP(table, iface string, port uint16) string {
+	return fmt.Sprintf(`add table inet %[1]s
+add chain inet %[1]s input_c { type filter hook input priority -300; }
+add rule inet %[1]s input_c iifname %[2]s udp dport %[3]d drop
 `, table, iface, port)
 }
 

@@ -47,10 +47,10 @@ type Plan struct {
 	// ClusterDNS is the cluster DNS Service's ClusterIP (kube-system/kube-dns): the
 	// service range's tenth address, as kubeadm and k3s pick it; every kubelet's
 	// clusterDNS.
-	ClusterDNS netip.Addr `json:"clusterDNS"`
-	PodMaskSize int          `json:"podMaskSize"`
-	ClusterASN  uint32       `json:"clusterASN"`
-	Management  Management   `json:"management"`
+	ClusterDNS  netip.Addr `json:"clusterDNS"`
+	PodMaskSize int        `json:"podMaskSize"`
+	ClusterASN  uint32     `json:"clusterASN"`
+	Management  Management `json:"management"`
 
 	Apps         []App         `json:"applications"`
 	Routers      []Router      `json:"routers"`

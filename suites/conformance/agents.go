@@ -145,7 +145,8 @@ func (x *Lab) ingressEnforcement(ctx context.Context, ns string) (map[string]str
 	byIP := map[netip.Addr]string{}
 	for _, p := range pods.Items {
 		ip, err := netip.ParseAddr(p.Status.PodIP)
-		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && err == nil {
+		// A pod on the host's network (Cilium's own, in kube-system) has no endpoint.
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && err == nil && !p.Spec.HostNetwork {
 			state[p.Name] = "absent"
 			byIP[ip] = p.Name
 		}

@@ -2,18 +2,16 @@ package conformance
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
-	"strings"
 
+	"v6lab.dev/v6lab/labs/faults"
 	"v6lab.dev/v6lab/labs/runtime"
 	"v6lab.dev/v6lab/labs/spec"
 )
 
 // With BFD in the spec, every router has an up BFD session with each MetalLB speaker it
-// peers with (vtysh `show bfd peers json`). Control: one BGPPeer loses its BFD profile.
+// peers with (vtysh `show bfd peers json`). Control: one router drops the BFD packets of one node's link.
 func bfdSessions() Check {
-	var peerName string
 	return Check{
 		Name: "bfd-sessions",
 		Applies: func(x *Lab) string {
@@ -26,30 +24,21 @@ func bfdSessions() Check {
 			}
 			return ""
 		},
-		Breakage: "one BGPPeer's bfdProfile removed (MetalLB stops BFD on that session)",
+		// MetalLB v0.15.2 keeps BFD on a session whose BGPPeer loses its bfdProfile
+		// (with the default timers): the earlier control, which removed the profile,
+		// passed only on the session's restart during the reload.
+		Breakage: "the first node's router drops the BFD packets it receives from that node's link (BGP and routes otherwise untouched)",
 		Expect:   kindBFDDown,
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
 			n := x.Plan.KubeNodes[0]
-			peerName = n.Name + "-" + n.Router
-			profile, err := x.kubectl(ctx, "", "-n", "metallb-system", "get", "bgppeers.metallb.io", peerName, "-o", "jsonpath={.spec.bfdProfile}")
-			if err != nil {
-				return nil, err
-			}
-			patch := func(ctx context.Context, v string) error {
-				body := `{"spec":{"bfdProfile":null}}`
-				if v != "" {
-					body = fmt.Sprintf(`{"spec":{"bfdProfile":%q}}`, v)
-				}
-				_, err := x.kubectl(ctx, "", "-n", "metallb-system", "patch", "bgppeers.metallb.io", peerName, "--type", "merge", "-p", body)
-				return err
-			}
+			undo, err := faults.Inject(ctx, x.Faults().DropBFD(n.Router, n.RouterIface, "v6lab_bfd"))
 			restore := func(ctx context.Context) error {
-				if err := patch(ctx, strings.TrimSpace(profile)); err != nil {
+				if err := undo(); err != nil {
 					return err
 				}
 				return restored(ctx, x, "BFD", bfdOnce)
 			}
-			return restore, patch(ctx, "")
+			return restore, err
 		},
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
 			return settle(ctx, x, control, bfdOnce)
