@@ -14,33 +14,33 @@ import (
 // UDPFrame builds an Ethernet/IPv6/UDP frame, for tests and benchmarks (and for
 // checking the analyzers against frames whose content is known exactly).
 func UDPFrame(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
-	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
-		EthernetType: layers.EthernetTypeIPv6}
-	ip := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolUDP, HopLimit: 64,
-		SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
 	udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
-	_ = udp.SetNetworkLayerForChecksum(ip)
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
-		eth, ip, udp, gopacket.Payload(payload)); err != nil {
-		panic(err)
-	}
-	return buf.Bytes()
+	return ipv6Frame(src, dst, layers.IPProtocolUDP, udp, payload)
 }
 
 // TCPFrame builds an Ethernet/IPv6/TCP segment with the given flags (TCPSyn, ...),
 // sequence number and payload.
 func TCPFrame(src, dst netip.AddrPort, flags uint8, seq uint32, payload []byte) []byte {
-	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
-		EthernetType: layers.EthernetTypeIPv6}
-	ip := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolTCP, HopLimit: 64,
-		SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice()}
 	tcp := &layers.TCP{SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()), Seq: seq, Window: 65535,
 		FIN: flags&TCPFin != 0, SYN: flags&TCPSyn != 0, RST: flags&TCPRst != 0, ACK: flags&TCPAck != 0}
-	_ = tcp.SetNetworkLayerForChecksum(ip)
+	return ipv6Frame(src.Addr(), dst.Addr(), layers.IPProtocolTCP, tcp, payload)
+}
+
+// transport is a UDP or TCP layer, whose checksum covers the IPv6 pseudo-header.
+type transport interface {
+	gopacket.SerializableLayer
+	SetNetworkLayerForChecksum(gopacket.NetworkLayer) error
+}
+
+// ipv6Frame serializes Ethernet/IPv6/l4/payload with lengths and checksums computed.
+func ipv6Frame(src, dst netip.Addr, proto layers.IPProtocol, l4 transport, payload []byte) []byte {
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
+		EthernetType: layers.EthernetTypeIPv6}
+	ip := &layers.IPv6{Version: 6, NextHeader: proto, HopLimit: 64, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	_ = l4.SetNetworkLayerForChecksum(ip)
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
-		eth, ip, tcp, gopacket.Payload(payload)); err != nil {
+		eth, ip, l4, gopacket.Payload(payload)); err != nil {
 		panic(err)
 	}
 	return buf.Bytes()
