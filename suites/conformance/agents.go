@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
@@ -178,6 +179,29 @@ func (x *Lab) ingressEnforcement(ctx context.Context, ns string) (map[string]str
 		}
 	}
 	return state, nil
+}
+
+// denyIngress creates a NetworkPolicy denying all ingress to the pods of ns that
+// selector selects (nil: every pod) and waits until every endpoint's agent realized
+// it — in effect, never after a fixed sleep (a tunnel-mode CI run ran a control before
+// its policy was enforced, and the control passed). restore deletes it and waits until
+// it is lifted the same way.
+func (x *Lab) denyIngress(ctx context.Context, ns, name string, selector map[string]string) (restore func(context.Context) error, err error) {
+	np := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: selector},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}},
+	}
+	restore = func(ctx context.Context) error {
+		if err := x.Client.NetworkingV1().NetworkPolicies(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			return err
+		}
+		return x.WaitIngressEnforcement(ctx, ns, false, 2*time.Minute)
+	}
+	if _, err := x.Client.NetworkingV1().NetworkPolicies(ns).Create(ctx, np, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	return restore, x.WaitIngressEnforcement(ctx, ns, true, 2*time.Minute)
 }
 
 // WaitIngressEnforcement waits until every pod of a namespace has its endpoint's

@@ -7,10 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"time"
 
 	"github.com/gopacket/gopacket/layers"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	probewire "v6lab.dev/v6lab/fixtures/probe/wire"
@@ -32,21 +30,7 @@ func dns() Check {
 		Breakage: "a NetworkPolicy denies every ingress to the CoreDNS pods (UDP and TCP 53), in effect in their agents",
 		Expect:   kindNoAnswer,
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
-			np := &networkingv1.NetworkPolicy{
-				ObjectMeta: metav1.ObjectMeta{Name: "v6lab-deny-dns", Namespace: "kube-system"},
-				Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: kube.DNSLabels},
-					PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}},
-			}
-			restore := func(ctx context.Context) error {
-				if err := x.Client.NetworkingV1().NetworkPolicies(np.Namespace).Delete(ctx, np.Name, metav1.DeleteOptions{}); err != nil {
-					return err
-				}
-				return x.WaitIngressEnforcement(ctx, np.Namespace, false, 2*time.Minute)
-			}
-			if _, err := x.Client.NetworkingV1().NetworkPolicies(np.Namespace).Create(ctx, np, metav1.CreateOptions{}); err != nil {
-				return nil, err
-			}
-			return restore, x.WaitIngressEnforcement(ctx, np.Namespace, true, 2*time.Minute)
+			return x.denyIngress(ctx, "kube-system", "v6lab-deny-dns", kube.DNSLabels)
 		},
 		Run: runDNS,
 	}

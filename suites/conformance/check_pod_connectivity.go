@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/reports"
 )
@@ -25,24 +22,7 @@ func podConnectivity() Check {
 		Breakage: "a NetworkPolicy denying all ingress in the second application's namespace",
 		Expect:   kindUnanswered,
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
-			ns := x.Plan.Apps[len(x.Plan.Apps)-1].Namespace
-			np := &networkingv1.NetworkPolicy{
-				ObjectMeta: metav1.ObjectMeta{Name: "v6lab-deny-all", Namespace: ns},
-				Spec:       networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}},
-			}
-			// In effect, and lifted again, as every endpoint's agent realized it — never
-			// after a fixed sleep (a tunnel-mode CI run ran the control before the
-			// policy was enforced, and the control passed).
-			restore := func(ctx context.Context) error {
-				if err := x.Client.NetworkingV1().NetworkPolicies(ns).Delete(ctx, np.Name, metav1.DeleteOptions{}); err != nil {
-					return err
-				}
-				return x.WaitIngressEnforcement(ctx, ns, false, 2*time.Minute)
-			}
-			if _, err := x.Client.NetworkingV1().NetworkPolicies(ns).Create(ctx, np, metav1.CreateOptions{}); err != nil {
-				return nil, err
-			}
-			return restore, x.WaitIngressEnforcement(ctx, ns, true, 2*time.Minute)
+			return x.denyIngress(ctx, x.Plan.Apps[len(x.Plan.Apps)-1].Namespace, "v6lab-deny-all", nil)
 		},
 		Run: runPodConnectivity,
 	}
