@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,13 +26,15 @@ import (
 	"v6lab.dev/v6lab/labs/xexec"
 )
 
-// Cilium in native routing with multi-pool IPAM and its BGP control plane: every pod gets
-// a GUA from its application's /64, pods reach each other across nodes and the world
-// host with their own address (the world host echoes the source it saw), the routers
-// learn the pod pools from the nodes, and nothing host-wide changes.
+// The lab's nodes first, without a CNI (checkNodes); then `up` again on the running lab
+// adds Cilium, in native routing with multi-pool IPAM and its BGP control plane: every
+// pod gets a GUA from its application's /64, pods reach each other across nodes and the
+// world host with their own address (the world host echoes the source it saw), the
+// routers learn the pod pools from the nodes, and nothing host-wide changes.
 func TestCiliumNativeRouting(t *testing.T) {
 	o := integration(t)
 	o.UnderlayOnly = false
+	o.NoCNI = true
 	requireBuilt(t, o, "k8s/kubelet", "cilium/chart")
 	guardHostSysctls(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
@@ -42,6 +45,13 @@ func TestCiliumNativeRouting(t *testing.T) {
 		assert.Empty(t, leftovers(context.Background(), l.Plan.Lab, planContainers(l.Plan)))
 	})
 	require.NoError(t, Up(ctx, l, o))
+	checkNodes(ctx, t, o, l)
+	if t.Failed() {
+		return
+	}
+	o.NoCNI = false
+	require.NoError(t, Up(ctx, l, o), "up again on the running lab adds Cilium")
+	assert.Contains(t, o.Out.(*bytes.Buffer).String(), "already running", "the second up deploys nothing again")
 	kc := o.Kubeconfig(l.Plan.Lab)
 
 	// A readiness wait that times out says why: each agent's status and log.

@@ -18,6 +18,7 @@ import (
 
 	"v6lab.dev/v6lab/fixtures"
 	"v6lab.dev/v6lab/labs/images"
+	"v6lab.dev/v6lab/labs/lab"
 )
 
 // volatile are /proc/sys entries that change by themselves.
@@ -73,24 +74,11 @@ func requireBuilt(t *testing.T, o Options, paths ...string) {
 	}
 }
 
-// The offline "upstream" distribution: every node registers under its planned GUA, a
-// host-network pod runs on each, the client reaches each node's data-plane address, and
-// neither up nor down changes any host-wide kernel setting.
-func TestKubernetesNodes(t *testing.T) {
-	o := integration(t)
-	o.UnderlayOnly = false
-	o.NoCNI = true // this test is about the nodes; Cilium has its own
-	requireBuilt(t, o, "k8s/kubelet")
-	guardHostSysctls(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	l := testLab(t, "itest-k8s")
-	t.Cleanup(func() {
-		assert.NoError(t, Down(context.Background(), l.Plan.Lab, o))
-		assert.Empty(t, leftovers(context.Background(), l.Plan.Lab, planContainers(l.Plan)))
-	})
-	require.NoError(t, Up(ctx, l, o))
-
+// checkNodes: the offline "upstream" distribution, on a lab brought up without a CNI:
+// every node registers under its planned GUA, a host-network pod runs on each, and the
+// client reaches each node's data-plane address. (TestCiliumNativeRouting runs it
+// before it adds Cilium to the same lab: one lab for both, a minute of make test less.)
+func checkNodes(ctx context.Context, t *testing.T, o Options, l *lab.Lab) {
 	c, err := Client(o.Kubeconfig(l.Plan.Lab))
 	require.NoError(t, err)
 	states, err := nodeStates(ctx, c)
@@ -144,5 +132,6 @@ func TestKubernetesNodes(t *testing.T) {
 		assert.Contains(t, out, `"received":5`, "client -> %s host-network pod", n.Name)
 	}
 	memory, _ := docker(ctx, 20*time.Second, "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}")
-	t.Logf("memory of the running cluster:\n%s", memory)
+	t.Logf("memory of the running cluster (no CNI):\n%s", memory)
+	require.NoError(t, c.AppsV1().DaemonSets("default").Delete(ctx, "hostnet-probe", metav1.DeleteOptions{}))
 }

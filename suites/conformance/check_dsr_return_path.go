@@ -15,17 +15,8 @@ import (
 // a Service in SNAT forwarding mode, where replies go back through the entry node.
 func dsrReturnPath() Check {
 	return Check{
-		Name: "dsr-return-path",
-		Applies: func(x *Lab) string {
-			s := x.Lab.Spec.Spec
-			if s.Datapath != spec.DatapathNative {
-				return "DSR applies to native routing only (tunnel mode uses SNAT forwarding)"
-			}
-			if s.LoadBalancer.Mode != spec.LBModeDSR {
-				return "the lab's load balancer mode is " + string(s.LoadBalancer.Mode) + ", not dsr"
-			}
-			return ""
-		},
+		Name:    "dsr-return-path",
+		Applies: forwardsWithDSR,
 		Variant: "the same backend behind a Service in SNAT forwarding mode (service.cilium.io/forwarding-mode: snat): its replies go back through the entry node",
 		Expect:  kindReplyOnEntryNode,
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
@@ -84,6 +75,18 @@ func dsrReturnPath() Check {
 			return r, nil
 		},
 	}
+}
+
+// forwardsWithDSR says why the lab's load balancer does not forward with DSR.
+func forwardsWithDSR(x *Lab) string {
+	s := x.Lab.Spec.Spec
+	if s.Datapath != spec.DatapathNative {
+		return "DSR applies to native routing only (tunnel mode uses SNAT forwarding)"
+	}
+	if s.LoadBalancer.Mode != spec.LBModeDSR {
+		return "the lab's load balancer mode is " + string(s.LoadBalancer.Mode) + ", not dsr"
+	}
+	return ""
 }
 
 func lastElem(p string) string {

@@ -31,10 +31,11 @@ import (
 
 // Ports the echo workload serves (v6lab-probe serve) and its Services expose.
 const (
-	ProbePort = 9000 // UDP probes (answered with the source the responder saw)
-	HTTPPort  = 80   // Service port for HTTP (the pods serve 8080)
-	TCPPort   = 9001 // TCP echo (long-lived connections)
-	podHTTP   = 8080
+	ProbePort  = 9000 // UDP probes (answered with the source the responder saw)
+	HTTPPort   = 80   // Service port for HTTP (the pods serve 8080)
+	TCPPort    = 9001 // TCP echo (long-lived connections)
+	podHTTP    = 8080
+	healthPort = 8081 // readiness (removal-echo pods: v6lab-probe serve --health)
 )
 
 // Lab is a running lab as the suite sees it.

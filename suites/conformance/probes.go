@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	probewire "v6lab.dev/v6lab/fixtures/probe/wire"
 )
@@ -22,9 +23,28 @@ type HTTPSummary = probewire.HTTPSummary
 // Failed requests make the probe exit non-zero: its summary is the verdict, so only a
 // run without one is an error.
 func (x *Lab) ProbeHTTP(ctx context.Context, member string, vip netip.Addr, count int) (HTTPSummary, error) {
+	return x.ProbeHTTPTo(ctx, member, netip.AddrPortFrom(vip, HTTPPort), count, 2*time.Second)
+}
+
+// ProbeHTTPTo is ProbeHTTP to any address and port (a NodePort), each request
+// waiting at most timeout.
+func (x *Lab) ProbeHTTPTo(ctx context.Context, member string, to netip.AddrPort, count int, timeout time.Duration) (HTTPSummary, error) {
+	out, err := x.Exec(ctx, member, httpArgs(to, count, timeout)...)
+	return httpSummary(out, err)
+}
+
+// PodProbeHTTP is ProbeHTTPTo from a pod (kubectl exec).
+func (x *Lab) PodProbeHTTP(ctx context.Context, p Pod, to netip.AddrPort, count int, timeout time.Duration) (HTTPSummary, error) {
+	out, err := x.PodExec(ctx, p, httpArgs(to, count, timeout)...)
+	return httpSummary(out, err)
+}
+
+func httpArgs(to netip.AddrPort, count int, timeout time.Duration) []string {
+	return []string{"v6lab-probe", "http", "--url", fmt.Sprintf("http://%s/", to), "--count", fmt.Sprint(count), "--timeout", timeout.String()}
+}
+
+func httpSummary(out string, err error) (HTTPSummary, error) {
 	var hs HTTPSummary
-	out, err := x.Exec(ctx, member, "v6lab-probe", "http", "--url", fmt.Sprintf("http://[%s]:%d/", vip, HTTPPort),
-		"--count", fmt.Sprint(count), "--timeout", "2s")
 	if jerr := decodeJSON(out, &hs); jerr != nil {
 		return hs, fmt.Errorf("http: %w (%v)", jerr, err)
 	}
@@ -35,8 +55,18 @@ func (x *Lab) ProbeHTTP(ctx context.Context, member string, vip netip.Addr, coun
 // (--count, --interval, --wait, --duration); like ProbeHTTP, lost probes are in the
 // summary, not an error.
 func (x *Lab) ProbeUDP(ctx context.Context, member string, to netip.AddrPort, opts ...string) (ProbeSummary, error) {
-	var ps ProbeSummary
 	out, err := x.Exec(ctx, member, append([]string{"v6lab-probe", "send", "--to", to.String()}, opts...)...)
+	return sendSummary(out, err)
+}
+
+// PodProbeUDP is ProbeUDP from a pod (kubectl exec).
+func (x *Lab) PodProbeUDP(ctx context.Context, p Pod, to netip.AddrPort, opts ...string) (ProbeSummary, error) {
+	out, err := x.PodExec(ctx, p, append([]string{"v6lab-probe", "send", "--to", to.String()}, opts...)...)
+	return sendSummary(out, err)
+}
+
+func sendSummary(out string, err error) (ProbeSummary, error) {
+	var ps ProbeSummary
 	if jerr := decodeJSON(out, &ps); jerr != nil {
 		return ps, fmt.Errorf("send: %w (%v)", jerr, err)
 	}

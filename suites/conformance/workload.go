@@ -26,6 +26,14 @@ const (
 	SNATSvc  = "dsr-snat"      // the same backend, SNAT forwarding (the DSR check's control)
 	LocalSvc = "dsr-local"     // the same backend, externalTrafficPolicy Local
 	Headless = "echo-headless" // every application: its echo pods behind a headless Service (DNS answers the pods)
+	Affinity = "echo-affinity" // first application: its echo pods behind a LoadBalancer Service with ClientIP affinity
+	// RemovalName: first application, one echo pod per node with a readiness probe
+	// (GET /ready), behind RemovalSvc; RemovalKeepSvc publishes them even when unready
+	// (backend-removal's control creates it for its run: a Service that keeps a
+	// backend keeps Cilium's flows on it, even those of another Service).
+	RemovalName    = "removal-echo"
+	RemovalSvc     = "removal"
+	RemovalKeepSvc = "removal-unready"
 )
 
 // Pod is a running pod of the suite's workload.
@@ -49,6 +57,14 @@ func (x *Lab) echoDeployment(ns, name string, replicas int32, node string) *apps
 		spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{MaxSkew: 1,
 			TopologyKey: "kubernetes.io/hostname", WhenUnsatisfiable: corev1.DoNotSchedule,
 			LabelSelector: &metav1.LabelSelector{MatchLabels: labels(name)}}}
+	}
+	if name == RemovalName {
+		c := &spec.Containers[0]
+		c.Command = append(c.Command, "--health", fmt.Sprintf(":%d", healthPort))
+		c.ReadinessProbe = &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstrPort(healthPort)}},
+			PeriodSeconds: 1, FailureThreshold: 1, SuccessThreshold: 1, TimeoutSeconds: 1,
+		}
 	}
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -92,6 +108,12 @@ func headlessService(ns, name, app string) *corev1.Service {
 	}
 }
 
+// affinityService keeps each client on one backend (sessionAffinity: ClientIP).
+func affinityService(s *corev1.Service) *corev1.Service {
+	s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+	return s
+}
+
 func localService(s *corev1.Service) *corev1.Service {
 	s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
 	return s
@@ -117,6 +139,13 @@ func (x *Lab) Deploy(ctx context.Context) error {
 		localService(LBService(first, LocalSvc, DSRName, nil))); err != nil {
 		return err
 	}
+	if err := x.applyServices(ctx, affinityService(LBService(first, Affinity, EchoName, nil))); err != nil {
+		return err
+	}
+	if err := x.apply(ctx, x.echoDeployment(first, RemovalName, int32(len(x.Plan.KubeNodes)), ""),
+		LBService(first, RemovalSvc, RemovalName, nil)); err != nil {
+		return err
+	}
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		why := ""
@@ -131,6 +160,14 @@ func (x *Lab) Deploy(ctx context.Context) error {
 			if _, err := x.VIP(ctx, app.Namespace, EchoName); err != nil {
 				why = err.Error()
 			}
+		}
+		for _, svc := range []string{Affinity, RemovalSvc} {
+			if _, err := x.VIP(ctx, first, svc); err != nil {
+				why = err.Error()
+			}
+		}
+		if pods, err := x.Pods(ctx, first, RemovalName); err != nil || len(pods) != len(x.Plan.KubeNodes) {
+			why = fmt.Sprintf("%d of %d %s pods ready (%v)", len(pods), len(x.Plan.KubeNodes), RemovalName, err)
 		}
 		if pods, err := x.Pods(ctx, first, DSRName); err != nil || len(pods) != 1 {
 			why = fmt.Sprintf("the DSR backend is not running (%v)", err)
@@ -153,6 +190,10 @@ func (x *Lab) apply(ctx context.Context, d *appsv1.Deployment, svcs ...*corev1.S
 	if _, err := x.Client.AppsV1().Deployments(d.Namespace).Create(ctx, d, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("deployment %s/%s: %w", d.Namespace, d.Name, err)
 	}
+	return x.applyServices(ctx, svcs...)
+}
+
+func (x *Lab) applyServices(ctx context.Context, svcs ...*corev1.Service) error {
 	for _, s := range svcs {
 		if _, err := x.Client.CoreV1().Services(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("service %s/%s: %w", s.Namespace, s.Name, err)
@@ -201,7 +242,7 @@ func (x *Lab) VIP(ctx context.Context, ns, name string) (netip.Addr, error) {
 func (x *Lab) Cleanup(ctx context.Context) {
 	for _, app := range x.Plan.Apps {
 		_ = x.Client.AppsV1().Deployments(app.Namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
-		for _, n := range []string{EchoName, DSRSvc, SNATSvc, LocalSvc, Headless} {
+		for _, n := range []string{EchoName, DSRSvc, SNATSvc, LocalSvc, Headless, Affinity, RemovalSvc, RemovalKeepSvc} {
 			_ = x.Client.CoreV1().Services(app.Namespace).Delete(ctx, n, metav1.DeleteOptions{})
 		}
 	}

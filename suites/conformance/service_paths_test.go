@@ -1,0 +1,174 @@
+package conformance
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	probewire "v6lab.dev/v6lab/fixtures/probe/wire"
+	"v6lab.dev/v6lab/labs/lab"
+	"v6lab.dev/v6lab/labs/verdict"
+)
+
+// servicePods is the default lab with app-a's echo backends on every node and a
+// sender of app-b on server1.
+func servicePods(t *testing.T) (*Lab, Pod, []Pod) {
+	l, err := lab.Load("")
+	require.NoError(t, err)
+	x := &Lab{Lab: l, Plan: l.Plan}
+	from := Pod{Name: "echo-b", Namespace: "app-b", Node: "server1", IP: netip.MustParseAddr("2001:db8:0:a02::10")}
+	var pods []Pod
+	for i, n := range l.Plan.KubeNodes {
+		pods = append(pods, Pod{Name: "echo-a-" + n.Name, Namespace: "app-a", Node: n.Name,
+			IP: netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0x0a, 0x01, 15: byte(0x10 + i)})})
+	}
+	return x, from, pods
+}
+
+func segment(src, dst netip.AddrPort, proto layers.IPProtocol, flags uint8) verdict.Packet {
+	return verdict.Packet{Time: time.Now(), IPv6: true, Proto: proto, Src: src.Addr(), Dst: dst.Addr(),
+		SrcPort: src.Port(), DstPort: dst.Port(), TCPFlags: flags}
+}
+
+// clusterIPCaps: each backend answers the sender where it shows (a remote one on its
+// node's uplink, the local one on its veth), every request translated on the way.
+func clusterIPCaps(x *Lab, from Pod, pods []Pod, ifaces map[netip.Addr]string, skip string) map[string]Captured {
+	caps := map[string]Captured{}
+	for _, b := range pods {
+		if b.Name == skip {
+			continue
+		}
+		pt := x.Uplink(b.Node)
+		if b.Node == from.Node {
+			pt = ifaces[b.IP]
+		}
+		c := caps[pt]
+		c.Packets = append(c.Packets,
+			segment(netip.AddrPortFrom(b.IP, podHTTP), netip.AddrPortFrom(from.IP, 40000), layers.IPProtocolTCP, verdict.TCPSyn|verdict.TCPAck),
+			segment(netip.AddrPortFrom(b.IP, ProbePort), netip.AddrPortFrom(from.IP, 40001), layers.IPProtocolUDP, 0))
+		caps[pt] = c
+	}
+	return caps
+}
+
+func TestJudgeClusterIP(t *testing.T) {
+	x, from, pods := servicePods(t)
+	ifaces := map[netip.Addr]string{pods[0].IP: "server1:lxc1"}
+	var uplinks []string
+	for _, n := range x.Plan.KubeNodes {
+		uplinks = append(uplinks, x.Uplink(n.Name))
+	}
+	cip := netip.MustParseAddr("fd00:6:96::1234")
+	hs := HTTPSummary{Requests: 3, OK: 3}
+	ps := ProbeSummary{Sent: 3, Received: 3}
+
+	r := Result{Pass: true}
+	judgeClusterIP(x, "app-a", from, pods, cip, uplinks, ifaces, clusterIPCaps(x, from, pods, ifaces, ""), hs, ps, &r)
+	assert.True(t, r.Pass, r.Reason)
+	assert.Equal(t, 0.0, r.Figures["clusterip_on_uplinks_app-a"])
+
+	// The ClusterIP untranslated on the sender's uplink.
+	caps := clusterIPCaps(x, from, pods, ifaces, "")
+	up := caps[x.Uplink("server1")]
+	up.Packets = append(up.Packets, segment(netip.AddrPortFrom(from.IP, 40000), netip.AddrPortFrom(cip, HTTPPort), layers.IPProtocolTCP, verdict.TCPSyn))
+	caps[x.Uplink("server1")] = up
+	r = Result{Pass: true}
+	judgeClusterIP(x, "app-a", from, pods, cip, uplinks, ifaces, caps, hs, ps, &r)
+	assert.Equal(t, []string{kindClusterIPOnWire}, r.Failures, r.Reason)
+
+	// A remote backend that never answered.
+	r = Result{Pass: true}
+	judgeClusterIP(x, "app-a", from, pods, cip, uplinks, ifaces, clusterIPCaps(x, from, pods, ifaces, pods[2].Name), hs, ps, &r)
+	assert.Contains(t, r.Failures, kindBackendUnreached, r.Reason)
+	assert.Contains(t, r.Reason, pods[2].Name)
+}
+
+func TestLastAddr(t *testing.T) {
+	assert.Equal(t, "fd00:6:96::ffff", lastAddr(netip.MustParsePrefix("fd00:6:96::/112")).String())
+	assert.Equal(t, "2001:db8::ffff:ffff:ffff:ffff", lastAddr(netip.MustParsePrefix("2001:db8::1/64")).String())
+}
+
+func TestJudgeAffinity(t *testing.T) {
+	_, _, pods := servicePods(t)
+	client := netip.MustParseAddrPort("[2001:db8:0:e01::2]:40000")
+	vip := netip.MustParseAddr("2001:db8:0:101::3")
+	var points []string
+	for _, p := range pods {
+		points = append(points, p.Node+":lxc-"+p.Name)
+	}
+	caps := func(by ...int) map[string]Captured {
+		out := map[string]Captured{}
+		for _, i := range by {
+			c := out[points[i]]
+			c.Packets = append(c.Packets, segment(netip.AddrPortFrom(pods[i].IP, podHTTP), client, layers.IPProtocolTCP, verdict.TCPSyn|verdict.TCPAck))
+			out[points[i]] = c
+		}
+		return out
+	}
+	hs := HTTPSummary{Requests: 4, OK: 4}
+	r := Result{Pass: true}
+	judgeAffinity(pods, points, caps(1, 1, 1, 1), hs, vip, &r)
+	assert.True(t, r.Pass, r.Reason)
+	assert.Equal(t, 1.0, r.Figures["backends_reached"])
+
+	r = Result{Pass: true}
+	judgeAffinity(pods, points, caps(0, 1, 1, 2), hs, vip, &r)
+	assert.Equal(t, []string{kindSeveralBackends}, r.Failures, r.Reason)
+	assert.Equal(t, 3.0, r.Figures["backends_reached"])
+
+	r = Result{Pass: true}
+	judgeAffinity(pods, points, caps(1, 1), hs, vip, &r)
+	assert.Equal(t, []string{kindNothingSeen}, r.Failures, "fewer SYN-ACKs than connections prove nothing: %s", r.Reason)
+}
+
+// A new connection that reaches a removed backend after the budget fails; the
+// established stream staying on it is measured, not failed; the client's stream gives
+// the loss window.
+func TestJudgeRemoval(t *testing.T) {
+	x, _, pods := servicePods(t)
+	b := pods[1]
+	client := x.Plan.HostByRole("client").Address
+	vip := netip.MustParseAddr("2001:db8:0:101::5")
+	t0 := time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)
+	gone := t0.Add(time.Second)
+	points := []string{x.HostLink("client"), "agent1:lxc-b"}
+	probe := func(at time.Duration, src, dst netip.Addr, reply bool) verdict.Packet {
+		p := segment(netip.AddrPortFrom(src, ProbePort), netip.AddrPortFrom(dst, removalSport), layers.IPProtocolUDP, 0)
+		if !reply {
+			p.SrcPort, p.DstPort = removalSport, ProbePort
+		}
+		p.Time = t0.Add(at)
+		p.Probe = &probewire.Probe{Reply: reply, Seq: uint64(at / (10 * time.Millisecond))}
+		return p
+	}
+	run := func(newConnAt time.Duration) Result {
+		var atClient, atVeth []verdict.Packet
+		for at := time.Duration(0); at < 5*time.Second; at += 10 * time.Millisecond {
+			atClient = append(atClient, probe(at, client, vip, false))
+			if at < 1500*time.Millisecond || at > 1800*time.Millisecond { // 300 ms lost
+				atClient = append(atClient, probe(at+time.Millisecond, vip, client, true))
+			}
+			if at <= 4*time.Second { // the established stream stays on b
+				atVeth = append(atVeth, probe(at+time.Millisecond, b.IP, client, true))
+			}
+		}
+		synAck := segment(netip.AddrPortFrom(b.IP, podHTTP), netip.AddrPortFrom(client, 41000), layers.IPProtocolTCP, verdict.TCPSyn|verdict.TCPAck)
+		synAck.Time = t0.Add(newConnAt)
+		atVeth = append(atVeth, synAck)
+		caps := map[string]Captured{points[0]: {Packets: atClient}, points[1]: {Packets: atVeth}}
+		r := Result{Pass: true}
+		judgeRemoval(x, "unready", b, vip, gone, points[0], points[1], caps, HTTPSummary{Requests: 30, OK: 30}, &r)
+		return r
+	}
+	r := run(2 * time.Second) // within the budget
+	assert.True(t, r.Pass, r.Reason)
+	assert.InDelta(t, 320, r.Figures["loss_ms_unready"], 5, "last reply at 1.491 s, the next at 1.811 s")
+	assert.InDelta(t, 3001, r.Figures["stream_on_backend_after_gone_ms_unready"], 1)
+
+	r = run(3500 * time.Millisecond)
+	assert.Equal(t, []string{kindReachedRemoved}, r.Failures, r.Reason)
+}
