@@ -28,12 +28,9 @@ const (
 	Headless = "echo-headless" // every application: its echo pods behind a headless Service (DNS answers the pods)
 	Affinity = "echo-affinity" // first application: its echo pods behind a LoadBalancer Service with ClientIP affinity
 	// RemovalName: first application, one echo pod per node with a readiness probe
-	// (GET /ready), behind RemovalSvc; RemovalKeepSvc publishes them even when unready
-	// (backend-removal's control creates it for its run: a Service that keeps a
-	// backend keeps Cilium's flows on it, even those of another Service).
-	RemovalName    = "removal-echo"
-	RemovalSvc     = "removal"
-	RemovalKeepSvc = "removal-unready"
+	// (GET /ready on healthPort), behind RemovalSvc (backend-removal).
+	RemovalName = "removal-echo"
+	RemovalSvc  = "removal"
 )
 
 // Pod is a running pod of the suite's workload.
@@ -242,7 +239,7 @@ func (x *Lab) VIP(ctx context.Context, ns, name string) (netip.Addr, error) {
 func (x *Lab) Cleanup(ctx context.Context) {
 	for _, app := range x.Plan.Apps {
 		_ = x.Client.AppsV1().Deployments(app.Namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
-		for _, n := range []string{EchoName, DSRSvc, SNATSvc, LocalSvc, Headless, Affinity, RemovalSvc, RemovalKeepSvc} {
+		for _, n := range []string{EchoName, DSRSvc, SNATSvc, LocalSvc, Headless, Affinity, RemovalSvc} {
 			_ = x.Client.CoreV1().Services(app.Namespace).Delete(ctx, n, metav1.DeleteOptions{})
 		}
 	}
