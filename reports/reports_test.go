@@ -150,6 +150,7 @@ func TestWorseIfLarger(t *testing.T) {
 		"lost_session-down": false, "control_outage_ms_silent-drop": false, "threshold_ms": false,
 		"spread_ms_node-stopped": false, "spread_outage_ms_link-down": false,
 		"packets": false, "http_ok_app-a": false,
+		"kept_stream_on_backend_ms_unready": false, "loss_ms_deleted": true,
 	} {
 		if got := worseIfLarger(fig); got != want {
 			t.Errorf("worseIfLarger(%q) = %v, want %v", fig, got, want)

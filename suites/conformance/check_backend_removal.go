@@ -54,6 +54,11 @@ const removalSport = 40999
 func runBackendRemoval(ctx context.Context, x *Lab, control bool) (r Result, err error) {
 	r = Result{Pass: true, Reason: "ok"}
 	r.config("removal_budget_ms", float64(removalBudget.Milliseconds()))
+	// The loss window after a deletion spreads by itself (the kubelet, the
+	// EndpointSlice controller, every agent): 428-902 ms in five runs of one release.
+	// compare widens its tolerance of each loss window by this much.
+	r.config(reports.SpreadOf("loss_ms_deleted"), 1000)
+	r.config(reports.SpreadOf("loss_ms_unready"), 1000)
 	vip, err := x.VIP(ctx, x.Plan.Apps[0].Namespace, RemovalSvc)
 	if err != nil {
 		return r, err
@@ -181,7 +186,8 @@ func judgeRemoval(x *Lab, ev string, b Pod, vip netip.Addr, gone time.Time, atCl
 	}
 	r.figure("new_conns_"+ev, float64(hs.Requests))
 	if !stayed.IsZero() {
-		r.figure("stream_on_backend_after_gone_ms_"+ev, float64(stayed.Sub(gone).Milliseconds()))
+		// Measured, not judged (and never a regression in compare: kept_).
+		r.figure("kept_stream_on_backend_ms_"+ev, float64(stayed.Sub(gone).Milliseconds()))
 	}
 	client := x.Plan.HostByRole("client").Address
 	v, err := verdict.OutageOf(verdict.Slice(caps[atClient].Packets), verdict.Match{Proto: "udp", Port: ProbePort}, verdict.OutageOptions{Client: client, MaxLost: -1})

@@ -167,7 +167,7 @@ func TestJudgeRemoval(t *testing.T) {
 	r := run(2 * time.Second) // within the budget
 	assert.True(t, r.Pass, r.Reason)
 	assert.InDelta(t, 320, r.Figures["loss_ms_unready"], 5, "last reply at 1.491 s, the next at 1.811 s")
-	assert.InDelta(t, 3001, r.Figures["stream_on_backend_after_gone_ms_unready"], 1)
+	assert.InDelta(t, 3001, r.Figures["kept_stream_on_backend_ms_unready"], 1)
 
 	r = run(3500 * time.Millisecond)
 	assert.Equal(t, []string{kindReachedRemoved}, r.Failures, r.Reason)
