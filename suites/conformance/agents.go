@@ -355,3 +355,24 @@ func (x *Lab) agentEndpoints(ctx context.Context) (map[string][]agentEndpoint, e
 	}, "endpoint", "list")
 	return byNode, err
 }
+
+// podVeth is a pod's capture point, its veth on its node, from PodIfaces' map.
+func podVeth(ifaces map[netip.Addr]string, p Pod) (string, error) {
+	if pt, ok := ifaces[p.IP]; ok {
+		return pt, nil
+	}
+	return "", fmt.Errorf("no agent knows the veth of %s (%s)", p.Name, p.IP)
+}
+
+// podVeths are the pods' capture points, in the pods' order.
+func podVeths(ifaces map[netip.Addr]string, pods []Pod) ([]string, error) {
+	var points []string
+	for _, p := range pods {
+		pt, err := podVeth(ifaces, p)
+		if err != nil {
+			return nil, err
+		}
+		points = append(points, pt)
+	}
+	return points, nil
+}

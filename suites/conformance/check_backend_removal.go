@@ -213,13 +213,9 @@ func judgeRemoval(x *Lab, ev string, b Pod, vip netip.Addr, gone time.Time, atCl
 // flowBackend says which backend the stream's flow (the client's removalSport) reaches:
 // the one whose veth shows the replies to a few probes.
 func (x *Lab) flowBackend(ctx context.Context, check, member string, to netip.AddrPort, pods []Pod, ifaces map[netip.Addr]string) (Pod, error) {
-	var points []string
-	for _, p := range pods {
-		pt, ok := ifaces[p.IP]
-		if !ok {
-			return Pod{}, fmt.Errorf("no agent knows the veth of %s (%s)", p.Name, p.IP)
-		}
-		points = append(points, pt)
+	points, err := podVeths(ifaces, pods)
+	if err != nil {
+		return Pod{}, err
 	}
 	caps, err := x.Capture(ctx, check+"-flow", capture.Filter{Proto: "udp", Port: ProbePort}, points, func() error {
 		_, err := x.ProbeUDP(ctx, member, to, "--count", "3", "--interval", "10ms", "--wait", "300ms", "--sport", fmt.Sprint(removalSport))

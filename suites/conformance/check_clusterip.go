@@ -79,9 +79,9 @@ func runClusterIP(ctx context.Context, x *Lab, control bool) (Result, error) {
 		points := append([]string{}, uplinks...)
 		for _, p := range pods {
 			if p.Node == from.Node {
-				pt, ok := ifaces[p.IP]
-				if !ok {
-					return r, fmt.Errorf("no agent knows the veth of %s (%s)", p.Name, p.IP)
+				pt, err := podVeth(ifaces, p)
+				if err != nil {
+					return r, err
 				}
 				points = append(points, pt)
 			}

@@ -92,9 +92,9 @@ func runDNS(ctx context.Context, x *Lab, control bool) (Result, error) {
 	var points, serverPoints []string
 	queriers := map[netip.Addr]string{}
 	for _, q := range queries {
-		pt, ok := ifaces[q.from.IP]
-		if !ok {
-			return r, fmt.Errorf("no agent knows the veth of %s (%s)", q.from.Name, q.from.IP)
+		pt, err := podVeth(ifaces, q.from)
+		if err != nil {
+			return r, err
 		}
 		if !slices.Contains(points, pt) {
 			points = append(points, pt)

@@ -51,13 +51,9 @@ func runSessionAffinity(ctx context.Context, x *Lab, control bool) (Result, erro
 	if err != nil {
 		return r, err
 	}
-	var points []string
-	for _, p := range pods {
-		pt, ok := ifaces[p.IP]
-		if !ok {
-			return r, fmt.Errorf("no agent knows the veth of %s (%s)", p.Name, p.IP)
-		}
-		points = append(points, pt)
+	points, err := podVeths(ifaces, pods)
+	if err != nil {
+		return r, err
 	}
 	client := x.Plan.HostByRole("client")
 	var hs HTTPSummary
