@@ -244,6 +244,22 @@ func (e Env) Route(member string, prefix netip.Prefix, via, dev string) Fault {
 		}}
 }
 
+// PMTUBlackHole is a router that forwards nothing larger than mtu bytes toward dst
+// and says nothing of it (no Packet Too Big): the classic path MTU black hole of a
+// middlebox that filters ICMPv6.
+func (e Env) PMTUBlackHole(router string, dst netip.Addr, mtu int, table string) Fault {
+	return e.Nft(fmt.Sprintf("drop packets over %d bytes toward %s", mtu, dst), router, table, DropLarger(table, dst, mtu))
+}
+
+// DropLarger is an nft script that drops, silently, the forwarded IPv6 packets to dst
+// longer than size bytes.
+func DropLarger(table string, dst netip.Addr, size int) string {
+	return fmt.Sprintf(`add table inet %[1]s
+add chain inet %[1]s forward_c { type filter hook forward priority -300; }
+add rule inet %[1]s forward_c ip6 daddr %[2]s meta length > %[3]d drop
+`, table, dst, size)
+}
+
 // Blackhole is an nft script that silences a router's link: nothing enters, leaves or is
 // forwarded through iface, while the carrier stays up, so BGP (or BFD) has to find out
 // by itself. Its priority runs before every other hook.

@@ -22,30 +22,46 @@ import (
 
 // Packet is what the analyzers need of one captured frame.
 type Packet struct {
-	File    string
-	Index   int // 1-based frame number in its file, as Wireshark counts
-	Time    time.Time
-	Length  int
-	IPv4    bool // an IPv4 (or ARP) frame
-	IPv6    bool
-	Src     netip.Addr
-	Dst     netip.Addr
-	Proto   layers.IPProtocol // transport protocol, after any IPv6 extension headers
-	ExtHdr  bool              // IPv6 extension headers were present (e.g. DSR's destination option)
-	SrcPort uint16
-	DstPort uint16
-	ICMPv6  layers.ICMPv6TypeCode
+	File   string
+	Index  int // 1-based frame number in its file, as Wireshark counts
+	Time   time.Time
+	Length int // bytes of the frame as captured
+	// IPLength is the IP packet's length from its own header (IPv6: 40 + its payload
+	// length), whatever the capture kept.
+	IPLength int
+	IPv4     bool // an IPv4 (or ARP) frame
+	IPv6     bool
+	Src      netip.Addr
+	Dst      netip.Addr
+	Proto    layers.IPProtocol // transport protocol, after any IPv6 extension headers
+	ExtHdr   bool              // IPv6 extension headers were present (e.g. DSR's destination option)
+	SrcPort  uint16
+	DstPort  uint16
+	ICMPv6   layers.ICMPv6TypeCode
+	// TooBig is an ICMPv6 Packet Too Big's MTU and the destination of the packet it
+	// quotes (zero when this is none).
+	TooBig TooBig
 	// TCP: the segment's flags (TCPSyn, ...), sequence number and payload length.
 	TCPFlags uint8
 	Seq      uint32
 	Payload  int
 	Probe    *probewire.Probe // a v6lab probe payload, if this is one
+	// BGP is the IPv6 prefixes the BGP UPDATEs of this TCP segment announce and
+	// withdraw (nil: none).
+	BGP *BGPUpdate
 	// Fragment: a non-first IPv6 fragment (Proto is the fragmented protocol; no
 	// ports, no probe).
 	Fragment bool
 	// Inner is the frame a VXLAN packet carries (UDP port 8472, Linux's and Cilium's,
 	// or 4789, IANA's), decoded: in tunnel mode the pods' own packets.
 	Inner *Packet
+}
+
+// TooBig is what an ICMPv6 Packet Too Big says: the MTU of the next hop, and to where
+// the packet that did not fit was going.
+type TooBig struct {
+	MTU uint32
+	Dst netip.Addr
 }
 
 // Clone is a copy of p that owns its Probe and Inner (a decoded Packet points into its
@@ -59,6 +75,9 @@ func (p *Packet) Clone() Packet {
 	if p.Inner != nil {
 		in := p.Inner.Clone()
 		c.Inner = &in
+	}
+	if p.BGP != nil {
+		c.BGP = &BGPUpdate{Announced: append([]netip.Prefix(nil), p.BGP.Announced...), Withdrawn: append([]netip.Prefix(nil), p.BGP.Withdrawn...)}
 	}
 	return c
 }
@@ -95,6 +114,7 @@ type Decoder struct {
 	// decoding allocates nothing, and a Packet kept past the next Decode is Cloned.
 	probe    probewire.Probe
 	innerPkt Packet
+	bgp      BGPUpdate
 }
 
 // NewDecoder makes a decoder for Ethernet frames.
@@ -167,11 +187,13 @@ func (d *Decoder) Decode(data []byte, p *Packet) {
 			p.Src, _ = netip.AddrFromSlice(d.ip4.SrcIP.To4())
 			p.Dst, _ = netip.AddrFromSlice(d.ip4.DstIP.To4())
 			p.Proto = d.ip4.Protocol
+			p.IPLength = int(d.ip4.Length)
 		case layers.LayerTypeIPv6:
 			p.IPv6 = true
 			p.Src, _ = netip.AddrFromSlice(d.ip6.SrcIP)
 			p.Dst, _ = netip.AddrFromSlice(d.ip6.DstIP)
 			p.Proto = d.ip6.NextHeader
+			p.IPLength = 40 + int(d.ip6.Length)
 			p.Fragment = et == layers.EthernetTypeIPv6 && nonFirstFragment(data, payload)
 		case layers.LayerTypeIPv6Destination, layers.LayerTypeIPv6HopByHop, layers.LayerTypeIPv6Routing, layers.LayerTypeIPv6Fragment:
 			p.ExtHdr = true
@@ -197,6 +219,11 @@ func (d *Decoder) Decode(data []byte, p *Packet) {
 			p.Proto = layers.IPProtocolTCP
 			p.SrcPort, p.DstPort = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort)
 			p.Seq, p.Payload = d.tcp.Seq, len(d.tcp.Payload)
+			if (p.SrcPort == BGPPort || p.DstPort == BGPPort) && len(d.tcp.Payload) >= bgpHeaderLen {
+				if ParseBGP(d.tcp.Payload, &d.bgp); !d.bgp.Empty() {
+					p.BGP = &d.bgp // the decoder's own: Clone to keep it
+				}
+			}
 			for _, f := range [...]struct {
 				on   bool
 				flag uint8
@@ -208,6 +235,13 @@ func (d *Decoder) Decode(data []byte, p *Packet) {
 		case layers.LayerTypeICMPv6:
 			p.Proto = layers.IPProtocolICMPv6
 			p.ICMPv6 = d.icmp6.TypeCode
+			// After type, code and checksum: the MTU, then the packet quoted.
+			if b := d.icmp6.Payload; d.icmp6.TypeCode.Type() == layers.ICMPv6TypePacketTooBig && len(b) >= 4 {
+				p.TooBig.MTU = binary.BigEndian.Uint32(b)
+				if len(b) >= 4+40 {
+					p.TooBig.Dst = netip.AddrFrom16([16]byte(b[4+24 : 4+40]))
+				}
+			}
 		}
 	}
 }

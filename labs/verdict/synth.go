@@ -1,6 +1,7 @@
 package verdict
 
 import (
+	"encoding/binary"
 	"io"
 	"net"
 	"net/netip"
@@ -24,6 +25,19 @@ func TCPFrame(src, dst netip.AddrPort, flags uint8, seq uint32, payload []byte) 
 	tcp := &layers.TCP{SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()), Seq: seq, Window: 65535,
 		FIN: flags&TCPFin != 0, SYN: flags&TCPSyn != 0, RST: flags&TCPRst != 0, ACK: flags&TCPAck != 0}
 	return ipv6Frame(src.Addr(), dst.Addr(), layers.IPProtocolTCP, tcp, payload)
+}
+
+// TooBigFrame builds the ICMPv6 Packet Too Big that from sends to the source of the
+// frame (an IPv6 one) that did not fit into mtu, quoting as much of it as fits 1280.
+func TooBigFrame(from netip.Addr, mtu uint32, frame []byte) []byte {
+	quoted := frame[14:]
+	if len(quoted) > 1280-40-8 {
+		quoted = quoted[:1280-40-8]
+	}
+	to := netip.AddrFrom16([16]byte(quoted[8:24]))
+	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypePacketTooBig, 0)}
+	body := append(binary.BigEndian.AppendUint32(nil, mtu), quoted...)
+	return ipv6Frame(from, to, layers.IPProtocolICMPv6, icmp, body)
 }
 
 // transport is a UDP or TCP layer, whose checksum covers the IPv6 pseudo-header.

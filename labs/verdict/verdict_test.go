@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -224,4 +225,50 @@ func FuzzEach(f *testing.F) {
 			t.Fatalf("%d packets from %d bytes", n, len(data))
 		}
 	})
+}
+
+func TestDecodeTooBigAndLengths(t *testing.T) {
+	client, vip, node := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8:1::5"), netip.MustParseAddr("2001:db8:2::3")
+	big := UDPFrame(client, vip, 40000, 9000, make([]byte, 9452))
+	d := NewDecoder()
+	var p Packet
+	d.Decode(big, &p)
+	assert.Equal(t, 9500, p.IPLength)
+	assert.Equal(t, TooBig{}, p.TooBig)
+
+	ptb := TooBigFrame(node, 9476, big)
+	p = Packet{}
+	d.Decode(ptb, &p)
+	assert.Equal(t, layers.IPProtocolICMPv6, p.Proto)
+	assert.Equal(t, uint8(layers.ICMPv6TypePacketTooBig), p.ICMPv6.Type())
+	assert.Equal(t, TooBig{MTU: 9476, Dst: vip}, p.TooBig)
+	assert.Equal(t, client, p.Dst)
+	assert.Equal(t, 1280, p.IPLength)
+}
+
+func TestDecodeBGPUpdates(t *testing.T) {
+	router, nodeAddr := netip.MustParseAddrPort("[2001:db8:0:1::11]:179"), netip.MustParseAddrPort("[2001:db8:0:1::12]:40123")
+	vip := netip.MustParsePrefix("2001:db8:0:101::7/128")
+	pool := netip.MustParsePrefix("2001:db8:0:a01:1::/80")
+	// Two messages in one segment: a withdrawal, then an announcement.
+	payload := AppendBGPUpdate(nil, nodeAddr.Addr(), nil, []netip.Prefix{vip})
+	payload = AppendBGPUpdate(payload, nodeAddr.Addr(), []netip.Prefix{pool, vip}, nil)
+	var p Packet
+	d := NewDecoder()
+	d.Decode(TCPFrame(nodeAddr, router, TCPAck, 1, payload), &p)
+	require.NotNil(t, p.BGP)
+	kept := p.Clone()
+	assert.Equal(t, []netip.Prefix{vip}, kept.BGP.Withdrawn)
+	assert.Equal(t, []netip.Prefix{pool, vip}, kept.BGP.Announced)
+
+	// A keepalive (a header alone) and a truncated update carry no prefix.
+	ka := append(bytes.Repeat([]byte{0xff}, 16), 0, 19, 4)
+	p = Packet{}
+	d.Decode(TCPFrame(nodeAddr, router, TCPAck, 2, ka), &p)
+	assert.Nil(t, p.BGP)
+	p = Packet{}
+	d.Decode(TCPFrame(nodeAddr, router, TCPAck, 3, payload[:30]), &p)
+	assert.Nil(t, p.BGP)
+	// The packet decoded earlier keeps its prefixes.
+	assert.Equal(t, []netip.Prefix{vip}, kept.BGP.Withdrawn)
 }

@@ -25,30 +25,11 @@ func forcedThrough(ctx context.Context, x *Lab, vip netip.Addr, r *Result) error
 			break
 		}
 	}
-	type steer struct{ router, via, dev string }
-	steers := []steer{{n.Router, n.Address.String(), n.RouterIface}}
-	if client.Router != n.Router {
-		edge, iface := edgeUplink(x, x.node(n.Name))
-		if edge != client.Router {
-			return fmt.Errorf("etp-local: cannot steer from %s to %s (no direct link)", client.Router, n.Router)
-		}
-		// The next hop toward the node's router: the one the edge routes the node's
-		// own link through.
-		out, err := x.Exec(ctx, edge, "ip", "-6", "route", "show", n.Link.String())
-		if err != nil {
-			return err
-		}
-		via := viaOn(out, iface)
-		if via == "" {
-			return fmt.Errorf("etp-local: %s has no route toward %s: %q", edge, n.Link, out)
-		}
-		steers = append(steers, steer{edge, via, iface})
+	steer, err := steerVIP(ctx, x, vip, n)
+	if err != nil {
+		return err
 	}
-	var routes []faults.Fault
-	for _, s := range steers {
-		routes = append(routes, x.Faults().Route(s.router, netip.PrefixFrom(vip, 128), s.via, s.dev))
-	}
-	undo, err := faults.Inject(ctx, faults.All("steer "+vip.String()+" through "+n.Name, routes...))
+	undo, err := faults.Inject(ctx, steer)
 	defer func() { _ = undo() }()
 	if err != nil {
 		return err
@@ -83,6 +64,38 @@ func forcedThrough(ctx context.Context, x *Lab, vip netip.Addr, r *Result) error
 	r.figure("forced_requests", float64(in))
 	r.figure("forced_answered", float64(answered))
 	return undo()
+}
+
+// steerVIP is the static routes that make the client's traffic to vip enter the
+// cluster through node n: on n's router toward n and, when the client's router is
+// another one, on that router toward n's (faults.Route: above BGP's routes; the undo
+// removes them).
+func steerVIP(ctx context.Context, x *Lab, vip netip.Addr, n plan.KubeNode) (faults.Fault, error) {
+	client := x.Plan.HostByRole("client")
+	type steer struct{ router, via, dev string }
+	steers := []steer{{n.Router, n.Address.String(), n.RouterIface}}
+	if client.Router != n.Router {
+		edge, iface := edgeUplink(x, x.node(n.Name))
+		if edge != client.Router {
+			return faults.Fault{}, fmt.Errorf("cannot steer %s from %s to %s (no direct link)", vip, client.Router, n.Router)
+		}
+		// The next hop toward the node's router: the one the edge routes the node's
+		// own link through.
+		out, err := x.Exec(ctx, edge, "ip", "-6", "route", "show", n.Link.String())
+		if err != nil {
+			return faults.Fault{}, err
+		}
+		via := viaOn(out, iface)
+		if via == "" {
+			return faults.Fault{}, fmt.Errorf("%s has no route toward %s: %q", edge, n.Link, out)
+		}
+		steers = append(steers, steer{edge, via, iface})
+	}
+	var routes []faults.Fault
+	for _, s := range steers {
+		routes = append(routes, x.Faults().Route(s.router, netip.PrefixFrom(vip, 128), s.via, s.dev))
+	}
+	return faults.All("steer "+vip.String()+" through "+n.Name, routes...), nil
 }
 
 // viaOn reads `ip -6 route show PREFIX` and returns the next hop it names on dev ("":

@@ -172,3 +172,180 @@ func TestJudgeRemoval(t *testing.T) {
 	r = run(3500 * time.Millisecond)
 	assert.Equal(t, []string{kindReachedRemoved}, r.Failures, r.Reason)
 }
+
+// maglevCaps: in each phase, each flow's probes show on the veth of the backend
+// pick(phase, flow) gives.
+func maglevCaps(pods []Pod, veths []string, phases []maglevPhase, client netip.Addr, pick func(ph, f int) int) map[string]Captured {
+	caps := map[string]Captured{}
+	for i, ph := range phases {
+		for f := range maglevFlows {
+			b := pods[pick(i, f)]
+			pt := veths[pick(i, f)]
+			c := caps[pt]
+			p := segment(netip.AddrPortFrom(client, uint16(maglevSport+f)), netip.AddrPortFrom(b.IP, ProbePort), layers.IPProtocolUDP, 0)
+			p.Time = ph.flows[f][0].Add(time.Millisecond)
+			p.Probe = &probewire.Probe{Seq: 1}
+			c.Packets = append(c.Packets, p)
+			caps[pt] = c
+		}
+	}
+	return caps
+}
+
+func TestJudgeMaglev(t *testing.T) {
+	x, _, pods := servicePods(t)
+	client := x.Plan.HostByRole("client").Address
+	veths := []string{"server1:lxc1", "agent1:lxc2", "agent2:lxc3"}
+	var phases []maglevPhase
+	t0 := time.Now()
+	for i, n := range x.Plan.KubeNodes {
+		ph := maglevPhase{node: n.Name, start: t0.Add(time.Duration(i) * time.Second), end: t0.Add(time.Duration(i+1) * time.Second)}
+		for f := range maglevFlows {
+			ph.flows[f] = [2]time.Time{ph.start.Add(time.Duration(f) * 100 * time.Millisecond), ph.start.Add(time.Duration(f)*100*time.Millisecond + 50*time.Millisecond)}
+		}
+		phases = append(phases, ph)
+	}
+
+	r := Result{Pass: true}
+	judgeMaglev(pods, veths, maglevCaps(pods, veths, phases, client, func(_, f int) int { return f % 3 }), phases, client, &r)
+	assert.True(t, r.Pass, r.Reason)
+	assert.Equal(t, float64(maglevFlows), r.Figures["flows_same_backend"])
+
+	// Flow 2 reaches another backend through the second node.
+	r = Result{Pass: true}
+	judgeMaglev(pods, veths, maglevCaps(pods, veths, phases, client, func(ph, f int) int {
+		if ph == 1 && f == 2 {
+			return (f + 1) % 3
+		}
+		return f % 3
+	}), phases, client, &r)
+	assert.False(t, r.Pass)
+	assert.Equal(t, []string{kindBackendsDiffer}, r.Failures)
+	assert.Equal(t, float64(maglevFlows-1), r.Figures["flows_same_backend"])
+
+	// Nothing on the veths proves nothing.
+	r = Result{Pass: true}
+	judgeMaglev(pods, veths, map[string]Captured{}, phases, client, &r)
+	assert.Contains(t, r.Failures, kindNothingSeen)
+}
+
+// pmtuCaps: two rounds of one size on the client's link; ptb sends a Packet Too Big
+// (MTU 9476) after the first request, answered says whether the requests are
+// answered, and later requests are sent at the given length.
+func pmtuCaps(client, vip netip.Addr, t0 time.Time, ptb, answered bool, later int) (Captured, []pmtuRound) {
+	var c Captured
+	add := func(p verdict.Packet, at time.Duration) {
+		p.Time = t0.Add(at)
+		c.Packets = append(c.Packets, p)
+	}
+	for i := range 6 {
+		q := segment(netip.AddrPortFrom(client, 40000), netip.AddrPortFrom(vip, ProbePort), layers.IPProtocolUDP, 0)
+		q.IPLength = 9500
+		if i > 0 && ptb {
+			q.IPLength = later
+		}
+		add(q, time.Duration(i)*10*time.Millisecond)
+		if i == 0 && ptb {
+			add(verdict.Packet{IPv6: true, Proto: layers.IPProtocolICMPv6, Src: vip, Dst: client, TooBig: verdict.TooBig{MTU: 9476, Dst: vip}}, time.Millisecond)
+			continue
+		}
+		if answered {
+			a := segment(netip.AddrPortFrom(vip, ProbePort), netip.AddrPortFrom(client, 40000), layers.IPProtocolUDP, 0)
+			a.Probe = &probewire.Probe{Reply: true, Seq: uint64(i)}
+			add(a, time.Duration(i)*10*time.Millisecond+time.Millisecond)
+		}
+	}
+	return c, []pmtuRound{{size: 9452, start: t0, end: t0.Add(25 * time.Millisecond)}, {size: 9452, start: t0.Add(30 * time.Millisecond), end: t0.Add(70 * time.Millisecond)}}
+}
+
+func TestJudgePMTU(t *testing.T) {
+	client, vip := netip.MustParseAddr("2001:db8:0:e01::2"), netip.MustParseAddr("2001:db8:0:101::2")
+	t0 := time.Now()
+	for _, tc := range []struct {
+		name           string
+		ptb, answered  bool
+		later          int
+		want           []string
+		largest, ptbMT float64
+	}{
+		{"answered whole", false, true, 0, nil, 9452, 0},
+		{"too big, honoured, answered", true, true, 1280, nil, 9452, 9476},
+		{"black hole", false, false, 0, []string{kindBlackHole}, 0, 0},
+		{"too big ignored", true, false, 9500, []string{kindTooBigIgnored}, 0, 9476},
+		{"too big honoured, lost", true, false, 1280, []string{kindTooBigThenLost}, 0, 9476},
+	} {
+		c, rounds := pmtuCaps(client, vip, t0, tc.ptb, tc.answered, tc.later)
+		r := Result{Pass: true}
+		judgePMTU(c, rounds, client, vip, &r)
+		assert.Equal(t, tc.want, r.Failures, tc.name)
+		assert.Equal(t, tc.want == nil, r.Pass, tc.name)
+		assert.Equal(t, tc.largest, r.Figures["largest_udp_payload"], tc.name)
+		assert.Equal(t, tc.ptbMT, r.Figures["too_big_mtu"], tc.name)
+	}
+}
+
+func TestPMTUSizes(t *testing.T) {
+	assert.Equal(t, []int{1232, 1452, 8952, 9380, 9452}, pmtuSizes(9500))
+	assert.Equal(t, []int{1232, 1380, 1452}, pmtuSizes(1500))
+}
+
+func TestJudgePolicyProbe(t *testing.T) {
+	_, from, pods := servicePods(t)
+	to := netip.AddrPortFrom(pods[1].IP, ProbePort)
+	t0 := time.Now()
+	at := func(p verdict.Packet, file string) verdict.Packet { p.Time, p.File = t0.Add(time.Millisecond), file; return p }
+	req := segment(netip.AddrPortFrom(from.IP, 40000), to, layers.IPProtocolUDP, 0)
+	reply := segment(to, netip.AddrPortFrom(from.IP, 40000), layers.IPProtocolUDP, 0)
+	reply.Probe = &probewire.Probe{Reply: true}
+	veth := Captured{File: "veth", Packets: []verdict.Packet{at(req, "veth")}}
+	uplink := Captured{File: "uplink", Packets: []verdict.Packet{at(req, "uplink")}}
+	answered := Captured{File: "far", Packets: []verdict.Packet{at(reply, "far")}}
+	probe := func(allowed, egress bool) policyProbe {
+		return policyProbe{what: "w", from: from, to: to, allowed: allowed, egress: egress, start: t0, end: t0.Add(time.Second)}
+	}
+	for _, tc := range []struct {
+		name            string
+		allowed, egress bool
+		uplink, far     Captured
+		want            []string
+	}{
+		{"allowed and answered", true, false, uplink, answered, nil},
+		{"allowed, never answered", true, false, uplink, Captured{File: "far"}, []string{kindNotAllowed}},
+		{"dropped at the target", false, false, uplink, Captured{File: "far"}, nil},
+		{"not allowed, answered", false, false, uplink, answered, []string{kindNotDropped}},
+		{"egress: dropped at the source", false, true, Captured{File: "uplink"}, Captured{File: "far"}, nil},
+		{"egress: left the node", false, true, uplink, Captured{File: "far"}, []string{kindNotDropped}},
+	} {
+		r := Result{Pass: true}
+		judgePolicyProbe("step", probe(tc.allowed, tc.egress), veth, tc.uplink, tc.far, &r)
+		assert.Equal(t, tc.want, r.Failures, tc.name)
+	}
+	// Nothing sent proves nothing.
+	r := Result{Pass: true}
+	judgePolicyProbe("step", probe(false, true), Captured{File: "veth"}, Captured{File: "uplink"}, Captured{File: "far"}, &r)
+	assert.Equal(t, []string{kindNothingSeen}, r.Failures)
+}
+
+func TestJudgeNDP(t *testing.T) {
+	_, from, _ := servicePods(t)
+	world := netip.MustParseAddr("2001:db8:0:e02::2")
+	gw := netip.MustParseAddr("2001:db8:0:a02::1")
+	t0 := time.Now()
+	icmp := func(typ uint8, src, dst netip.Addr, ms int) verdict.Packet {
+		return verdict.Packet{IPv6: true, Proto: layers.IPProtocolICMPv6, Src: src, Dst: dst, ICMPv6: layers.CreateICMPv6TypeCode(typ, 0), Time: t0.Add(time.Duration(ms) * time.Millisecond)}
+	}
+	probe := segment(netip.AddrPortFrom(from.IP, 40000), netip.AddrPortFrom(world, ProbePort), layers.IPProtocolUDP, 0)
+	probe.Time = t0.Add(3 * time.Millisecond)
+	ns := icmp(layers.ICMPv6TypeNeighborSolicitation, from.IP, netip.MustParseAddr("ff02::1:ff00:1"), 1)
+	na := icmp(layers.ICMPv6TypeNeighborAdvertisement, gw, from.IP, 2)
+
+	r := Result{Pass: true}
+	judgeNDP(from, Captured{Packets: []verdict.Packet{ns, na, probe}}, t0, t0.Add(time.Second), world, &r)
+	assert.True(t, r.Pass, r.Reason)
+	r = Result{Pass: true}
+	judgeNDP(from, Captured{Packets: []verdict.Packet{ns}}, t0, t0.Add(time.Second), world, &r)
+	assert.Equal(t, []string{kindNDPBroken}, r.Failures)
+	r = Result{Pass: true}
+	judgeNDP(from, Captured{Packets: []verdict.Packet{probe}}, t0, t0.Add(time.Second), world, &r)
+	assert.Equal(t, []string{kindNothingSeen}, r.Failures)
+}

@@ -27,10 +27,17 @@ const (
 	LocalSvc = "dsr-local"     // the same backend, externalTrafficPolicy Local
 	Headless = "echo-headless" // every application: its echo pods behind a headless Service (DNS answers the pods)
 	Affinity = "echo-affinity" // first application: its echo pods behind a LoadBalancer Service with ClientIP affinity
+	// RandomSvc: first application, its echo pods behind a LoadBalancer Service whose
+	// backends are picked at random (service.cilium.io/lb-algorithm), the control of
+	// maglev-consistency.
+	RandomSvc = "echo-random"
 	// RemovalName: first application, one echo pod per node with a readiness probe
 	// (GET /ready on healthPort), behind RemovalSvc (backend-removal).
 	RemovalName = "removal-echo"
 	RemovalSvc  = "removal"
+	// RemovalLocal: the same pods behind a Service with externalTrafficPolicy Local
+	// (etp-local-withdrawal).
+	RemovalLocal = "removal-local"
 )
 
 // Pod is a running pod of the suite's workload.
@@ -136,11 +143,12 @@ func (x *Lab) Deploy(ctx context.Context) error {
 		localService(LBService(first, LocalSvc, DSRName, nil))); err != nil {
 		return err
 	}
-	if err := x.applyServices(ctx, affinityService(LBService(first, Affinity, EchoName, nil))); err != nil {
+	if err := x.applyServices(ctx, affinityService(LBService(first, Affinity, EchoName, nil)),
+		LBService(first, RandomSvc, EchoName, map[string]string{"service.cilium.io/lb-algorithm": "random"})); err != nil {
 		return err
 	}
 	if err := x.apply(ctx, x.echoDeployment(first, RemovalName, int32(len(x.Plan.KubeNodes)), ""),
-		LBService(first, RemovalSvc, RemovalName, nil)); err != nil {
+		LBService(first, RemovalSvc, RemovalName, nil), localService(LBService(first, RemovalLocal, RemovalName, nil))); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(5 * time.Minute)
@@ -158,7 +166,7 @@ func (x *Lab) Deploy(ctx context.Context) error {
 				why = err.Error()
 			}
 		}
-		for _, svc := range []string{Affinity, RemovalSvc} {
+		for _, svc := range []string{Affinity, RandomSvc, RemovalSvc, RemovalLocal} {
 			if _, err := x.VIP(ctx, first, svc); err != nil {
 				why = err.Error()
 			}
@@ -239,7 +247,7 @@ func (x *Lab) VIP(ctx context.Context, ns, name string) (netip.Addr, error) {
 func (x *Lab) Cleanup(ctx context.Context) {
 	for _, app := range x.Plan.Apps {
 		_ = x.Client.AppsV1().Deployments(app.Namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
-		for _, n := range []string{EchoName, DSRSvc, SNATSvc, LocalSvc, Headless, Affinity, RemovalSvc} {
+		for _, n := range []string{EchoName, DSRSvc, SNATSvc, LocalSvc, Headless, Affinity, RandomSvc, RemovalSvc, RemovalLocal} {
 			_ = x.Client.CoreV1().Services(app.Namespace).Delete(ctx, n, metav1.DeleteOptions{})
 		}
 	}

@@ -32,14 +32,19 @@ type Values struct {
 	IPAM                  IPAM            `json:"ipam"`
 	LoadBalancer          LoadBalancer    `json:"loadBalancer"`
 	BGPControlPlane       BGPControlPlane `json:"bgpControlPlane"`
-	Envoy                 Enabled         `json:"envoy"`
-	L7Proxy               bool            `json:"l7Proxy"`
-	Hubble                Enabled         `json:"hubble"`
-	Operator              Operator        `json:"operator"`
-	Image                 *Image          `json:"image,omitempty"`
-	PreferIPv6            *bool           `json:"preferIpv6,omitempty"`
-	CNI                   *CNI            `json:"cni,omitempty"`
-	Cgroup                Cgroup          `json:"cgroup"`
+	// PMTUDiscovery makes a node answer a packet it cannot forward whole with an
+	// ICMPv6 Packet Too Big: without it, a full-size request to a DSR VIP, to which
+	// the entry node adds its 24-byte destination option, is lost without a word (the
+	// pmtu check found it: 9452-byte UDP payloads on 9500-byte links, none answered).
+	PMTUDiscovery PMTUDiscovery `json:"pmtuDiscovery"`
+	Envoy         Enabled       `json:"envoy"`
+	L7Proxy       bool          `json:"l7Proxy"`
+	Hubble        Enabled       `json:"hubble"`
+	Operator      Operator      `json:"operator"`
+	Image         *Image        `json:"image,omitempty"`
+	PreferIPv6    *bool         `json:"preferIpv6,omitempty"`
+	CNI           *CNI          `json:"cni,omitempty"`
+	Cgroup        Cgroup        `json:"cgroup"`
 }
 
 // Cgroup holds cgroup.* values: where the agent finds the cgroup2 hierarchy it attaches
@@ -62,6 +67,10 @@ type BPF struct {
 	// LBModeAnnotation lets one Service choose SNAT or DSR (service.cilium.io/forwarding-mode):
 	// the conformance suite's DSR negative control is a SNAT Service next to DSR ones.
 	LBModeAnnotation bool `json:"lbModeAnnotation,omitempty"`
+	// LBAlgorithmAnnotation lets one Service choose its backend selection
+	// (service.cilium.io/lb-algorithm): maglev-consistency's control is a Service
+	// with the random algorithm next to the lab's Maglev ones.
+	LBAlgorithmAnnotation bool `json:"lbAlgorithmAnnotation,omitempty"`
 }
 
 // IPAM holds ipam.* values.
@@ -85,6 +94,11 @@ type LoadBalancer struct {
 	Mode        string `json:"mode"`
 	DSRDispatch string `json:"dsrDispatch,omitempty"`
 	Algorithm   string `json:"algorithm"`
+}
+
+// PMTUDiscovery holds pmtuDiscovery.* values.
+type PMTUDiscovery struct {
+	Enabled bool `json:"enabled"`
 }
 
 // BGPControlPlane holds bgpControlPlane.* values.
@@ -146,11 +160,13 @@ func ValuesFor(p *plan.Plan, img Images) (Values, error) {
 			Algorithm: s.LoadBalancer.Algorithm,
 		},
 		BGPControlPlane: BGPControlPlane{Enabled: true},
+		PMTUDiscovery:   PMTUDiscovery{Enabled: true},
 		// Envoy is C++ and not built offline; the lab uses no L7 feature.
 		Envoy:    Enabled{false},
 		L7Proxy:  false,
 		Hubble:   Enabled{false},
 		Operator: Operator{Replicas: 1},
+		BPF:      BPF{LBAlgorithmAnnotation: true},
 		Cgroup:   Cgroup{AutoMount: Enabled{true}, HostRoot: config.CiliumCgroupRoot},
 		// Multi-pool IPAM in both datapaths: the default pool is created at install
 		// time, the per-application pools are objects (see Objects).
