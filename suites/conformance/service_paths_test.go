@@ -293,7 +293,10 @@ func TestJudgePolicyProbe(t *testing.T) {
 	_, from, pods := servicePods(t)
 	to := netip.AddrPortFrom(pods[1].IP, ProbePort)
 	t0 := time.Now()
-	at := func(p verdict.Packet, file string) verdict.Packet { p.Time, p.File = t0.Add(time.Millisecond), file; return p }
+	at := func(p verdict.Packet, file string) verdict.Packet {
+		p.Time, p.File = t0.Add(time.Millisecond), file
+		return p
+	}
 	req := segment(netip.AddrPortFrom(from.IP, 40000), to, layers.IPProtocolUDP, 0)
 	reply := segment(to, netip.AddrPortFrom(from.IP, 40000), layers.IPProtocolUDP, 0)
 	reply.Probe = &probewire.Probe{Reply: true}
