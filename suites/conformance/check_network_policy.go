@@ -385,8 +385,11 @@ func (x *Lab) denyAll(ctx context.Context, ns, name string, pods []Pod) (restore
 // egress probe must not show on the sender's node uplink either.
 func judgePolicyProbe(step string, p policyProbe, veth, uplink, far Captured, r *Result) {
 	in := func(q *verdict.Packet) bool { return !q.Time.Before(p.start) && !q.Time.After(p.end) }
+	sports := map[uint16]bool{} // the sender's source ports, from its veth
 	answer := func(q *verdict.Packet) bool {
-		if q.Src != p.to.Addr() || q.Dst != p.from.IP || q.SrcPort != p.to.Port() {
+		// To the pod, or, masqueraded (tunnel mode: to another node's address), to its
+		// node's address on the same port.
+		if q.Src != p.to.Addr() || q.SrcPort != p.to.Port() || (q.Dst != p.from.IP && !sports[q.DstPort]) {
 			return false
 		}
 		// UDP: a probe reply; TCP: the SYN-ACK (the handshake is what a policy lets
@@ -405,6 +408,7 @@ func judgePolicyProbe(step string, p policyProbe, veth, uplink, far Captured, r 
 			switch {
 			case c.File == veth.File && q.Src == p.from.IP && q.Dst == p.to.Addr() && q.DstPort == p.to.Port():
 				sent++
+				sports[q.SrcPort] = true
 			case c.File == uplink.File && q.Dst == p.to.Addr() && q.DstPort == p.to.Port() && q.Proto != layers.IPProtocolICMPv6:
 				left++
 			case c.File == far.File && q.Dst == p.to.Addr() && q.DstPort == p.to.Port() && q.Proto != layers.IPProtocolICMPv6:
