@@ -21,8 +21,8 @@ import (
 // node's pod becomes unready, that node has no local backend left and must withdraw
 // the VIP from BGP; when it is ready again, announce it again. Judged on the node's
 // uplink: the BGP UPDATE that withdraws the VIP's /128 (MP_UNREACH_NLRI), measured
-// from the moment the API showed the pod not Ready, and the one that announces it
-// again, from the moment it was Ready. The router's own view (vtysh, polled) is
+// from the moment its readiness probe began to fail (the probe's period, 1 s, is in
+// it), and the one that announces it again, from the moment it could succeed again. The router's own view (vtysh, polled) is
 // reported beside it. Variant: the same pod made unready behind the eTP Cluster
 // Service in front of the same pods, which every node keeps announcing.
 func etpLocalWithdrawal() Check {
@@ -73,21 +73,26 @@ func runLocalWithdrawal(ctx context.Context, x *Lab, control bool) (res Result, 
 			err = rerr
 		}
 	}()
-	var gone, back time.Time
+	// Measured from the cause (the readiness probe's marker written, or removed): the
+	// API's view of the pod may come later than the agent's of the EndpointSlice (Cilium
+	// 1.18.4 withdrew before the suite saw the pod not Ready).
+	var failing, gone, back time.Time
 	var routerGone time.Duration = -1
 	uplink := x.Uplink(n.Name)
 	caps, err := x.Capture(ctx, "etp-local-withdrawal"+suffix(control), capture.Filter{Proto: "tcp", Port: verdict.BGPPort}, []string{uplink}, func() error {
-		var err error
-		if gone, err = x.removeBackend(ctx, b, "unready"); err != nil {
+		failing = time.Now()
+		if err := x.setReady(ctx, b, false); err != nil {
 			return err
 		}
+		gone = time.Now()
+		var err error
 		if routerGone, err = waitWithdrawn(ctx, x, n.Router, vip, hop, withdrawalWait); err != nil {
 			return err
 		}
+		back = time.Now()
 		if err := x.setReady(ctx, b, true); err != nil {
 			return err
 		}
-		back = time.Now()
 		// Announced again: the router routes through the node (at most 30 s).
 		return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 			return router.PathsVia(ctx, prefix, hop)
@@ -98,7 +103,9 @@ func runLocalWithdrawal(ctx context.Context, x *Lab, control bool) (res Result, 
 	}
 	r.pcaps(caps)
 	r.config("withdrawal_wait_ms", float64(withdrawalWait.Milliseconds()))
-	judgeWithdrawal(caps[uplink], prefix, n.Name, gone, back, &r)
+	r.figure("api_not_ready_ms", float64(gone.Sub(failing).Milliseconds()))
+	r.config("readiness_period_ms", 1000)
+	judgeWithdrawal(caps[uplink], prefix, n.Name, failing, back, &r)
 	if routerGone >= 0 {
 		r.figure("router_withdrawn_ms", float64(routerGone.Milliseconds()))
 		r.Evidence = append(r.Evidence, reports.Evidence{Note: fmt.Sprintf("%s's route to %s stopped going through %s %s after the pod was not Ready (vtysh, polled every 50 ms)", n.Router, vip, n.Name, routerGone.Round(time.Millisecond))})
@@ -107,8 +114,8 @@ func runLocalWithdrawal(ctx context.Context, x *Lab, control bool) (res Result, 
 }
 
 // judgeWithdrawal finds, on the node's uplink, the first BGP UPDATE withdrawing the
-// prefix after gone, and the first announcing it after back.
-func judgeWithdrawal(c Captured, prefix netip.Prefix, node string, gone, back time.Time, r *Result) {
+// prefix after from, and the first announcing it after back.
+func judgeWithdrawal(c Captured, prefix netip.Prefix, node string, from, back time.Time, r *Result) {
 	var withdrawn, announced *verdict.Packet
 	for i := range c.Packets {
 		p := &c.Packets[i]
@@ -116,7 +123,7 @@ func judgeWithdrawal(c Captured, prefix netip.Prefix, node string, gone, back ti
 			continue
 		}
 		for _, w := range p.BGP.Withdrawn {
-			if w == prefix && withdrawn == nil && p.Time.After(gone) {
+			if w == prefix && withdrawn == nil && p.Time.After(from) {
 				withdrawn = p
 			}
 		}
@@ -130,10 +137,10 @@ func judgeWithdrawal(c Captured, prefix netip.Prefix, node string, gone, back ti
 		r.fail(kindNotWithdrawn, "no BGP UPDATE from %s withdrew %s after its last local backend went unready", node, prefix)
 		return
 	}
-	ms := float64(withdrawn.Time.Sub(gone).Microseconds()) / 1000
+	ms := float64(withdrawn.Time.Sub(from).Microseconds()) / 1000
 	r.figure("withdrawn_ms", ms)
 	r.Evidence = append(r.Evidence, reports.Evidence{File: c.File, Frame: withdrawn.Index, Time: withdrawn.Time, Src: withdrawn.Src.String(), Dst: withdrawn.Dst.String(),
-		Note: fmt.Sprintf("BGP UPDATE withdrawing %s, %.0f ms after %s's last local backend was not Ready", prefix, ms, node)})
+		Note: fmt.Sprintf("BGP UPDATE withdrawing %s, %.0f ms after %s's last local backend's readiness probe began to fail (its period: 1 s)", prefix, ms, node)})
 	if announced == nil {
 		r.fail(kindRouteMissing, "no BGP UPDATE from %s announced %s again after its backend was Ready", node, prefix)
 		return
@@ -141,7 +148,7 @@ func judgeWithdrawal(c Captured, prefix netip.Prefix, node string, gone, back ti
 	ms = float64(announced.Time.Sub(back).Microseconds()) / 1000
 	r.figure("announced_again_ms", ms)
 	r.Evidence = append(r.Evidence, reports.Evidence{File: c.File, Frame: announced.Index, Time: announced.Time, Src: announced.Src.String(), Dst: announced.Dst.String(),
-		Note: fmt.Sprintf("BGP UPDATE announcing %s again, %.0f ms after the backend was Ready", prefix, ms)})
+		Note: fmt.Sprintf("BGP UPDATE announcing %s again, %.0f ms after the backend's readiness probe could succeed again", prefix, ms)})
 }
 
 // setReady makes an echo pod of RemovalName ready (or not) and waits, at most 20 s,

@@ -352,3 +352,25 @@ func TestJudgeNDP(t *testing.T) {
 	judgeNDP(from, Captured{Packets: []verdict.Packet{probe}}, t0, t0.Add(time.Second), world, &r)
 	assert.Equal(t, []string{kindNothingSeen}, r.Failures)
 }
+
+func TestJudgeWithdrawal(t *testing.T) {
+	vip := netip.MustParsePrefix("2001:db8:0:101::8/128")
+	t0 := time.Now()
+	update := func(ms int, announced, withdrawn []netip.Prefix) verdict.Packet {
+		return verdict.Packet{Time: t0.Add(time.Duration(ms) * time.Millisecond), BGP: &verdict.BGPUpdate{Announced: announced, Withdrawn: withdrawn}}
+	}
+	c := Captured{Packets: []verdict.Packet{
+		update(-50, nil, []netip.Prefix{vip}), // before the cause: not this withdrawal
+		update(300, nil, []netip.Prefix{vip}),
+		update(1500, []netip.Prefix{vip}, nil),
+	}}
+	r := Result{Pass: true}
+	judgeWithdrawal(c, vip, "server1", t0, t0.Add(time.Second), &r)
+	assert.True(t, r.Pass, r.Reason)
+	assert.Equal(t, 300.0, r.Figures["withdrawn_ms"])
+	assert.Equal(t, 500.0, r.Figures["announced_again_ms"])
+
+	r = Result{Pass: true}
+	judgeWithdrawal(Captured{Packets: c.Packets[:1]}, vip, "server1", t0, t0.Add(time.Second), &r)
+	assert.Equal(t, []string{kindNotWithdrawn}, r.Failures)
+}
