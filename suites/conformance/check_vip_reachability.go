@@ -113,9 +113,14 @@ func vipReachability() Check {
 				}
 				// At the client: requests go to the VIP, replies come from it.
 				// (TCP and UDP only: neighbour discovery with the gateway is not service traffic.)
+				// Only the check's own flows (the client's ports that sent to the VIP):
+				// a backend of an earlier check's connection, abandoned by its client,
+				// goes on retransmitting to it from its own VIP for minutes (a CI run
+				// saw two such segments from another VIP here).
+				own := ownFlows(c.Packets, client.Address, vip)
 				fromClient, toVIP := 0, 0
 				for _, proto := range []string{"tcp", "udp"} {
-					v := verdict.Source(c.Packets, verdict.Match{Proto: proto, Dst: client.Address}, []netip.Prefix{netip.PrefixFrom(vip, 128)})
+					v := verdict.Source(own, verdict.Match{Proto: proto, Dst: client.Address}, []netip.Prefix{netip.PrefixFrom(vip, 128)})
 					switch {
 					case v.Matched == 0:
 						r.fail(kindUnanswered, "%s: at the client, no %s reply at all", app.Name, proto)
@@ -125,8 +130,8 @@ func vipReachability() Check {
 					case len(v.Evidence) > 0:
 						r.Evidence = append(r.Evidence, Evidence(c.File, v.Evidence[:1])...)
 					}
-					fromClient += verdict.Source(c.Packets, verdict.Match{Proto: proto, Src: client.Address}, nil).Matched
-					toVIP += verdict.Source(c.Packets, verdict.Match{Proto: proto, Src: client.Address, Dst: vip}, nil).Matched
+					fromClient += verdict.Source(own, verdict.Match{Proto: proto, Src: client.Address}, nil).Matched
+					toVIP += verdict.Source(own, verdict.Match{Proto: proto, Src: client.Address, Dst: vip}, nil).Matched
 				}
 				if toVIP == 0 || toVIP != fromClient {
 					r.fail(kindRequestNotToVIP, "%s: %d of %d packets from the client went to the VIP", app.Name, toVIP, fromClient)
@@ -137,4 +142,22 @@ func vipReachability() Check {
 			return r, nil
 		},
 	}
+}
+
+// ownFlows keeps the packets from and to the client's ports that sent to vip.
+func ownFlows(pkts []verdict.Packet, client, vip netip.Addr) []verdict.Packet {
+	ports := map[uint16]bool{}
+	for i := range pkts {
+		if p := &pkts[i]; p.Src == client && p.Dst == vip {
+			ports[p.SrcPort] = true
+		}
+	}
+	var out []verdict.Packet
+	for i := range pkts {
+		p := &pkts[i]
+		if (p.Src == client && ports[p.SrcPort]) || (p.Dst == client && ports[p.DstPort]) {
+			out = append(out, *p)
+		}
+	}
+	return out
 }

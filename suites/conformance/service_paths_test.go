@@ -374,3 +374,19 @@ func TestJudgeWithdrawal(t *testing.T) {
 	judgeWithdrawal(Captured{Packets: c.Packets[:1]}, vip, "server1", t0, t0.Add(time.Second), &r)
 	assert.Equal(t, []string{kindNotWithdrawn}, r.Failures)
 }
+
+func TestOwnFlows(t *testing.T) {
+	client, vip, other := netip.MustParseAddr("2001:db8:0:e01::2"), netip.MustParseAddr("2001:db8:0:102::1"), netip.MustParseAddr("2001:db8:0:101::6")
+	pkts := []verdict.Packet{
+		segment(netip.AddrPortFrom(client, 40000), netip.AddrPortFrom(vip, HTTPPort), layers.IPProtocolTCP, verdict.TCPSyn),
+		segment(netip.AddrPortFrom(vip, HTTPPort), netip.AddrPortFrom(client, 40000), layers.IPProtocolTCP, verdict.TCPSyn|verdict.TCPAck),
+		// A reply of the check's flow from a wrong source: kept (the check must see it).
+		segment(netip.AddrPortFrom(other, HTTPPort), netip.AddrPortFrom(client, 40000), layers.IPProtocolTCP, verdict.TCPAck),
+		// An earlier check's abandoned connection, retransmitted from another VIP, and
+		// the client's reset: left out.
+		segment(netip.AddrPortFrom(other, TCPPort), netip.AddrPortFrom(client, 45000), layers.IPProtocolTCP, verdict.TCPAck),
+		segment(netip.AddrPortFrom(client, 45000), netip.AddrPortFrom(other, TCPPort), layers.IPProtocolTCP, verdict.TCPRst),
+	}
+	own := ownFlows(pkts, client, vip)
+	assert.Len(t, own, 3)
+}
