@@ -12,7 +12,6 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/labs/faults"
-	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/verdict"
 	"v6lab.dev/v6lab/reports"
@@ -78,13 +77,7 @@ func runPMTU(ctx context.Context, x *Lab, control bool) (Result, error) {
 	if err != nil || mtu < 1280 {
 		return r, fmt.Errorf("the client's %s has no usable MTU: %q", client.Iface, out)
 	}
-	var entry plan.KubeNode
-	for _, n := range x.Plan.KubeNodes {
-		if n.Name != x.DSRNode() {
-			entry = n
-			break
-		}
-	}
+	entry := x.nonDSRNode()
 	steer, err := steerVIP(ctx, x, vip, entry)
 	if err != nil {
 		return r, err

@@ -18,13 +18,7 @@ import (
 // reached the backend's node — and removes the routes, on any exit.
 func forcedThrough(ctx context.Context, x *Lab, vip netip.Addr, r *Result) error {
 	client := x.Plan.HostByRole("client")
-	var n plan.KubeNode
-	for _, k := range x.Plan.KubeNodes {
-		if k.Name != x.DSRNode() {
-			n = k
-			break
-		}
-	}
+	n := x.nonDSRNode()
 	steer, err := steerVIP(ctx, x, vip, n)
 	if err != nil {
 		return err
@@ -96,6 +90,17 @@ func steerVIP(ctx context.Context, x *Lab, vip netip.Addr, n plan.KubeNode) (fau
 		routes = append(routes, x.Faults().Route(s.router, netip.PrefixFrom(vip, 128), s.via, s.dev))
 	}
 	return faults.All("steer "+vip.String()+" through "+n.Name, routes...), nil
+}
+
+// nonDSRNode is the first node without the DSR backend: where a check steers the
+// VIP's traffic to make it cross the fabric to the backend's node.
+func (x *Lab) nonDSRNode() plan.KubeNode {
+	for _, k := range x.Plan.KubeNodes {
+		if k.Name != x.DSRNode() {
+			return k
+		}
+	}
+	return plan.KubeNode{}
 }
 
 // viaOn reads `ip -6 route show PREFIX` and returns the next hop it names on dev ("":
