@@ -210,12 +210,6 @@ func (x *Lab) policyStep(ctx context.Context, s *policyStep, control bool) (err 
 	if control {
 		spec["enableDefaultDeny"] = map[string]any{"ingress": false, "egress": false}
 	}
-	cnp := map[string]any{"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
-		"metadata": map[string]any{"name": name, "namespace": s.ns}, "spec": spec}
-	doc, err := json.Marshal(cnp)
-	if err != nil {
-		return err
-	}
 	var pods []Pod
 	for _, p := range s.probes {
 		pods = append(pods, p.from)
@@ -223,26 +217,15 @@ func (x *Lab) policyStep(ctx context.Context, s *policyStep, control bool) (err 
 			pods = append(pods, Pod{IP: p.to.Addr()})
 		}
 	}
-	before, err := x.policyRevisions(ctx, pods)
+	restore, err := x.applyCNP(ctx, s.ns, name, spec, pods)
+	if restore != nil {
+		defer func() {
+			if rerr := restore(ctx); err == nil && rerr != nil {
+				err = fmt.Errorf("policy %s not removed: %w", name, rerr)
+			}
+		}()
+	}
 	if err != nil {
-		return err
-	}
-	if _, err := x.kubectl(ctx, string(doc), "apply", "-f", "-"); err != nil {
-		return fmt.Errorf("policy %s: %w", name, err)
-	}
-	defer func() {
-		at, rerr := x.policyRevisions(ctx, pods)
-		if rerr == nil {
-			_, rerr = x.kubectl(ctx, "", "-n", s.ns, "delete", "ciliumnetworkpolicy", name, "--ignore-not-found")
-		}
-		if rerr == nil {
-			rerr = x.waitPolicyRealized(ctx, pods, at)
-		}
-		if err == nil && rerr != nil {
-			err = fmt.Errorf("policy %s not removed: %w", name, rerr)
-		}
-	}()
-	if err := x.waitPolicyRealized(ctx, pods, before); err != nil {
 		return fmt.Errorf("policy %s: %w", name, err)
 	}
 	for i := range s.probes {
@@ -347,12 +330,18 @@ echo "no process of %s on this node" >&2; exit 1`, p.IP, p.IP)
 }
 
 // denyAll applies a CiliumNetworkPolicy that allows nothing in or out of ns's echo
-// pods and waits until the pods' endpoints realized it; restore deletes it the same way.
+// pods (applyCNP).
 func (x *Lab) denyAll(ctx context.Context, ns, name string, pods []Pod) (restore func(context.Context) error, err error) {
+	return x.applyCNP(ctx, ns, name, map[string]any{"endpointSelector": matchLabels(map[string]string{"app": EchoName}),
+		"ingress": []any{map[string]any{}}, "egress": []any{map[string]any{}}}, pods)
+}
+
+// applyCNP applies a CiliumNetworkPolicy (kubectl apply) and waits until the pods'
+// endpoints realized it; restore deletes it and waits the same way. restore is nil
+// only when nothing was applied.
+func (x *Lab) applyCNP(ctx context.Context, ns, name string, spec map[string]any, pods []Pod) (restore func(context.Context) error, err error) {
 	cnp := map[string]any{"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
-		"metadata": map[string]any{"name": name, "namespace": ns},
-		"spec": map[string]any{"endpointSelector": matchLabels(map[string]string{"app": EchoName}),
-			"ingress": []any{map[string]any{}}, "egress": []any{map[string]any{}}}}
+		"metadata": map[string]any{"name": name, "namespace": ns}, "spec": spec}
 	doc, err := json.Marshal(cnp)
 	if err != nil {
 		return nil, err
