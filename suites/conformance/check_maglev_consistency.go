@@ -63,22 +63,7 @@ func runMaglev(ctx context.Context, x *Lab, control bool) (Result, error) {
 	if control {
 		svc = RandomSvc
 	}
-	vip, err := x.VIP(ctx, ns, svc)
-	if err != nil {
-		return r, err
-	}
-	pods, err := x.Pods(ctx, ns, EchoName)
-	if err != nil {
-		return r, err
-	}
-	if want := len(x.Plan.KubeNodes); len(pods) != want || want < 2 {
-		return r, fmt.Errorf("%d of %d echo backends Ready (the check needs two or more)", len(pods), want)
-	}
-	ifaces, err := x.PodIfaces(ctx)
-	if err != nil {
-		return r, err
-	}
-	veths, err := podVeths(ifaces, pods)
+	vip, pods, veths, err := x.echoBehind(ctx, ns, svc, 2)
 	if err != nil {
 		return r, err
 	}

@@ -36,22 +36,7 @@ func runSessionAffinity(ctx context.Context, x *Lab, control bool) (Result, erro
 	if control {
 		svc = EchoName
 	}
-	vip, err := x.VIP(ctx, ns, svc)
-	if err != nil {
-		return r, err
-	}
-	pods, err := x.Pods(ctx, ns, EchoName)
-	if err != nil {
-		return r, err
-	}
-	if want := len(x.Plan.KubeNodes); len(pods) != want || want < 3 {
-		return r, fmt.Errorf("%d of %d echo backends Ready (the check needs three or more)", len(pods), want)
-	}
-	ifaces, err := x.PodIfaces(ctx)
-	if err != nil {
-		return r, err
-	}
-	points, err := podVeths(ifaces, pods)
+	vip, pods, points, err := x.echoBehind(ctx, ns, svc, 3)
 	if err != nil {
 		return r, err
 	}
@@ -104,4 +89,27 @@ func judgeAffinity(pods []Pod, points []string, caps map[string]Captured, hs HTT
 		r.fail(kindSeveralBackends, "the client's %d connections to %s reached %d backends", hs.Requests, vip, reached)
 	}
 	r.figure("backends_reached", float64(reached))
+}
+
+// echoBehind is what a check of a Service in front of the application's echo pods
+// starts from: the Service's VIP, the echo pods (one Ready on every node, and at least
+// min of them) and their veths, in the pods' order.
+func (x *Lab) echoBehind(ctx context.Context, ns, svc string, min int) (netip.Addr, []Pod, []string, error) {
+	vip, err := x.VIP(ctx, ns, svc)
+	if err != nil {
+		return vip, nil, nil, err
+	}
+	pods, err := x.Pods(ctx, ns, EchoName)
+	if err != nil {
+		return vip, nil, nil, err
+	}
+	if want := len(x.Plan.KubeNodes); len(pods) != want || want < min {
+		return vip, nil, nil, fmt.Errorf("%d of %d echo backends Ready (the check needs %d or more)", len(pods), want, min)
+	}
+	ifaces, err := x.PodIfaces(ctx)
+	if err != nil {
+		return vip, nil, nil, err
+	}
+	veths, err := podVeths(ifaces, pods)
+	return vip, pods, veths, err
 }
