@@ -7,15 +7,19 @@ BIN        := bin/v6lab
 SPEC       ?=
 SPEC_FLAG  := $(if $(SPEC),--spec $(SPEC),)
 # The Cilium releases make test's version axis runs (the first is the baseline);
-# CILIUM="1.18.4 1.20.2" make conformance runs the main job's matrix at each.
-TEST_CILIUM ?= 1.18.4 1.20.2
+# CILIUM="1.18.4 1.20.2" make conformance runs the main job's matrix at each;
+# UPGRADE=1.18.4,1.19.3,1.20.2 upgrades each lab in place along that chain instead
+# (and back one step), the suite at every stage.
+# make test's version axis: an in-place upgrade from the first to the second.
+TEST_CILIUM ?= 1.19.3 1.20.2
+UPGRADE    ?=
+comma      := ,
 CILIUM     ?=
 # The release of the embedded labs (spec.versions.cilium's default; a unit test keeps
 # the two equal). make conformance and make lab-up build only the releases they run.
 DEFAULT_CILIUM := 1.20.2
 # The offline releases make cilium builds (CILIUM_VERSIONS="1.18.4" make cilium for one).
-CILIUM_VERSIONS ?= $(DEFAULT_CILIUM) 1.18.4
-CILIUM_FLAGS := $(foreach v,$(TEST_CILIUM),--cilium $(v))
+CILIUM_VERSIONS ?= $(DEFAULT_CILIUM) 1.19.3 1.18.4
 RUNS       ?= runs
 FUZZTIME   ?= 30s
 
@@ -44,9 +48,9 @@ k8s: ## build Kubernetes, etcd and CoreDNS from their Go modules for the offline
 	@scripts/coredns.sh $(abspath bin/coredns)
 
 .PHONY: cilium
-cilium: ## build Cilium's programs (CILIUM_VERSIONS, default 1.20.2 and 1.18.4) from their Go modules for the offline Cilium images (cached; ~6 min cold each)
+cilium: ## build Cilium's programs (CILIUM_VERSIONS, default 1.20.2, 1.19.3 and 1.18.4) from their Go modules for the offline Cilium images (cached; ~6 min cold each)
 	@for v in $(CILIUM_VERSIONS); do \
-	  case $$v in 1.18.*) d=cilium-1.18 ;; 1.20.*) d=cilium ;; *) echo "make cilium: no offline build of Cilium $$v (1.20.2, 1.18.4)" >&2; exit 2 ;; esac; \
+	  case $$v in 1.18.*) d=cilium-1.18 ;; 1.19.*) d=cilium-1.19 ;; 1.20.*) d=cilium ;; *) echo "make cilium: no offline build of Cilium $$v (1.20.2, 1.19.3, 1.18.4)" >&2; exit 2 ;; esac; \
 	  scripts/cilium.sh $(abspath bin)/$$d tools/$$d || exit 1; \
 	done
 
@@ -60,9 +64,9 @@ host-setup: build ## install/start Docker and apply the host adaptations this ho
 
 .PHONY: conformance
 conformance: build tools k8s metallb ## the main job: for each lab of the matrix (SPEC=... for one): up, conformance suite, report, down
-	@$(MAKE) --no-print-directory cilium CILIUM_VERSIONS="$(or $(CILIUM),$(DEFAULT_CILIUM))"
+	@$(MAKE) --no-print-directory cilium CILIUM_VERSIONS="$(or $(CILIUM),$(subst $(comma), ,$(UPGRADE)),$(DEFAULT_CILIUM))"
 	@$(BIN) host setup
-	@$(BIN) conformance --runs $(RUNS) $(SPEC_FLAG) $(foreach v,$(CILIUM),--cilium $(v))
+	@$(BIN) conformance --runs $(RUNS) $(SPEC_FLAG) $(foreach v,$(CILIUM),--cilium $(v)) $(if $(UPGRADE),--upgrade $(UPGRADE),)
 
 .PHONY: test
 test: build tools k8s metallb ## everything CI runs: host setup, vet, unit, golden and integration tests (real labs)
@@ -74,13 +78,14 @@ test: build tools k8s metallb ## everything CI runs: host setup, vet, unit, gold
 	@# below, through v6lab conformance (the same test binary); here only its unit tests.
 	$(GO) test -count=1 -p 1 $$($(GO) list ./... | grep -v '/suites/conformance$$')
 	$(GO) test -count=1 -short ./suites/conformance
-	@# The version axis: the default lab (native routing + Cilium BGP) at both Cilium
-	@# releases, the later one compared with the first; MetalLB mode at the default
-	@# release. The tunnel lab runs in the nightly matrix
-	@# (.github/workflows/nightly-conformance.yml: every lab at both releases): the
-	@# four service-path checks added to every lab's suite (about 2 min a lab) would
-	@# take make test past its 45 min warm (40.7 min before them, in CI).
-	$(BIN) conformance --matrix embedded:default $(CILIUM_FLAGS) --runs $${TMPDIR:-/tmp}/v6lab-test-runs
+	@# The version axis: the default lab (native routing + Cilium BGP) at the first
+	@# release, upgraded in place under traffic to the second (upgrade-disruption),
+	@# each stage's suite compared with the one before; MetalLB mode at the default
+	@# release. The nightly (.github/workflows/nightly-conformance.yml) runs every lab
+	@# at 1.18.4 and 1.20.2, the tunnel lab, and the whole chain 1.18.4 -> 1.19.3 ->
+	@# 1.20.2 -> 1.19.3 on the default and metallb labs: make test's 45 min warm
+	@# holds one upgrade step, not the chain (each stage is a suite run, ~8 min).
+	$(BIN) conformance --matrix embedded:default --upgrade $(subst $() ,$(comma),$(strip $(TEST_CILIUM))) --downgrade=false --runs $${TMPDIR:-/tmp}/v6lab-test-runs
 	$(BIN) conformance --matrix embedded:metallb --runs $${TMPDIR:-/tmp}/v6lab-test-runs
 
 .PHONY: unit

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds Cilium's programs from the module pinned in a tools module (tools/cilium for
-# Cilium 1.20, tools/cilium-1.18 for 1.18), once per content of that module, and stages what the offline Cilium images carry from the same module
+# Cilium 1.20, tools/cilium-1.19 and tools/cilium-1.18 for 1.19 and 1.18), once per content of that module, and stages what the offline Cilium images carry from the same module
 # version: the BPF sources the agent compiles at run time, and the two scripts the
 # chart's init containers run. Cached under ${XDG_CACHE_HOME:-~/.cache}/v6lab/cilium/<key>
 # and linked into the given directory, with the Helm chart of the same version. Cold: ~6 minutes on 2 cores; warm: nothing.

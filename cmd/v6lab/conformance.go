@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -198,14 +199,18 @@ func checkNames() []string {
 
 func testCmd(g *globals) *cobra.Command {
 	var f suiteFlags
-	var runDir string
+	var runDir, upgradeTo string
 	c := &cobra.Command{
 		Use:   "test [LAB]",
 		Short: "Run the conformance suite on a running lab; the last line is the run directory",
 		Long: `Runs every conformance check (` + strings.Join(checkNames(), ", ") + `;
 --check for some) on a running lab, each with its negative control, and writes
 report.json, junit.xml, report.html and pcap/ into the run directory. Exit status 1
-when a check fails or a negative control does not fail for its declared reason.`,
+when a check fails or a negative control does not fail for its declared reason.
+
+--upgrade-to VERSION first moves the lab's Cilium to that release in place, under
+traffic (the upgrade-disruption check, v6lab upgrade's steps); the rest of the suite
+then judges the upgraded lab.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := g.labByName(args)
@@ -218,7 +223,16 @@ when a check fails or a negative control does not fail for its declared reason.`
 					return err
 				}
 			}
-			r, err := g.runSuite(cmd, &f, runDir, "-v6lab.lab", l.Plan.Lab)
+			labArgs := []string{"-v6lab.lab", l.Plan.Lab}
+			sf := f
+			if upgradeTo != "" {
+				if _, err := runtime.UpgradeStep(l.Spec.Spec.Versions.Cilium, upgradeTo, false); err != nil {
+					return &exitCode{2, err}
+				}
+				labArgs = append(labArgs, "-v6lab.upgrade-to", upgradeTo)
+				sf.feature = withUpgradeCheck(sf.feature)
+			}
+			r, err := g.runSuite(cmd, &sf, runDir, labArgs...)
 			if err != nil {
 				return err
 			}
@@ -232,6 +246,7 @@ when a check fails or a negative control does not fail for its declared reason.`
 	}
 	f.add(c)
 	c.Flags().StringVarP(&runDir, "output", "o", "", "run directory (default: <state-dir>/runs/<lab>/<time>, which down leaves alone)")
+	c.Flags().StringVar(&upgradeTo, "upgrade-to", "", "first upgrade (or downgrade) the lab's Cilium in place to this release, under traffic (upgrade-disruption)")
 	return c
 }
 
@@ -243,6 +258,8 @@ func conformanceCmd(g *globals) *cobra.Command {
 	var f suiteFlags
 	var runs string
 	var specs, ciliums []string
+	var upgrade string
+	downgrade := true
 	c := &cobra.Command{
 		Use:   "conformance",
 		Short: "For each lab of the matrix: up, conformance suite, report, down; the last line is the run directory",
@@ -254,9 +271,16 @@ junit.xml, report.html, pcap/ and suite.log.
 --cilium (repeatable) adds the version axis: every lab of the matrix runs at each
 Cilium release given, into <run>/<lab>-cilium-<version>/, and each later release is
 compared with the first (what v6lab compare prints, also saved as
-<run>/<lab>-compare-<a>-<b>.txt): the pre-upgrade check of a new Cilium release.`,
+<run>/<lab>-compare-<a>-<b>.txt): the pre-upgrade check of a new Cilium release.
+
+--upgrade A,B[,C...] upgrades in place instead: each lab of the matrix comes up at A
+and runs the suite; then, for each next release, the upgrade-disruption check moves the
+running lab to it under traffic (v6lab upgrade) and the suite runs on the upgraded lab;
+last, it goes back one release (a downgrade) the same way (--downgrade=false: not). Each stage writes
+<run>/<lab>-upgrade/<n>-<from>-to-<to>/ and is compared with the stage before.`,
 		Example: `  v6lab conformance
-  v6lab conformance --matrix embedded:metallb --cilium 1.18.4 --cilium 1.20.2`,
+  v6lab conformance --matrix embedded:metallb --cilium 1.18.4 --cilium 1.20.2
+  v6lab conformance --matrix embedded:default --upgrade 1.18.4,1.19.3,1.20.2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(specs) == 0 {
@@ -299,6 +323,29 @@ compared with the first (what v6lab compare prints, also saved as
 			}
 			if len(errs) > 0 {
 				return &exitCode{2, errors.Join(errs...)}
+			}
+			if upgrade != "" {
+				if len(ciliums) > 0 {
+					return &exitCode{2, errors.New("--upgrade and --cilium: one version axis at a time")}
+				}
+				chain, err := upgradeChain(upgrade, downgrade)
+				if err != nil {
+					return &exitCode{2, err}
+				}
+				allOK := true
+				for _, e := range matrix {
+					ok, err := g.runUpgradeChain(cmd, &f, run, e.spec, e.lab, chain)
+					if err != nil {
+						return err
+					}
+					allOK = ok && allOK
+				}
+				abs, _ := filepath.Abs(run)
+				fmt.Fprintln(cmd.OutOrStdout(), abs)
+				if !allOK {
+					return &exitCode{1, errors.New("conformance failed")}
+				}
+				return nil
 			}
 			allOK := true
 			for _, e := range matrix {
@@ -355,6 +402,109 @@ compared with the first (what v6lab compare prints, also saved as
 	f.add(c)
 	c.Flags().StringVar(&runs, "runs", "runs", "directory for run directories")
 	c.Flags().StringArrayVar(&specs, "matrix", nil, "a lab spec of the matrix (repeatable; file or embedded:NAME)")
+	c.Flags().BoolVar(&downgrade, "downgrade", true, "with --upgrade: end with a downgrade back one release")
+	c.Flags().StringVar(&upgrade, "upgrade", "", "Cilium releases A,B[,...]: up at A, then upgrade in place to each next one under traffic and back one step (suite at every stage)")
 	c.Flags().StringArrayVar(&ciliums, "cilium", nil, "run every lab of the matrix at this Cilium release (repeatable: the first is the baseline the others are compared with)")
 	return c
+}
+
+// upgradeChain is the releases of --upgrade A,B,...: each step one minor (v6lab
+// upgrade refuses more), then back one step (a downgrade) unless !downgrade.
+func upgradeChain(list string, downgrade bool) ([]string, error) {
+	var chain []string
+	for _, v := range strings.Split(list, ",") {
+		if v = strings.TrimPrefix(strings.TrimSpace(v), "v"); v != "" {
+			chain = append(chain, v)
+		}
+	}
+	if len(chain) < 2 {
+		return nil, fmt.Errorf("--upgrade %q: name the release to start at and at least one to upgrade to (e.g. 1.19.3,1.20.2)", list)
+	}
+	for i := 1; i < len(chain); i++ {
+		if _, err := runtime.UpgradeStep(chain[i-1], chain[i], false); err != nil {
+			return nil, fmt.Errorf("--upgrade: %w", err)
+		}
+	}
+	if !downgrade {
+		return chain, nil
+	}
+	return append(chain, chain[len(chain)-2]), nil
+}
+
+// runUpgradeChain runs one lab through the chain: the suite at the first release on a
+// lab of its own (kept running), then for each next release the suite on that running
+// lab with -v6lab.upgrade-to; each stage's report compared with the one before. The lab
+// is removed at the end, whatever happened.
+func (g *globals) runUpgradeChain(cmd *cobra.Command, f *suiteFlags, run, specPath string, l *lab.Lab, chain []string) (bool, error) {
+	w := cmd.OutOrStdout()
+	name := "conf-" + l.Plan.Lab + "-up"
+	base := filepath.Join(run, l.Plan.Lab+"-upgrade")
+	o := g.runtimeOptions(cmd)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(cmd.Context()), 5*time.Minute)
+		defer cancel()
+		_ = runtime.Down(ctx, name, o)
+	}()
+	sf := *f
+	sf.feature = withUpgradeCheck(sf.feature)
+	allOK := true
+	var prev *reports.Report
+	var prevLabel string
+	for i, v := range chain {
+		label := "cilium-" + v
+		args := []string{"-v6lab.spec", specPath, "-v6lab.name", name, "-v6lab.cilium", v, "-v6lab.keep"}
+		if i > 0 {
+			label = chain[i-1] + "-to-" + v
+			args = []string{"-v6lab.lab", name, "-v6lab.upgrade-to", v}
+			if i < len(chain)-1 {
+				args = append(args, "-v6lab.keep")
+			}
+		}
+		dir := filepath.Join(base, fmt.Sprintf("%d-%s", i, label))
+		fmt.Fprintf(w, "== %s: lab %s, stage %d: %s (%s)\n", specPath, name, i, strings.ReplaceAll(label, "-to-", " -> "), dir)
+		start := time.Now()
+		r, err := g.runSuite(cmd, &sf, dir, args...)
+		if err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s: stage %d: %v\n", specPath, i, err)
+			return false, nil
+		}
+		ok := summarize(w, l.Plan.Lab, r)
+		allOK = ok && allOK
+		fmt.Fprintf(w, "  took %s\n", reports.Human(time.Since(start)))
+		if i > 0 && !upgraded(r) {
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s: stage %d: the lab was not upgraded to %s (upgrade-disruption did not pass or fail); the chain stops\n", specPath, i, v)
+			return false, nil
+		}
+		if prev != nil {
+			file := filepath.Join(base, fmt.Sprintf("compare-%s-%s.txt", prevLabel, label))
+			var buf strings.Builder
+			changes := reports.Compare(prev, r, reports.DefaultTolerance)
+			if err := reports.WriteChanges(&buf, prev, r, changes); err != nil {
+				return false, err
+			}
+			fmt.Fprintf(w, "== %s: %s -> %s (every figure: %s)\n%s", l.Plan.Lab, prevLabel, label, file, buf.String())
+			buf.WriteString("\n")
+			if err := reports.WriteFigures(&buf, prev, r); err != nil {
+				return false, err
+			}
+			if err := os.WriteFile(file, []byte(buf.String()), 0o644); err != nil {
+				return false, err
+			}
+		}
+		prev, prevLabel = r, label
+	}
+	return allOK, nil
+}
+
+// upgraded says whether a stage's upgrade happened: its report says from which
+// release the lab came.
+func upgraded(r *reports.Report) bool { return r.Labels["upgradedFrom"] != "" }
+
+// withUpgradeCheck keeps upgrade-disruption in a --check filter: the upgrade of an
+// upgrade stage happens in it.
+func withUpgradeCheck(feature string) string {
+	if feature == "" {
+		return ""
+	}
+	return "(?:" + feature + ")|^upgrade-disruption$"
 }

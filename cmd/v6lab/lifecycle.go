@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -166,5 +167,76 @@ func downCmd(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&all, "all", false, "remove every v6lab lab on this host")
+	return c
+}
+
+func upgradeCmd(g *globals) *cobra.Command {
+	var imgs imageFlags
+	var allowSkip bool
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "upgrade [LAB] --cilium VERSION",
+		Short: "Move a running lab's Cilium to another release in place (pre-flight, Helm upgrade, rollout), one minor at a time",
+		Long: `Upgrade (or downgrade) the Cilium of a running lab in place, as Cilium's upgrade guide
+says: the new release's images on every node, the pre-flight check (the new agent image
+on every node, the cluster's policies validated by the new release), the values of the
+new release with upgradeCompatibility set to the minor the cluster was installed with, a
+Helm upgrade, then a wait for every agent and the operator to run the new release and be
+Ready and every BGP session to be Established. Each Cilium pod's replacement is printed
+with its times (the host's clock, the clock of the lab's captures) and kept in the lab's
+upgrades.json. A step across more than one minor is refused unless --allow-skip.`,
+		Example: `  v6lab up --cilium 1.18.4
+  v6lab upgrade --cilium 1.19.3
+  v6lab upgrade v6lab-default --cilium 1.20.2
+  v6lab upgrade --cilium 1.19.3          # a downgrade, one minor back`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if g.cilium == "" {
+				return &exitCode{2, fmt.Errorf("--cilium: the release to move the lab to (e.g. 1.19.3)")}
+			}
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			} else {
+				l, err := lab.Load(g.specPath)
+				if err != nil {
+					return &exitCode{2, err}
+				}
+				name = l.Plan.Lab
+			}
+			l, err := g.labByName([]string{name})
+			if err != nil {
+				return err
+			}
+			if _, err := runtime.UpgradeStep(l.Spec.Spec.Versions.Cilium, g.cilium, allowSkip); err != nil {
+				return &exitCode{2, err}
+			}
+			o := g.runtimeOptions(cmd)
+			if o.Render, err = imgs.options(); err != nil {
+				return err
+			}
+			res, err := runtime.Upgrade(cmd.Context(), l, o, runtime.UpgradeOptions{To: g.cilium, AllowSkip: allowSkip, Timeout: timeout})
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "%s: Cilium %s -> %s (%s; installed with %s) in %s, rollout %s\n", name, res.From, res.To, res.Direction,
+				res.InstalledWith, res.Ended.Sub(res.Started).Round(time.Second), res.Ended.Sub(res.RolloutStart).Round(time.Second))
+			for _, r := range res.Restarts {
+				fmt.Fprintf(w, "  %-8s %-8s %s -> %s", r.Component, r.Node, r.OldPod, r.NewPod)
+				if !r.Stopping.IsZero() {
+					fmt.Fprintf(w, "  stopping +%s", r.Stopping.Sub(res.RolloutStart).Round(time.Millisecond))
+				}
+				if !r.Ready.IsZero() {
+					fmt.Fprintf(w, "  ready +%s", r.Ready.Sub(res.RolloutStart).Round(time.Millisecond))
+				}
+				fmt.Fprintln(w)
+			}
+			return nil
+		},
+	}
+	imgs.add(c)
+	c.Flags().BoolVar(&allowSkip, "allow-skip", false, "allow a step across more than one Cilium minor (unsupported by Cilium)")
+	c.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "bound on the rollout")
 	return c
 }

@@ -225,9 +225,16 @@ func TestRenderCiliumRelease(t *testing.T) {
 	assert.NotContains(t, string(values), "preferIpv6", "1.18 has no top-level preferIpv6")
 
 	require.NoError(t, os.WriteFile(spec, withCilium("1.19.3"), 0o644))
+	code, _, errOut = runCLI(t, "render", "--spec", spec, "-o", filepath.Join(dir, "out19"))
+	require.Equal(t, 0, code, errOut)
+	values, err = os.ReadFile(filepath.Join(dir, "out19", "cilium", "values.yaml"))
+	require.NoError(t, err)
+	assert.Contains(t, string(values), "v6lab/cilium-1.19:")
+
+	require.NoError(t, os.WriteFile(spec, withCilium("1.19.1"), 0o644))
 	code, _, errOut = runCLI(t, "render", "--spec", spec, "-o", filepath.Join(dir, "out2"))
 	assert.NotEqual(t, 0, code)
-	assert.Contains(t, errOut, "1.20.2 and 1.18.4")
+	assert.Contains(t, errOut, "1.20.2, 1.19.3, 1.18.4")
 	code, _, errOut = runCLI(t, "render", "--spec", spec, "--images", "online", "-o", filepath.Join(dir, "out3"))
 	assert.Equal(t, 0, code, errOut)
 }
@@ -273,4 +280,17 @@ func TestMakefileDefaultCiliumIsTheSpecs(t *testing.T) {
 		}
 	}
 	assert.Equal(t, spec.DefaultCiliumVersion, got)
+}
+
+func TestUpgradeChain(t *testing.T) {
+	c, err := upgradeChain("1.18.4, v1.19.3,1.20.2", true)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"1.18.4", "1.19.3", "1.20.2", "1.19.3"}, c, "up the chain, then back one step")
+	c, err = upgradeChain("1.19.3,1.20.2", false)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"1.19.3", "1.20.2"}, c)
+	_, err = upgradeChain("1.18.4,1.20.2", true)
+	assert.ErrorContains(t, err, "more than one minor")
+	_, err = upgradeChain("1.20.2", true)
+	assert.ErrorContains(t, err, "at least one to upgrade to")
 }

@@ -73,10 +73,12 @@ func (c CiliumBuild) Chart() string { return c.BinDir + "/chart" }
 // Images are the release's two image recipes.
 func (c CiliumBuild) Images() []string { return []string{c.Agent, c.Operator} }
 
-// CiliumBuilds are the Cilium releases built offline (tools/cilium, tools/cilium-1.18);
-// the first is the default.
+// CiliumBuilds are the Cilium releases built offline (tools/cilium, tools/cilium-1.19,
+// tools/cilium-1.18); the first is the default. One per minor: Cilium upgrades one minor
+// at a time, so v6lab upgrade's chain 1.18 -> 1.19 -> 1.20 needs each.
 var CiliumBuilds = []CiliumBuild{
 	{Version: "1.20.2", BinDir: "cilium", Agent: "cilium", Operator: "cilium-operator"},
+	{Version: "1.19.3", BinDir: "cilium-1.19", Agent: "cilium-1.19", Operator: "cilium-operator-1.19"},
 	{Version: "1.18.4", BinDir: "cilium-1.18", Agent: "cilium-1.18", Operator: "cilium-operator-1.18"},
 }
 
@@ -90,7 +92,7 @@ func CiliumFor(version string) (CiliumBuild, error) {
 		have = append(have, c.Version)
 	}
 	return CiliumBuild{}, fmt.Errorf("offline Cilium images are built for Cilium %s (make cilium), not %q: pick one of them in spec.versions.cilium, or use public images (--images online)",
-		strings.Join(have, " and "), version)
+		strings.Join(have, ", "), version)
 }
 
 // Recipes are every image v6lab builds, in build order.

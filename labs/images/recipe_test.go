@@ -58,8 +58,11 @@ func TestCiliumBuilds(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, k20, k18, "one Dockerfile for every release: the binaries tell the images apart")
 	assert.NotEqual(t, Ref("cilium", k20), Ref(c.Agent, k18))
+	c19, err := CiliumFor("1.19.3")
+	require.NoError(t, err)
+	assert.Equal(t, "cilium-1.19/chart", c19.Chart())
 	_, err = CiliumFor("1.19.1")
-	assert.ErrorContains(t, err, "1.20.2 and 1.18.4")
+	assert.ErrorContains(t, err, "1.20.2, 1.19.3, 1.18.4")
 }
 
 func TestShippedRecipes(t *testing.T) {

@@ -239,7 +239,7 @@ func (p *Plan) planUnderlay() {
 			Address: netip.PrefixFrom(gw, 64), PeerAddr: addr})
 		p.Hosts = append(p.Hosts, Host{Name: h.Name, Role: h.Role, Router: h.Router,
 			Address: addr, Subnet: subnet, Gateway: gw, Iface: "eth1", RouterIface: rIf})
-		p.Links = append(p.Links, Link{Kind: LinkHost, A: Endpoint{h.Router, rIf}, B: Endpoint{h.Name, "eth1"}})
+		p.Links = append(p.Links, Link{Kind: LinkHost, A: Endpoint{h.Router, rIf}, B: Endpoint{h.Name, "eth1"}, MTU: h.MTU})
 	}
 }
 

@@ -163,6 +163,7 @@ type Link struct {
 	Kind LinkKind `json:"kind"`
 	A    Endpoint `json:"a"`
 	B    Endpoint `json:"b"`
+	MTU  int      `json:"mtu,omitempty"` // both ends; unset: spec.LinkMTU
 }
 
 // Router returns the named router's plan.

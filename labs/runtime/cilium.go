@@ -72,6 +72,24 @@ func helmInstall(ctx context.Context, kubeconfig, release, namespace, chartDir, 
 	return nil
 }
 
+// helmUninstall removes a release (Helm Go SDK), waiting for its resources to go.
+func helmUninstall(ctx context.Context, kubeconfig, release, namespace string, log *slog.Logger) error {
+	settings := cli.New()
+	settings.KubeConfig = kubeconfig
+	cfg := new(action.Configuration)
+	if err := cfg.Init(settings.RESTClientGetter(), namespace, "secret", func(format string, v ...any) {
+		log.Debug(fmt.Sprintf(format, v...))
+	}); err != nil {
+		return err
+	}
+	un := action.NewUninstall(cfg)
+	un.Wait, un.Timeout = true, 2*time.Minute
+	if _, err := un.Run(release); err != nil {
+		return fmt.Errorf("helm uninstall %s: %w", release, err)
+	}
+	return nil
+}
+
 // applyFiles applies manifests in order, retrying each until it applies: objects wait
 // for their CRDs to be registered and for admission webhooks to serve.
 func applyFiles(ctx context.Context, kubeconfig string, timeout time.Duration, files ...string) error {

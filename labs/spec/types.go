@@ -33,6 +33,15 @@ type LabSpec struct {
 	LoadBalancer LoadBalancer  `yaml:"loadBalancer" json:"loadBalancer"`
 	BGP          BGP           `yaml:"bgp" json:"bgp"`
 	Versions     Versions      `yaml:"versions" json:"versions"`
+	Upgrade      Upgrade       `yaml:"upgrade" json:"upgrade"`
+}
+
+// Upgrade bounds what an in-place Cilium upgrade may do to the lab's running traffic
+// (the upgrade-disruption check; TCP connections must always survive).
+type Upgrade struct {
+	// MaxUDPOutageMs is the longest a 10 ms UDP stream (client -> VIP, pod -> world)
+	// may go unanswered while the agents restart. Default DefaultMaxUDPOutageMs.
+	MaxUDPOutageMs int `yaml:"maxUDPOutageMs,omitempty" json:"maxUDPOutageMs,omitempty"`
 }
 
 // Addressing is the input of the address planner.
@@ -100,7 +109,18 @@ type Host struct {
 	Name   string   `yaml:"name" json:"name"`
 	Role   HostRole `yaml:"role" json:"role"`
 	Router string   `yaml:"router" json:"router"`
+	// MTU of the host's link to its router (both ends), from MinMTU to LinkMTU; unset,
+	// LinkMTU like every other link. An edge smaller than the fabric is how a tunnel
+	// lab leaves room for the encapsulation of what its hosts send.
+	MTU int `yaml:"mtu,omitempty" json:"mtu,omitempty"`
 }
+
+// MinMTU is IPv6's minimum link MTU (RFC 8200); LinkMTU is the MTU of every lab link
+// (containerlab's veth default).
+const (
+	MinMTU  = 1280
+	LinkMTU = 9500
+)
 
 // Application gets its own pod /64 and ingress /64.
 type Application struct {

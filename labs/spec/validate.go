@@ -180,6 +180,10 @@ func Validate(l *Lab) ErrorList {
 			errs.Add(Field(p, "role"), "one of: client, world", "unknown host role %q", h.Role)
 		}
 		checkAttach(&errs, Field(p, "router"), h.Router, routers, routerHint)
+		if h.MTU != 0 && (h.MTU < MinMTU || h.MTU > LinkMTU) {
+			errs.Add(Field(p, "mtu"), fmt.Sprintf("from %d (IPv6's minimum) to %d (the lab's other links), or unset for %d", MinMTU, LinkMTU, LinkMTU),
+				"mtu %d is out of range", h.MTU)
+		}
 		if cut[h.Router] {
 			errs.Add(Field(p, "router"), "attach it to a router of the fabric", "router %q is not connected to the fabric", h.Router)
 		}
@@ -246,6 +250,11 @@ func Validate(l *Lab) ErrorList {
 	}
 	if lb.Algorithm != "maglev" && lb.Algorithm != "random" {
 		errs.Add("spec.loadBalancer.algorithm", "one of: maglev, random", "unknown algorithm %q", lb.Algorithm)
+	}
+
+	if u := s.Upgrade.MaxUDPOutageMs; u < 1 || u > 600000 {
+		errs.Add("spec.upgrade.maxUDPOutageMs", "1-600000 ms (the longest a UDP stream may go unanswered while Cilium's agents restart)",
+			"maxUDPOutageMs %d out of range", u)
 	}
 
 	b := s.BGP

@@ -107,7 +107,8 @@ type Check struct {
 // Checks are the suite's checks, in the order they run: the ones whose controls
 // disturb the lab most come last.
 func Checks() []Check {
-	return []Check{podConnectivity(), dns(), clusterIP(), nodePort(), sessionAffinity(), maglevConsistency(), backendRemoval(), etpLocalWithdrawal(), pmtu(), networkPolicy(), bgpRoutes(), etpLocal(), bfdSessions(), guaEgress(), vipReachability(), dsrReturnPath(), ipv4Free(), failover(), noMasquerade()}
+	// upgrade-disruption first: in an upgrade stage the rest judge the new release.
+	return []Check{upgradeDisruption(), podConnectivity(), dns(), clusterIP(), nodePort(), sessionAffinity(), maglevConsistency(), backendRemoval(), etpLocalWithdrawal(), pmtu(), networkPolicy(), bgpRoutes(), etpLocal(), bfdSessions(), guaEgress(), vipReachability(), dsrReturnPath(), ipv4Free(), failover(), noMasquerade()}
 }
 
 // Control says what a check's negative control does.

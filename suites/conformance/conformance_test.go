@@ -39,6 +39,7 @@ var (
 	flagStateDir = flag.String("v6lab.state-dir", "", "v6lab state directory (default: $V6LAB_STATE_DIR or ~/.local/state/v6lab)")
 	flagBin      = flag.String("v6lab.bin", "", "directory with v6lab's tools (default: the repository's bin/)")
 	flagCilium   = flag.String("v6lab.cilium", "", "Cilium release of the suite's own lab, instead of the spec's (e.g. 1.18.4)")
+	flagUpgrade  = flag.String("v6lab.upgrade-to", "", "upgrade (or downgrade) the lab's Cilium in place to this release first, under traffic (the upgrade-disruption check); the rest of the suite judges the new release")
 	flagKeep     = flag.Bool("v6lab.keep", false, "keep the lab as the suite leaves it: its own lab running, the workload deployed")
 )
 
@@ -105,6 +106,7 @@ func TestMain(m *testing.M) {
 		if err != nil {
 			return ctx, err
 		}
+		x.UpgradeTo = *flagUpgrade
 		cfg.WithKubeconfigFile(x.Kubeconfig)
 		start := time.Now()
 		if err := x.Deploy(ctx); err != nil {

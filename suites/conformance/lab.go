@@ -47,6 +47,10 @@ type Lab struct {
 	Kubectl    string
 	RunDir     string // the run directory: report files and pcap/
 	HostImage  string // the image of the echo workload
+	// UpgradeTo is the Cilium release the upgrade-disruption check moves the lab to
+	// ("": no upgrade in this run); Runtime the options it runs the upgrade with.
+	UpgradeTo string
+	Runtime   runtime.Options
 
 	mu       sync.Mutex
 	report   reports.Report
@@ -61,7 +65,7 @@ func Open(l *lab.Lab, o runtime.Options, runDir, kubectl, hostImage string) (*La
 		return nil, err
 	}
 	s := l.Spec.Spec
-	x := &Lab{Lab: l, Plan: l.Plan, Kubeconfig: kc, Client: c, Kubectl: kubectl, RunDir: runDir, HostImage: hostImage}
+	x := &Lab{Lab: l, Plan: l.Plan, Kubeconfig: kc, Client: c, Kubectl: kubectl, RunDir: runDir, HostImage: hostImage, Runtime: o}
 	x.report = reports.Report{
 		Lab: l.Plan.Lab,
 		Labels: map[string]string{

@@ -54,6 +54,7 @@ type Node struct {
 // Link is a point-to-point veth.
 type Link struct {
 	Endpoints [2]string `yaml:"endpoints,flow"`
+	MTU       int       `yaml:"mtu,omitempty"` // unset: containerlab's default, spec.LinkMTU
 }
 
 // Images names the image each kind of lab member runs.
@@ -158,7 +159,7 @@ func Build(p *plan.Plan, img Images, extras func(plan.KubeNode) NodeExtras) Topo
 	}
 	for _, l := range p.Links {
 		t.Topo.Links = append(t.Topo.Links, Link{Endpoints: [2]string{
-			l.A.Node + ":" + l.A.Iface, l.B.Node + ":" + l.B.Iface}})
+			l.A.Node + ":" + l.A.Iface, l.B.Node + ":" + l.B.Iface}, MTU: l.MTU})
 	}
 	return t
 }
