@@ -36,7 +36,7 @@ func upgradeDisruption() Check {
 			}
 			return ""
 		},
-		Variant: "the same flows across a Helm upgrade at the same release that resizes the connection-tracking and NAT maps (bpf.ctTcpMax, bpf.ctAnyMax, bpf.natMax): the agents recreate them empty, losing every flow's state",
+		Variant: "the same flows across a rollout of every agent at the same release (connection-tracking and NAT maps resized) whose agents come back with empty connection-tracking and NAT tables (flushed on every agent): every flow's state lost, as by an upgrade that recreates those maps",
 		Expect:  kindConnReset,
 		Run:     runUpgradeDisruption,
 	}
@@ -44,11 +44,14 @@ func upgradeDisruption() Check {
 
 // Failure kinds of upgrade-disruption.
 const (
-	kindConnReset  = "connection-reset" // a TCP connection was reset during the upgrade
-	kindConnLost   = "connection-lost"  // a TCP connection carried no data after the upgrade
-	kindUDPOutage  = "udp-outage"       // a UDP stream's outage exceeded the budget
-	upgradeSettle  = 3 * time.Second    // the flows run on this long after the rollout ended
-	upgradeMaxTime = 15 * time.Minute   // the probes' own bound (they are stopped before)
+	kindConnReset = "connection-reset" // a TCP connection was reset during the upgrade
+	kindConnLost  = "connection-lost"  // a TCP connection carried no data after the upgrade
+	kindUDPOutage = "udp-outage"       // a UDP stream's outage exceeded the budget
+	// The flows run on this long after the rollout ended: a TCP connection that
+	// stalled for an agent's restart (13-17 s measured) retransmits with exponential
+	// backoff, its next try up to about as long after the path is back.
+	upgradeSettle  = 25 * time.Second
+	upgradeMaxTime = 15 * time.Minute // the probes' own bound (they are stopped before)
 )
 
 // upFlow is one long-lived flow across the upgrade: who sends it where, judged on
@@ -89,7 +92,7 @@ func runUpgradeDisruption(ctx context.Context, x *Lab, control bool) (Result, er
 				defer wg.Done()
 				args := []string{"v6lab-probe", "send", "--to", f.to.String(), "--interval", probeInterval.String(), "--duration", upgradeMaxTime.String(), "--wait", "200ms"}
 				if f.tcp {
-					args = []string{"v6lab-probe", "tcp", "--to", f.to.String(), "--conns", "4", "--interval", "100ms", "--duration", upgradeMaxTime.String()}
+					args = []string{"v6lab-probe", "tcp", "--to", f.to.String(), "--conns", fmt.Sprint(f.connections()), "--interval", "100ms", "--duration", upgradeMaxTime.String()}
 				}
 				var err error
 				if f.pod != nil {
@@ -251,6 +254,15 @@ func judgeUpgradeFlow(f upFlow, c Captured, stopAt, rolloutEnd time.Time, budget
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// connections is how many TCP connections the flow opens: 8 to the VIP with a backend
+// on every node (each lands on one of them), 4 elsewhere.
+func (f upFlow) connections() int {
+	if f.name == "client->vip tcp" {
+		return 8
+	}
+	return 4
+}
+
 // server is the flow's server on the wire.
 func (f upFlow) server() netip.AddrPort {
 	if f.wire.IsValid() {
@@ -379,12 +391,29 @@ func (x *Lab) upgraded(res runtime.UpgradeResult) error {
 	return nil
 }
 
-// loseConnState is the control's "upgrade": the running release again, with the
-// connection-tracking maps resized, which every agent recreates empty when it restarts.
-// The run restores the lab's own values after the flows (a second rollout).
+// loseConnState is the control's "upgrade": a rollout of every agent at the running
+// release (its connection-tracking and NAT maps resized, rollOutCiliumPods so that the
+// changed configuration restarts them), after which every agent's connection-tracking
+// and NAT tables are flushed (cilium-dbg bpf ct flush global, bpf nat flush): what an
+// upgrade that recreates those maps leaves. The run restores the lab's own values after
+// the flows (a second rollout, verified).
 func (x *Lab) loseConnState(ctx context.Context) (runtime.UpgradeResult, error) {
-	// rollOutCiliumPods: a changed configuration restarts the agents (the chart's
-	// checksum annotation), as an operator changing a map size would.
-	return runtime.Reconfigure(ctx, x.Lab, x.Runtime, map[string]any{"rollOutCiliumPods": true,
+	res, err := runtime.Reconfigure(ctx, x.Lab, x.Runtime, map[string]any{"rollOutCiliumPods": true,
 		"bpf": map[string]any{"ctTcpMax": 300000, "ctAnyMax": 150000, "natMax": 300000}})
+	if err != nil {
+		return res, err
+	}
+	agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
+	if err != nil {
+		return res, err
+	}
+	for _, a := range agents.Items {
+		for _, args := range [][]string{{"bpf", "ct", "flush", "global"}, {"bpf", "nat", "flush"}} {
+			if out, err := x.kubectl(ctx, "", append([]string{"-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--", "cilium-dbg"}, args...)...); err != nil {
+				return res, fmt.Errorf("agent on %s: cilium-dbg %s: %w: %s", a.Spec.NodeName, strings.Join(args, " "), err, out)
+			}
+		}
+	}
+	res.Ended = time.Now()
+	return res, nil
 }
