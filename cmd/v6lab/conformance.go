@@ -376,17 +376,7 @@ last, it goes back one release (a downgrade) the same way (--downgrade=false: no
 					}
 					file := filepath.Join(run, fmt.Sprintf("%s-compare-%s-%s.txt", base.lab.Plan.Lab,
 						strings.TrimPrefix(base.cilium, "v"), strings.TrimPrefix(e.cilium, "v")))
-					var buf strings.Builder
-					changes := reports.Compare(base.report, e.report, reports.DefaultTolerance)
-					if err := reports.WriteChanges(&buf, base.report, e.report, changes); err != nil {
-						return err
-					}
-					fmt.Fprintf(cmd.OutOrStdout(), "== %s: Cilium %s -> %s (every figure: %s)\n%s", base.lab.Plan.Lab, base.cilium, e.cilium, file, buf.String())
-					buf.WriteString("\n")
-					if err := reports.WriteFigures(&buf, base.report, e.report); err != nil {
-						return err
-					}
-					if err := os.WriteFile(file, []byte(buf.String()), 0o644); err != nil {
+					if err := writeComparison(cmd.OutOrStdout(), fmt.Sprintf("%s: Cilium %s -> %s", base.lab.Plan.Lab, base.cilium, e.cilium), file, base.report, e.report); err != nil {
 						return err
 					}
 				}
@@ -477,17 +467,7 @@ func (g *globals) runUpgradeChain(cmd *cobra.Command, f *suiteFlags, run, specPa
 		}
 		if prev != nil {
 			file := filepath.Join(base, fmt.Sprintf("compare-%s-%s.txt", prevLabel, label))
-			var buf strings.Builder
-			changes := reports.Compare(prev, r, reports.DefaultTolerance)
-			if err := reports.WriteChanges(&buf, prev, r, changes); err != nil {
-				return false, err
-			}
-			fmt.Fprintf(w, "== %s: %s -> %s (every figure: %s)\n%s", l.Plan.Lab, prevLabel, label, file, buf.String())
-			buf.WriteString("\n")
-			if err := reports.WriteFigures(&buf, prev, r); err != nil {
-				return false, err
-			}
-			if err := os.WriteFile(file, []byte(buf.String()), 0o644); err != nil {
+			if err := writeComparison(w, fmt.Sprintf("%s: %s -> %s", l.Plan.Lab, prevLabel, label), file, prev, r); err != nil {
 				return false, err
 			}
 		}
@@ -507,4 +487,19 @@ func withUpgradeCheck(feature string) string {
 		return ""
 	}
 	return "(?:" + feature + ")|^upgrade-disruption$"
+}
+
+// writeComparison prints what changed from a to b (v6lab compare's view) under a title
+// and saves it, with every figure of both, into file.
+func writeComparison(w io.Writer, title, file string, a, b *reports.Report) error {
+	var buf strings.Builder
+	if err := reports.WriteChanges(&buf, a, b, reports.Compare(a, b, reports.DefaultTolerance)); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "== %s (every figure: %s)\n%s", title, file, buf.String())
+	buf.WriteString("\n")
+	if err := reports.WriteFigures(&buf, a, b); err != nil {
+		return err
+	}
+	return os.WriteFile(file, []byte(buf.String()), 0o644)
 }

@@ -46,12 +46,8 @@ func helmInstall(ctx context.Context, kubeconfig, release, namespace, chartDir, 
 	if err := yaml.Unmarshal(data, &values); err != nil {
 		return fmt.Errorf("%s values: %w", release, err)
 	}
-	settings := cli.New()
-	settings.KubeConfig = kubeconfig
-	cfg := new(action.Configuration)
-	if err := cfg.Init(settings.RESTClientGetter(), namespace, "secret", func(format string, v ...any) {
-		log.Debug(fmt.Sprintf(format, v...))
-	}); err != nil {
+	cfg, err := helmConfig(kubeconfig, namespace, log)
+	if err != nil {
 		return err
 	}
 	if _, err := action.NewGet(cfg).Run(release); err == nil {
@@ -72,14 +68,24 @@ func helmInstall(ctx context.Context, kubeconfig, release, namespace, chartDir, 
 	return nil
 }
 
-// helmUninstall removes a release (Helm Go SDK), waiting for its resources to go.
-func helmUninstall(ctx context.Context, kubeconfig, release, namespace string, log *slog.Logger) error {
+// helmConfig is the Helm SDK's configuration for one namespace of the lab's cluster
+// (releases stored as Secrets, Helm's log at debug level).
+func helmConfig(kubeconfig, namespace string, log *slog.Logger) (*action.Configuration, error) {
 	settings := cli.New()
 	settings.KubeConfig = kubeconfig
 	cfg := new(action.Configuration)
 	if err := cfg.Init(settings.RESTClientGetter(), namespace, "secret", func(format string, v ...any) {
 		log.Debug(fmt.Sprintf(format, v...))
 	}); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// helmUninstall removes a release (Helm Go SDK), waiting for its resources to go.
+func helmUninstall(ctx context.Context, kubeconfig, release, namespace string, log *slog.Logger) error {
+	cfg, err := helmConfig(kubeconfig, namespace, log)
+	if err != nil {
 		return err
 	}
 	un := action.NewUninstall(cfg)

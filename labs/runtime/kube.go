@@ -128,7 +128,7 @@ func archiveImages(ctx context.Context, refs []string, cacheDir, labImages strin
 	}
 	sort.Strings(refs)
 	for _, ref := range refs {
-		name := strings.NewReplacer("/", "_", ":", "_").Replace(ref) + ".tar"
+		name := archiveName(ref)
 		cached := filepath.Join(cacheDir, name)
 		if _, err := os.Stat(cached); err != nil {
 			tmp := cached + ".tmp"
@@ -153,6 +153,12 @@ func archiveImages(ctx context.Context, refs []string, cacheDir, labImages strin
 		}
 	}
 	return nil
+}
+
+// archiveName is the file an image's archive has in the cache and in a lab's image
+// directory (which every node sees at /var/lib/v6lab/images).
+func archiveName(ref string) string {
+	return strings.NewReplacer("/", "_", ":", "_").Replace(ref) + ".tar"
 }
 
 // CacheDir is v6lab's cache ($XDG_CACHE_HOME/v6lab or ~/.cache/v6lab).

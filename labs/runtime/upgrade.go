@@ -304,9 +304,8 @@ func loadCiliumImages(ctx context.Context, l *lab.Lab, o Options, labDir string,
 		go func() {
 			defer wg.Done()
 			for _, ref := range load {
-				name := strings.NewReplacer("/", "_", ":", "_").Replace(ref) + ".tar"
 				if out, err := docker(ctx, 5*time.Minute, "exec", l.Plan.ContainerName(n.Name), "ctr", "--address", "/run/containerd/containerd.sock",
-					"-n", "k8s.io", "images", "import", "/var/lib/v6lab/images/"+name); err != nil {
+					"-n", "k8s.io", "images", "import", "/var/lib/v6lab/images/"+archiveName(ref)); err != nil {
 					errs[i] = fmt.Errorf("importing %s on %s: %w: %s", ref, n.Name, err, out)
 					return
 				}
