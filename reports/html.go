@@ -100,10 +100,16 @@ func topologySVG(t *Topology) template.HTML {
 	return template.HTML(b.String())
 }
 
-// timelineSVG draws a failover timeline: points and spans (loss windows) on a time axis.
+// timelineSVG draws a failover timeline: points and spans (loss windows) on a time axis;
+// events with lanes as one row per lane (lanesSVG).
 func timelineSVG(events []Event) template.HTML {
 	if len(events) == 0 {
 		return ""
+	}
+	for _, e := range events {
+		if e.Lane != "" {
+			return lanesSVG(events)
+		}
 	}
 	start, end := events[0].At, events[0].At
 	for _, e := range events {
@@ -144,5 +150,116 @@ func timelineSVG(events []Event) template.HTML {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" class="label">%s</text>`, math.Min(x(e.At)+4, w-300), y, template.HTMLEscapeString(label))
 	}
 	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}
+
+// lanesSVG draws a timeline with one row per lane, in the order the lanes first appear
+// (e.g. each agent's restart, then each flow's outages, stalls and resets): spans as
+// bars with their duration, points as ticks, and events without a lane as numbered
+// vertical marks across every row, listed under the drawing with their time.
+func lanesSVG(events []Event) template.HTML {
+	start, end := events[0].At, events[0].At
+	var lanes []string
+	row := map[string]int{}
+	for _, e := range events {
+		if e.At.Before(start) {
+			start = e.At
+		}
+		last := e.At
+		if !e.Until.IsZero() {
+			last = e.Until
+		}
+		if last.After(end) {
+			end = last
+		}
+		if _, ok := row[e.Lane]; e.Lane != "" && !ok {
+			row[e.Lane] = len(lanes)
+			lanes = append(lanes, e.Lane)
+		}
+	}
+	// The restarting components' rows first (by name), then the rest as they came.
+	restart := map[string]bool{}
+	for _, e := range events {
+		if e.Kind == "restart" {
+			restart[e.Lane] = true
+		}
+	}
+	sort.SliceStable(lanes, func(i, j int) bool {
+		if restart[lanes[i]] != restart[lanes[j]] {
+			return restart[lanes[i]]
+		}
+		if restart[lanes[i]] {
+			return lanes[i] < lanes[j]
+		}
+		return false
+	})
+	for i, l := range lanes {
+		row[l] = i
+	}
+	// A flow's own bar under what happened to it.
+	events = append([]Event(nil), events...)
+	sort.SliceStable(events, func(i, j int) bool { return events[i].Kind == "flow" && events[j].Kind != "flow" })
+	span := end.Sub(start).Seconds()
+	if span <= 0 {
+		span = 1
+	}
+	const w, left, right, top, laneH = 900.0, 200.0, 20.0, 34.0, 22.0
+	x := func(t time.Time) float64 { return left + (w-left-right)*t.Sub(start).Seconds()/span }
+	h := top + laneH*float64(len(lanes)) + 10
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg viewBox="0 0 %.0f %.0f" width="100%%" role="img" aria-label="timeline by lane">`, w, h)
+	// Ticks: a round step giving at most ten of them.
+	step := 1.0
+	for _, s := range []float64{0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300} {
+		step = s
+		if span/s <= 10 {
+			break
+		}
+	}
+	for t := 0.0; t <= span+1e-9; t += step {
+		px := left + (w-left-right)*t/span
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" class="grid"/>`, px, top-4, px, h-10)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" class="tick" text-anchor="middle">%s</text>`, px, top-8, Human(time.Duration(t*float64(time.Second))))
+	}
+	for i, l := range lanes {
+		y := top + laneH*float64(i)
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" class="lane">%s</text>`, left-8, y+15, template.HTMLEscapeString(l))
+		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" class="row"/>`, left, y+laneH, w-right, y+laneH)
+	}
+	var marks []Event
+	for _, e := range events {
+		if e.Lane == "" {
+			marks = append(marks, e)
+			n := len(marks)
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" class="mark"><title>%s</title></line>`, x(e.At), top-2, x(e.At), h-10, template.HTMLEscapeString(e.Label))
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" class="marknum">%d</text>`, x(e.At)+2, h-1, n)
+			continue
+		}
+		y := top + laneH*float64(row[e.Lane])
+		title := template.HTMLEscapeString(fmt.Sprintf("%s: %s at +%s", e.Lane, e.Label, Human(e.At.Sub(start))))
+		if e.Until.IsZero() {
+			fmt.Fprintf(&b, `<path d="M%.1f %.0f l5 8 l-5 8 l-5 -8 z" class="point %s"><title>%s</title></path>`, x(e.At), y+3, template.HTMLEscapeString(e.Kind), title)
+			continue
+		}
+		d := e.Until.Sub(e.At)
+		title = template.HTMLEscapeString(fmt.Sprintf("%s: %s, %s from +%s", e.Lane, e.Label, Human(d), Human(e.At.Sub(start))))
+		bw := math.Max(1.5, x(e.Until)-x(e.At))
+		if e.Kind == "flow" {
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%.0f" width="%.1f" height="4" class="bar flow"><title>%s</title></rect>`, x(e.At), y+9, bw, title)
+			continue
+		}
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.0f" width="%.1f" height="14" class="bar %s"><title>%s</title></rect>`, x(e.At), y+4, bw, template.HTMLEscapeString(e.Kind), title)
+		if bw > 44 {
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" class="dur">%s</text>`, x(e.At)+bw/2, y+15, Human(d.Round(time.Millisecond)))
+		}
+	}
+	b.WriteString(`</svg>`)
+	if len(marks) > 0 {
+		b.WriteString(`<ol class="marks">`)
+		for _, m := range marks {
+			fmt.Fprintf(&b, `<li>+%s %s</li>`, Human(m.At.Sub(start).Round(time.Millisecond)), template.HTMLEscapeString(m.Label))
+		}
+		b.WriteString(`</ol>`)
+	}
 	return template.HTML(b.String())
 }

@@ -102,6 +102,13 @@ type Event struct {
 	Label string    `json:"label"`
 	// Until makes the event a span (e.g. a loss window).
 	Until time.Time `json:"until,omitempty"`
+	// Lane groups events on one row of the drawing (e.g. "agent k8s-1", a flow's
+	// name); an event without one marks a moment across every row.
+	Lane string `json:"lane,omitempty"`
+	// Kind says what the event is, for drawing it: "restart" (a component replaced),
+	// "outage" (no reply), "stall" (a TCP connection without progress), "reset"; empty
+	// for anything else.
+	Kind string `json:"kind,omitempty"`
 }
 
 // Control is a negative control's outcome: Status must be Fail — the check failed on

@@ -197,3 +197,25 @@ func TestCompareSpreadOfOneFigureFromConfiguration(t *testing.T) {
 	assert.Empty(t, Compare(run(0), run(15014), DefaultTolerance))
 	assert.True(t, Regressed(Compare(run(0), run(30000), DefaultTolerance)))
 }
+
+// An upgrade's timeline is drawn one row per lane: the restarting agents first, then the
+// flows; an event without a lane is a numbered mark listed under the drawing.
+func TestTimelineLanes(t *testing.T) {
+	ev := []Event{
+		{At: t0.Add(2 * time.Second), Until: t0.Add(40 * time.Second), Lane: "client -> VIP (udp)", Kind: "flow", Label: "packets seen"},
+		{At: t0.Add(10 * time.Second), Until: t0.Add(21 * time.Second), Lane: "client -> VIP (udp)", Kind: "outage", Label: "no reply"},
+		{At: t0.Add(9 * time.Second), Until: t0.Add(24 * time.Second), Lane: "agent k8s-2", Kind: "restart", Label: "replaced (a -> b)"},
+		{At: t0.Add(5 * time.Second), Until: t0.Add(20 * time.Second), Lane: "agent k8s-1", Kind: "restart", Label: "replaced (c -> d)"},
+		{At: t0.Add(30 * time.Second), Label: "rollout done"},
+	}
+	svg := string(timelineSVG(ev))
+	a1, a2, flow := strings.Index(svg, ">agent k8s-1<"), strings.Index(svg, ">agent k8s-2<"), strings.Index(svg, ">client -&gt; VIP (udp)<")
+	require.True(t, a1 > 0 && a2 > 0 && flow > 0, svg)
+	assert.Less(t, a1, a2, "restart lanes by name")
+	assert.Less(t, a2, flow, "restart lanes above the flows")
+	assert.Contains(t, svg, `class="bar outage"`)
+	assert.Contains(t, svg, ">11s<", "an outage bar wide enough carries its duration")
+	assert.Contains(t, svg, "<li>+28s rollout done</li>", "a lane-less event is listed with its time from the start")
+	// Without lanes the single-axis drawing stays.
+	assert.NotContains(t, string(timelineSVG([]Event{{At: t0, Label: "link down"}})), "by lane")
+}

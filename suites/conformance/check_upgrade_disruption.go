@@ -12,6 +12,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/gopacket/gopacket/layers"
+
 	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/labs/runtime"
 	"v6lab.dev/v6lab/labs/verdict"
@@ -143,12 +145,12 @@ func runUpgradeDisruption(ctx context.Context, x *Lab, control bool) (Result, er
 		switch {
 		case !rs.Stopping.IsZero() && !rs.Ready.IsZero():
 			// One span per replaced pod: the old one stopping until the new one Ready.
-			r.Timeline = append(r.Timeline, reports.Event{At: rs.Stopping, Until: rs.Ready, Label: who + " replaced (" + rs.OldPod + " -> " + rs.NewPod + ")"})
+			r.Timeline = append(r.Timeline, reports.Event{At: rs.Stopping, Until: rs.Ready, Lane: who, Kind: "restart", Label: "replaced (" + rs.OldPod + " -> " + rs.NewPod + ")"})
 			r.Figures["restart_ms_"+strings.ReplaceAll(who, " ", "_")] = ms(rs.Ready.Sub(rs.Stopping))
 		case !rs.Stopping.IsZero():
-			r.Timeline = append(r.Timeline, reports.Event{At: rs.Stopping, Label: who + " stopping (" + rs.OldPod + ")"})
+			r.Timeline = append(r.Timeline, reports.Event{At: rs.Stopping, Lane: who, Kind: "restart", Label: "stopping (" + rs.OldPod + ")"})
 		case !rs.Ready.IsZero():
-			r.Timeline = append(r.Timeline, reports.Event{At: rs.Ready, Label: who + " ready (" + rs.NewPod + ")"})
+			r.Timeline = append(r.Timeline, reports.Event{At: rs.Ready, Lane: who, Kind: "restart", Label: "ready (" + rs.NewPod + ")"})
 		}
 	}
 	r.Timeline = append(r.Timeline, reports.Event{At: rolloutEnd, Label: "rollout done: every agent and the operator Ready, BGP Established"})
@@ -171,6 +173,24 @@ func judgeUpgradeFlow(f upFlow, c Captured, stopAt, rolloutEnd time.Time, budget
 		}
 	}
 	key := strings.NewReplacer(" ", "_", "->", "_to_", "-", "_").Replace(f.name)
+	// The flow's own row of the timeline: from its first packet to its last judged one,
+	// its outages, stalls and resets drawn over it.
+	proto := layers.IPProtocolUDP
+	if f.tcp {
+		proto = layers.IPProtocolTCP
+	}
+	var first, last time.Time
+	for _, p := range flowPackets(pkts, f) {
+		if p.Proto == proto && (p.DstPort == f.server().Port() || p.SrcPort == f.server().Port()) {
+			if first.IsZero() {
+				first = p.Time
+			}
+			last = p.Time
+		}
+	}
+	if !first.IsZero() {
+		r.Timeline = append(r.Timeline, reports.Event{At: first, Until: last, Lane: f.name, Kind: "flow", Label: "packets seen"})
+	}
 	if f.tcp {
 		streams, err := verdict.TCPStreams(verdict.Slice(pkts), verdict.Match{Proto: "tcp", Port: f.to.Port()}, f.src)
 		if err != nil {
@@ -189,7 +209,7 @@ func judgeUpgradeFlow(f upFlow, c Captured, stopAt, rolloutEnd time.Time, budget
 			}
 			if s.Resets > 0 {
 				resets++
-				r.Timeline = append(r.Timeline, reports.Event{At: s.ResetAt, Label: fmt.Sprintf("%s: %s reset by the %s", f.name, s.Client, s.ResetBy)})
+				r.Timeline = append(r.Timeline, reports.Event{At: s.ResetAt, Lane: f.name, Kind: "reset", Label: fmt.Sprintf("%s reset by the %s", s.Client, s.ResetBy)})
 			}
 			if s.Survived(rolloutEnd) {
 				survived++
@@ -201,7 +221,7 @@ func judgeUpgradeFlow(f upFlow, c Captured, stopAt, rolloutEnd time.Time, budget
 		r.Figures[key+"_retransmits"] = float64(retrans)
 		r.Figures[key+"_longest_stall_ms"] = stall
 		if stall >= 300 && !stallAt.IsZero() { // three write intervals without an answer
-			r.Timeline = append(r.Timeline, reports.Event{At: stallAt, Until: stallAt.Add(time.Duration(stall * float64(time.Millisecond))), Label: f.name + ": longest stall"})
+			r.Timeline = append(r.Timeline, reports.Event{At: stallAt, Until: stallAt.Add(time.Duration(stall * float64(time.Millisecond))), Lane: f.name, Kind: "stall", Label: "longest stall"})
 		}
 		switch {
 		case conns == 0:
@@ -238,7 +258,7 @@ func judgeUpgradeFlow(f upFlow, c Captured, stopAt, rolloutEnd time.Time, budget
 	r.Figures[key+"_windows"] = float64(len(v.Windows) + v.WindowsDropped)
 	for _, w := range v.Windows {
 		if w.DurationMs >= 100 { // shorter ones are counted, not drawn
-			r.Timeline = append(r.Timeline, reports.Event{At: w.Start, Until: w.End, Label: f.name + ": no reply"})
+			r.Timeline = append(r.Timeline, reports.Event{At: w.Start, Until: w.End, Lane: f.name, Kind: "outage", Label: "no reply"})
 		}
 	}
 	switch {
