@@ -18,7 +18,8 @@ CILIUM     ?=
 # The release of the embedded labs (spec.versions.cilium's default; a unit test keeps
 # the two equal). make conformance and make lab-up build only the releases they run.
 DEFAULT_CILIUM := 1.20.2
-# The offline releases make cilium builds (CILIUM_VERSIONS="1.18.4" make cilium for one).
+# The releases make cilium builds (CILIUM_VERSIONS="1.19.7" make cilium for one): any
+# release of a supported minor that the Go module proxy serves, built the same way.
 CILIUM_VERSIONS ?= $(DEFAULT_CILIUM) 1.19.3 1.18.4
 RUNS       ?= runs
 FUZZTIME   ?= 30s
@@ -48,11 +49,8 @@ k8s: ## build Kubernetes, etcd and CoreDNS from their Go modules for the offline
 	@scripts/coredns.sh $(abspath bin/coredns)
 
 .PHONY: cilium
-cilium: ## build Cilium's programs (CILIUM_VERSIONS, default 1.20.2, 1.19.3 and 1.18.4) from their Go modules for the offline Cilium images (cached; ~6 min cold each)
-	@for v in $(CILIUM_VERSIONS); do \
-	  case $$v in 1.18.*) d=cilium-1.18 ;; 1.19.*) d=cilium-1.19 ;; 1.20.*) d=cilium ;; *) echo "make cilium: no offline build of Cilium $$v (1.20.2, 1.19.3, 1.18.4)" >&2; exit 2 ;; esac; \
-	  scripts/cilium.sh $(abspath bin)/$$d tools/$$d || exit 1; \
-	done
+cilium: build ## build Cilium's programs, BPF sources and chart (CILIUM_VERSIONS: any release the Go proxy serves) from each release's Go module (labs/ciliumbuild; cached by content key; ~6 min cold each)
+	@$(BIN) images build --programs-only $(foreach v,$(CILIUM_VERSIONS),--cilium $(v))
 
 .PHONY: metallb
 metallb: ## build MetalLB's programs from its Go module for the offline MetalLB images (cached; ~3 min cold)

@@ -207,8 +207,9 @@ func TestSuiteCommandsBadInput(t *testing.T) {
 	assert.Contains(t, errOut, "spec.versions.cilium")
 }
 
-// Offline, a Cilium release without built images is an error that names the built ones;
-// online, any supported release renders (the public images and chart).
+// Offline, any release of a supported minor renders with the images v6lab builds for
+// that release (from its Go module, named by the release); a minor without values is
+// refused; online, the public images.
 func TestRenderCiliumRelease(t *testing.T) {
 	dir := t.TempDir()
 	spec := filepath.Join(dir, "lab.yaml")
@@ -220,8 +221,8 @@ func TestRenderCiliumRelease(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	values, err := os.ReadFile(filepath.Join(dir, "out", "cilium", "values.yaml"))
 	require.NoError(t, err)
-	assert.Contains(t, string(values), "v6lab/cilium-1.18:")
-	assert.Contains(t, string(values), "v6lab/cilium-operator-1.18:")
+	assert.Contains(t, string(values), "v6lab/cilium-1.18.4:")
+	assert.Contains(t, string(values), "v6lab/cilium-operator-1.18.4:")
 	assert.NotContains(t, string(values), "preferIpv6", "1.18 has no top-level preferIpv6")
 
 	require.NoError(t, os.WriteFile(spec, withCilium("1.19.3"), 0o644))
@@ -229,14 +230,22 @@ func TestRenderCiliumRelease(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	values, err = os.ReadFile(filepath.Join(dir, "out19", "cilium", "values.yaml"))
 	require.NoError(t, err)
-	assert.Contains(t, string(values), "v6lab/cilium-1.19:")
+	assert.Contains(t, string(values), "v6lab/cilium-1.19.3:")
 
-	require.NoError(t, os.WriteFile(spec, withCilium("1.19.1"), 0o644))
+	// A release no file of the repository names: the same way.
+	require.NoError(t, os.WriteFile(spec, withCilium("1.19.7"), 0o644))
 	code, _, errOut = runCLI(t, "render", "--spec", spec, "-o", filepath.Join(dir, "out2"))
-	assert.NotEqual(t, 0, code)
-	assert.Contains(t, errOut, "1.20.2, 1.19.3, 1.18.4")
+	require.Equal(t, 0, code, errOut)
+	values, err = os.ReadFile(filepath.Join(dir, "out2", "cilium", "values.yaml"))
+	require.NoError(t, err)
+	assert.Contains(t, string(values), "v6lab/cilium-1.19.7:")
 	code, _, errOut = runCLI(t, "render", "--spec", spec, "--images", "online", "-o", filepath.Join(dir, "out3"))
 	assert.Equal(t, 0, code, errOut)
+
+	require.NoError(t, os.WriteFile(spec, withCilium("1.17.3"), 0o644))
+	code, _, errOut = runCLI(t, "render", "--spec", spec, "-o", filepath.Join(dir, "out4"))
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "spec.versions.cilium")
 }
 
 // The progress view keeps the suite's progress lines, as they come, and drops the rest
@@ -293,4 +302,20 @@ func TestUpgradeChain(t *testing.T) {
 	assert.ErrorContains(t, err, "more than one minor")
 	_, err = upgradeChain("1.20.2", true)
 	assert.ErrorContains(t, err, "at least one to upgrade to")
+}
+
+// A release the Go module proxy does not serve says so, and what the user can do,
+// before anything is built (it asks the proxy: not in -short).
+func TestImagesBuildCiliumNotServed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("asks the Go module proxy")
+	}
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	code, _, errOut := runCLI(t, "images", "build", "--programs-only", "--cilium", "1.18.99")
+	assert.NotEqual(t, 0, code)
+	assert.Contains(t, errOut, "Cilium 1.18.99 cannot be built offline: the Go module proxy does not serve github.com/cilium/cilium@v1.18.99")
+	assert.Contains(t, errOut, "--images online")
+	code, _, errOut = runCLI(t, "images", "build", "--programs-only", "--cilium", "1.18")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "--cilium")
 }

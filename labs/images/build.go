@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -49,10 +50,19 @@ type Result struct {
 	Elapsed time.Duration
 }
 
-// Refs returns the reference of every recipe at its current key, without building.
-func Refs(fsys fs.FS) (map[string]string, error) {
+// Refs returns the reference of every recipe at its current key, without building;
+// with Cilium releases, their images' too (names images.CiliumFor gives).
+func Refs(fsys fs.FS, cilium ...CiliumBuild) (map[string]string, error) {
 	out := map[string]string{}
-	for _, r := range Recipes {
+	all := append([]Recipe{}, Recipes...)
+	for _, c := range cilium {
+		for _, n := range c.Images() {
+			if r := recipe(n); r != nil {
+				all = append(all, *r)
+			}
+		}
+	}
+	for _, r := range all {
 		k, err := Key(fsys, r.Name)
 		if err != nil {
 			return nil, err
@@ -62,21 +72,43 @@ func Refs(fsys fs.FS) (map[string]string, error) {
 	return out, nil
 }
 
+// RefOf returns the reference of one recipe (a Cilium release's too) at its current key.
+func RefOf(fsys fs.FS, name string) (string, error) {
+	k, err := Key(fsys, name)
+	if err != nil {
+		return "", err
+	}
+	return Ref(name, k), nil
+}
+
 // Build builds the named recipes (and the bases they need) whose keyed image does not
-// exist yet, in order. No names: every recipe.
+// exist yet, in order. No names: every recipe but the Cilium releases' (those are
+// built by name).
 func (b *Builder) Build(ctx context.Context, names ...string) ([]Result, error) {
 	var out []Result
-	refs, err := Refs(b.FS)
-	if err != nil {
-		return nil, err
-	}
 	want := map[string]bool{}
+	all := append([]Recipe{}, Recipes...)
 	for _, n := range names {
-		for r := recipe(n); r != nil; r = recipe(r.Base) {
+		r := recipe(n)
+		if r == nil {
+			return nil, fmt.Errorf("images: no recipe %q", n)
+		}
+		if !slices.ContainsFunc(all, func(x Recipe) bool { return x.Name == n }) {
+			all = append(all, *r) // a Cilium release's: built on the base, after it
+		}
+		for ; r != nil; r = recipe(r.Base) {
 			want[r.Name] = true
 		}
 	}
-	for _, r := range Recipes {
+	refs := map[string]string{}
+	for _, r := range all {
+		ref, err := RefOf(b.FS, r.Name)
+		if err != nil {
+			return nil, err
+		}
+		refs[r.Name] = ref
+	}
+	for _, r := range all {
 		if len(names) > 0 && !want[r.Name] {
 			continue
 		}
@@ -275,7 +307,7 @@ func (b *Builder) copyBinary(rel, dir string) error {
 	}
 	src, err := filepath.EvalSymlinks(filepath.Join(binDir, filepath.FromSlash(rel)))
 	if err != nil {
-		return fmt.Errorf("the image carries %s, built by make (make build, make k8s, make cilium): %w", rel, err)
+		return fmt.Errorf("the image carries %s, built by make (make build, make k8s, make cilium or v6lab images build --cilium): %w", rel, err)
 	}
 	dst := filepath.Join(dir, filepath.Base(rel))
 	if st, err := os.Stat(src); err == nil && st.IsDir() {
@@ -305,17 +337,20 @@ func copyFS(dst string, src fs.FS) error {
 	})
 }
 
+// Current reports whether an image reference is its recipe's at the recipe's current
+// key (a Cilium release's image too: its recipe follows from its name).
+func Current(fsys fs.FS, ref string) bool {
+	name, _, ok := strings.Cut(strings.TrimPrefix(ref, Repo), ":")
+	if !ok || !strings.HasPrefix(ref, Repo) {
+		return false
+	}
+	cur, err := RefOf(fsys, name)
+	return err == nil && cur == ref
+}
+
 // Prune removes v6lab images whose tag is not the current key of their recipe, and
 // untagged leftovers of rebuilt images.
 func Prune(ctx context.Context, fsys fs.FS) ([]string, error) {
-	refs, err := Refs(fsys)
-	if err != nil {
-		return nil, err
-	}
-	current := map[string]bool{}
-	for _, r := range refs {
-		current[r] = true
-	}
 	out, err := xexec.Run(ctx, xexec.Cmd{Name: "docker", Timeout: time.Minute, Args: []string{"images",
 		"--filter", "label=" + LabelKey, "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"}})
 	if err != nil {
@@ -324,7 +359,7 @@ func Prune(ctx context.Context, fsys fs.FS) ([]string, error) {
 	var removed []string
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		ref, id, ok := strings.Cut(line, " ")
-		if !ok || current[ref] {
+		if !ok || Current(fsys, ref) {
 			continue
 		}
 		target := ref

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"v6lab.dev/v6lab/labs/ciliumbuild"
 )
 
 // Source says where a lab's images come from.
@@ -48,6 +50,8 @@ type Recipe struct {
 	// Binaries are third-party programs built by make (paths under v6lab's bin
 	// directory); the recipe's `versions` file pins them and is part of the key.
 	Binaries []string
+	// Release is the Cilium release of a Cilium image's recipe (part of its key).
+	Release string
 }
 
 func (r *Recipe) dir() string {
@@ -57,14 +61,16 @@ func (r *Recipe) dir() string {
 	return r.Name
 }
 
-// CiliumBuild is a Cilium release the offline images are built for: make cilium builds
-// its programs from the tools module of that release into BinDir (under v6lab's bin
-// directory), with the Helm chart of the same release (BinDir/chart).
+// CiliumBuild is a Cilium release the offline images are built for: its programs, BPF
+// sources, scripts and Helm chart are built from the release's Go module
+// (labs/ciliumbuild, make cilium or v6lab images build --cilium) into BinDir under
+// v6lab's bin directory, and its two images share one Dockerfile each
+// (fixtures/images/cilium, cilium-operator) whatever the release.
 type CiliumBuild struct {
 	Version  string
-	BinDir   string
-	Agent    string // recipe of the agent image
-	Operator string // recipe of the operator image
+	BinDir   string // bin-relative: cilium/<version>
+	Agent    string // recipe of the agent image: cilium-<version>
+	Operator string // recipe of the operator image: cilium-operator-<version>
 }
 
 // Chart is the bin-relative path of the release's Helm chart.
@@ -73,30 +79,51 @@ func (c CiliumBuild) Chart() string { return c.BinDir + "/chart" }
 // Images are the release's two image recipes.
 func (c CiliumBuild) Images() []string { return []string{c.Agent, c.Operator} }
 
-// CiliumBuilds are the Cilium releases built offline (tools/cilium, tools/cilium-1.19,
-// tools/cilium-1.18); the first is the default. One per minor: Cilium upgrades one minor
-// at a time, so v6lab upgrade's chain 1.18 -> 1.19 -> 1.20 needs each.
-var CiliumBuilds = []CiliumBuild{
-	{Version: "1.20.2", BinDir: "cilium", Agent: "cilium", Operator: "cilium-operator"},
-	{Version: "1.19.3", BinDir: "cilium-1.19", Agent: "cilium-1.19", Operator: "cilium-operator-1.19"},
-	{Version: "1.18.4", BinDir: "cilium-1.18", Agent: "cilium-1.18", Operator: "cilium-operator-1.18"},
+// CiliumFor returns the offline build of any Cilium release ("1.19.7" or "v1.19.7"):
+// every release is built the same way, from its own Go module.
+func CiliumFor(version string) (CiliumBuild, error) {
+	r, err := ciliumbuild.Parse(version)
+	if err != nil {
+		return CiliumBuild{}, err
+	}
+	v := string(r)
+	return CiliumBuild{Version: v, BinDir: path.Join("cilium", v), Agent: ciliumAgent + v, Operator: ciliumOperator + v}, nil
 }
 
-// CiliumFor returns the offline build of a Cilium version ("1.18.4" or "v1.18.4").
-func CiliumFor(version string) (CiliumBuild, error) {
-	var have []string
-	for _, c := range CiliumBuilds {
-		if c.Version == strings.TrimPrefix(version, "v") {
-			return c, nil
-		}
-		have = append(have, c.Version)
+const (
+	ciliumAgent    = "cilium-"
+	ciliumOperator = "cilium-operator-"
+)
+
+// ciliumRecipe is the recipe of a Cilium release's agent or operator image, by name.
+func ciliumRecipe(name string) *Recipe {
+	var dir, v string
+	switch {
+	case strings.HasPrefix(name, ciliumOperator):
+		dir, v = "cilium-operator", strings.TrimPrefix(name, ciliumOperator)
+	case strings.HasPrefix(name, ciliumAgent):
+		dir, v = "cilium", strings.TrimPrefix(name, ciliumAgent)
+	default:
+		return nil
 	}
-	return CiliumBuild{}, fmt.Errorf("offline Cilium images are built for Cilium %s (make cilium), not %q: pick one of them in spec.versions.cilium, or use public images (--images online)",
-		strings.Join(have, ", "), version)
+	r, err := ciliumbuild.Parse(v)
+	if err != nil || string(r) != v {
+		return nil
+	}
+	bin := path.Join("cilium", v)
+	if dir == "cilium-operator" {
+		return &Recipe{Name: name, Dir: dir, Base: "base", Release: v, Binaries: []string{bin + "/cilium-operator-generic"}}
+	}
+	var agent []string
+	for _, b := range []string{"cilium-agent", "cilium-dbg", "cilium-health", "cilium-health-responder",
+		"cilium-mount", "cilium-sysctlfix", "cilium-cni", "bpf", "init-container.sh", "install-plugin.sh"} {
+		agent = append(agent, bin+"/"+b)
+	}
+	return &Recipe{Name: name, Dir: dir, Base: "base", Release: v, Binaries: agent}
 }
 
 // Recipes are every image v6lab builds, in build order.
-var Recipes = append(append([]Recipe{
+var Recipes = []Recipe{
 	{Name: "base"},
 	{Name: "frr", Base: "base"},
 	{Name: "host", Base: "base", Programs: []string{"probe"}},
@@ -104,29 +131,11 @@ var Recipes = append(append([]Recipe{
 	{Name: "node", Base: "base", Programs: []string{"node"}, Binaries: []string{
 		"k8s/kubelet", "k8s/kube-apiserver", "k8s/kube-controller-manager", "k8s/kube-scheduler",
 		"k8s/kubectl", "k8s/etcd"}},
-}, ciliumRecipes()...), []Recipe{
 	{Name: "metallb-controller", Base: "base", Binaries: []string{"metallb/controller"}},
 	{Name: "metallb-speaker", Base: "base", Binaries: []string{
 		"metallb/speaker", "metallb/cp-tool", "metallb/frr-metrics", "metallb/frr-reloader.sh"}},
 	{Name: "metallb-frr", Base: "frr"},
 	{Name: "coredns", Base: "base", Binaries: []string{"coredns/coredns"}},
-}...)
-
-// ciliumRecipes are the agent and operator recipes of every Cilium build: one
-// Dockerfile each (fixtures/images/cilium, cilium-operator), the binaries of the release.
-func ciliumRecipes() []Recipe {
-	var out []Recipe
-	for _, c := range CiliumBuilds {
-		var agent []string
-		for _, b := range []string{"cilium-agent", "cilium-dbg", "cilium-health", "cilium-health-responder",
-			"cilium-mount", "cilium-sysctlfix", "cilium-cni", "bpf", "init-container.sh", "install-plugin.sh"} {
-			agent = append(agent, c.BinDir+"/"+b)
-		}
-		out = append(out,
-			Recipe{Name: c.Agent, Dir: "cilium", Base: "base", Binaries: agent},
-			Recipe{Name: c.Operator, Dir: "cilium-operator", Base: "base", Binaries: []string{c.BinDir + "/cilium-operator-generic"}})
-	}
-	return out
 }
 
 // Underlay are the images of routers and external hosts; Kubernetes adds the node and
@@ -148,6 +157,9 @@ func Key(fsys fs.FS, name string) (string, error) {
 		return "", fmt.Errorf("images: no recipe %q", name)
 	}
 	h := sha256.New()
+	if r.Release != "" {
+		fmt.Fprintf(h, "cilium %s\n", r.Release)
+	}
 	if r.Base != "" {
 		base, err := Key(fsys, r.Base)
 		if err != nil {
@@ -184,7 +196,7 @@ func recipe(name string) *Recipe {
 			return &Recipes[i]
 		}
 	}
-	return nil
+	return ciliumRecipe(name)
 }
 
 // Packages reads a recipe's package list (one per line, # comments).

@@ -48,21 +48,35 @@ func TestKeyIsStableAndFollowsContent(t *testing.T) {
 	assert.Error(t, err)
 }
 
+// Every Cilium release is built the same way: its build and image names follow from
+// the release, its two recipes share one Dockerfile each.
 func TestCiliumBuilds(t *testing.T) {
 	c, err := CiliumFor("v1.18.4")
 	require.NoError(t, err)
-	assert.Equal(t, "cilium-1.18/chart", c.Chart())
+	assert.Equal(t, CiliumBuild{Version: "1.18.4", BinDir: "cilium/1.18.4", Agent: "cilium-1.18.4", Operator: "cilium-operator-1.18.4"}, c)
+	assert.Equal(t, "cilium/1.18.4/chart", c.Chart())
 	k18, err := Key(fixtures.Images, c.Agent)
 	require.NoError(t, err)
-	k20, err := Key(fixtures.Images, "cilium")
+	c19, err := CiliumFor("1.19.7")
 	require.NoError(t, err)
-	assert.Equal(t, k20, k18, "one Dockerfile for every release: the binaries tell the images apart")
-	assert.NotEqual(t, Ref("cilium", k20), Ref(c.Agent, k18))
-	c19, err := CiliumFor("1.19.3")
+	k19, err := Key(fixtures.Images, c19.Agent)
 	require.NoError(t, err)
-	assert.Equal(t, "cilium-1.19/chart", c19.Chart())
-	_, err = CiliumFor("1.19.1")
-	assert.ErrorContains(t, err, "1.20.2, 1.19.3, 1.18.4")
+	assert.NotEqual(t, k18, k19, "the release is part of the key")
+	op := recipe(c19.Operator)
+	require.NotNil(t, op)
+	assert.Equal(t, "cilium-operator", op.dir())
+	assert.Equal(t, []string{"cilium/1.19.7/cilium-operator-generic"}, op.Binaries)
+	assert.Contains(t, recipe(c19.Agent).Binaries, "cilium/1.19.7/bpf")
+	refs, err := Refs(fixtures.Images, c19)
+	require.NoError(t, err)
+	assert.Equal(t, Ref(c19.Agent, k19), refs[c19.Agent])
+	assert.True(t, Current(fixtures.Images, refs[c19.Operator]))
+	assert.False(t, Current(fixtures.Images, Ref(c19.Operator, "0000000000000000")))
+	for _, bad := range []string{"1.19", "cilium-1.19", "1.19.7-rc.1"} {
+		_, err = CiliumFor(bad)
+		assert.Error(t, err, bad)
+	}
+	assert.Nil(t, recipe("cilium-1.19"), "not a release")
 }
 
 func TestShippedRecipes(t *testing.T) {
@@ -120,7 +134,7 @@ func TestProgramSourcesAreInTheKey(t *testing.T) {
 // The node image's versions file names what the tools modules build.
 func TestNodeVersionsMatchTheToolsModules(t *testing.T) {
 	var versions []byte
-	for _, r := range []string{"node", "cilium", "cilium-operator", "coredns"} {
+	for _, r := range []string{"node", "coredns"} {
 		v, err := fs.ReadFile(fixtures.Images, "images/"+r+"/versions")
 		require.NoError(t, err)
 		versions = append(versions, v...)
@@ -143,13 +157,6 @@ func TestNodeVersionsMatchTheToolsModules(t *testing.T) {
 			assert.True(t, strings.Contains(string(etcd), "go.etcd.io/etcd/server/v3 "+f[1]), "tools/etcd requires etcd %s", f[1])
 		case "coredns":
 			assert.True(t, strings.Contains(string(coredns), "github.com/coredns/coredns "+f[1]), "tools/coredns requires coredns %s", f[1])
-		case "cilium":
-			c, err := CiliumFor(f[1])
-			require.NoError(t, err, "versions names a Cilium release that is not an images.CiliumBuild")
-			// Each build's programs come from the tools module of the same name as its bin directory.
-			mod, err := os.ReadFile("../../tools/" + c.BinDir + "/go.mod")
-			require.NoError(t, err)
-			assert.True(t, strings.Contains(string(mod), "github.com/cilium/cilium "+f[1]), "tools/%s requires cilium %s", c.BinDir, f[1])
 		default:
 			t.Errorf("unknown program %q in versions", f[0])
 		}

@@ -229,7 +229,11 @@ func All(l *lab.Lab, opt Options) (Files, error) {
 		if err != nil {
 			return nil, err
 		}
-		ciliumImages = cilium.Images{Agent: refs[build.Agent], Operator: refs[build.Operator], CNIBinPath: "/usr/lib/cni"}
+		crefs, err := images.Refs(fixtures.Images, build)
+		if err != nil {
+			return nil, err
+		}
+		ciliumImages = cilium.Images{Agent: crefs[build.Agent], Operator: crefs[build.Operator], CNIBinPath: "/usr/lib/cni"}
 	}
 	values, err := cilium.ValuesFor(p, ciliumImages)
 	if err != nil {

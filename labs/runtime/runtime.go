@@ -213,9 +213,18 @@ func (u *upRun) images(ctx context.Context) (string, error) {
 	}
 	b := images.Builder{FS: fixtures.Images, BinDir: u.o.BinDir, Log: u.o.Log}
 	names := images.Underlay
+	var built []string
 	if u.nodes && node.Applies(&u.l.Spec.Spec) {
 		if u.ciliumErr != nil {
 			return "", u.ciliumErr
+		}
+		// The release's programs first (any release: built from its Go module on demand).
+		msg, err := BuildCilium(ctx, u.o.BinDir, u.cilium, progressOut(u.o.Out))
+		if err != nil {
+			return "", err
+		}
+		if msg != "" {
+			built = append(built, msg)
 		}
 		names = append(append(append([]string{}, names...), images.Kubernetes...), u.cilium.Images()...)
 		if u.metallb {
@@ -223,7 +232,6 @@ func (u *upRun) images(ctx context.Context) (string, error) {
 		}
 	}
 	res, err := b.Build(ctx, names...)
-	var built []string
 	for _, r := range res {
 		if r.Built {
 			built = append(built, r.Ref)
@@ -281,12 +289,12 @@ func (u *upRun) render(ctx context.Context) (string, error) {
 }
 
 func (u *upRun) nodeFiles(ctx context.Context) (string, error) {
-	refs, err := images.Refs(fixtures.Images)
-	if err != nil {
-		return "", err
-	}
 	if u.ciliumErr != nil {
 		return "", u.ciliumErr
+	}
+	refs, err := images.Refs(fixtures.Images, u.cilium)
+	if err != nil {
+		return "", err
 	}
 	// Every node loads these: the pod sandbox, the lab's workload image, Cilium.
 	load := []string{refs["pause"], refs["host"], refs["coredns"], refs[u.cilium.Agent], refs[u.cilium.Operator]}

@@ -22,6 +22,7 @@ import (
 
 	"v6lab.dev/v6lab/fixtures"
 	"v6lab.dev/v6lab/labs/atomicfile"
+	"v6lab.dev/v6lab/labs/ciliumbuild"
 	"v6lab.dev/v6lab/labs/hostcompat"
 	"v6lab.dev/v6lab/labs/images"
 	"v6lab.dev/v6lab/labs/lab"
@@ -107,16 +108,9 @@ func UpgradeStep(from, to string, allowSkip bool) (string, error) {
 	return dir, nil
 }
 
+// semverLess orders two releases ("1.19.3", "v1.19.7").
 func semverLess(a, b string) bool {
-	var x, y [3]int
-	fmt.Sscanf(strings.TrimPrefix(a, "v"), "%d.%d.%d", &x[0], &x[1], &x[2])
-	fmt.Sscanf(strings.TrimPrefix(b, "v"), "%d.%d.%d", &y[0], &y[1], &y[2])
-	for i := range x {
-		if x[i] != y[i] {
-			return x[i] < y[i]
-		}
-	}
-	return false
+	return ciliumbuild.Less(ciliumbuild.Release(strings.TrimPrefix(a, "v")), ciliumbuild.Release(strings.TrimPrefix(b, "v")))
 }
 
 // Upgrade moves a running lab's Cilium to another release in place, as Cilium's upgrade
@@ -163,10 +157,8 @@ func Upgrade(ctx context.Context, l *lab.Lab, o Options, uo UpgradeOptions) (Upg
 	if err != nil {
 		return res, err
 	}
-	chart, err := ciliumChart(o.BinDir, res.To, build, nil)
-	if err != nil {
-		return res, err
-	}
+	// The release's chart: found once its build is there (the images step builds it).
+	var chart string
 	// The lab at the new release: only Cilium's values and the spec may differ.
 	nl, err := l.WithCilium(res.To)
 	if err != nil {
@@ -189,7 +181,12 @@ func Upgrade(ctx context.Context, l *lab.Lab, o Options, uo UpgradeOptions) (Upg
 	pr := NewProgress(o.Out)
 	steps := []upStep{
 		{name: "images", run: func(ctx context.Context) (string, error) {
-			return loadCiliumImages(ctx, l, o, labDir, build)
+			msg, err := loadCiliumImages(ctx, l, o, labDir, build)
+			if err != nil {
+				return "", err
+			}
+			chart, err = ciliumChart(o.BinDir, res.To, build, nil)
+			return msg, err
 		}},
 		{name: "pre-flight", run: func(ctx context.Context) (string, error) {
 			return preflight(ctx, c, kubeconfig, chart, labDir, files, len(l.Plan.KubeNodes), o)
@@ -284,11 +281,14 @@ func loadCiliumImages(ctx context.Context, l *lab.Lab, o Options, labDir string,
 	if o.Render.Source == images.Online {
 		return "online: the nodes pull the public images", nil
 	}
+	if _, err := BuildCilium(ctx, o.BinDir, build, progressOut(o.Out)); err != nil {
+		return "", err
+	}
 	b := images.Builder{FS: fixtures.Images, BinDir: o.BinDir, Log: o.Log}
 	if _, err := b.Build(ctx, build.Images()...); err != nil {
 		return "", err
 	}
-	refs, err := images.Refs(fixtures.Images)
+	refs, err := images.Refs(fixtures.Images, build)
 	if err != nil {
 		return "", err
 	}

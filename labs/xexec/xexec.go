@@ -25,6 +25,7 @@ type Cmd struct {
 	Name    string
 	Args    []string
 	Env     []string // added to the environment
+	Dir     string   // the working directory ("": the caller's)
 	Timeout time.Duration
 	Stdin   io.Reader
 	// Stderr, when set, receives the command's standard error as it runs (the error
@@ -72,6 +73,7 @@ func Run(ctx context.Context, c Cmd) (string, error) {
 	if len(c.Env) > 0 {
 		cmd.Env = append(os.Environ(), c.Env...)
 	}
+	cmd.Dir = c.Dir
 	if c.Stdin != nil {
 		cmd.Stdin = c.Stdin
 	}
