@@ -40,6 +40,15 @@ type Report struct {
 	Plan       string            `json:"plan,omitempty"` // the address plan tree
 	Topology   *Topology         `json:"topology,omitempty"`
 	Checks     []Check           `json:"checks"`
+	// Compared is what changed since the run before this one, where the run is a stage
+	// of an upgrade chain (the same lab at the release before).
+	Compared *Comparison `json:"compared,omitempty"`
+}
+
+// Comparison is Compare's result against an earlier run, kept in the later run's report.
+type Comparison struct {
+	Against string   `json:"against"` // the earlier run, for people ("default at Cilium 1.19.3")
+	Changes []Change `json:"changes"`
 }
 
 // Topology is what the HTML draws: the lab's members and links.

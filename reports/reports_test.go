@@ -219,3 +219,24 @@ func TestTimelineLanes(t *testing.T) {
 	// Without lanes the single-axis drawing stays.
 	assert.NotContains(t, string(timelineSVG([]Event{{At: t0, Label: "link down"}})), "by lane")
 }
+
+// An upgrade stage's report carries its comparison with the stage before, shown in the
+// HTML with the regressions marked.
+func TestComparedSection(t *testing.T) {
+	dir := t.TempDir()
+	a, b := sample("1.19.3", 800, Pass, Fail), sample("1.20.2", 2400, Fail, Fail)
+	b.Compared = &Comparison{Against: "stage 0 (default at Cilium 1.19.3)", Changes: Compare(a, b, DefaultTolerance)}
+	require.NoError(t, b.Write(dir))
+	back, err := Read(dir)
+	require.NoError(t, err)
+	require.NotNil(t, back.Compared)
+	assert.Equal(t, b.Compared.Changes, back.Compared.Changes)
+	html, _ := os.ReadFile(filepath.Join(dir, "report.html"))
+	assert.Contains(t, string(html), "Compared with stage 0 (default at Cilium 1.19.3)")
+	assert.Contains(t, string(html), `<tr class="fail"><td>dsr-return-path</td><td>verdict</td><td>pass</td><td>fail</td>`)
+
+	b.Compared.Changes = nil
+	require.NoError(t, b.Write(dir))
+	html, _ = os.ReadFile(filepath.Join(dir, "report.html"))
+	assert.Contains(t, string(html), "No verdict changed")
+}

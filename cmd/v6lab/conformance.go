@@ -470,6 +470,12 @@ func (g *globals) runUpgradeChain(cmd *cobra.Command, f *suiteFlags, run, specPa
 			if err := writeComparison(w, fmt.Sprintf("%s: %s -> %s", l.Plan.Lab, prevLabel, label), file, prev, r); err != nil {
 				return false, err
 			}
+			// The stage's own report shows it too, next to its upgrade's timeline.
+			r.Compared = &reports.Comparison{Against: fmt.Sprintf("stage %d (%s at Cilium %s)", i-1, l.Plan.Lab, chain[i-1]),
+				Changes: reports.Compare(prev, r, reports.DefaultTolerance)}
+			if err := r.Write(dir); err != nil {
+				return false, err
+			}
 		}
 		prev, prevLabel = r, label
 	}
