@@ -23,6 +23,7 @@ import (
 	"v6lab.dev/v6lab/fixtures"
 	"v6lab.dev/v6lab/labs/images"
 	"v6lab.dev/v6lab/labs/plan"
+	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/xexec"
 )
 
@@ -35,7 +36,9 @@ func TestCiliumNativeRouting(t *testing.T) {
 	o := integration(t)
 	o.UnderlayOnly = false
 	o.NoCNI = true
-	requireBuilt(t, o, "k8s/kubelet", "cilium/chart")
+	build, err := images.CiliumFor(spec.DefaultCiliumVersion)
+	require.NoError(t, err)
+	requireBuilt(t, o, "k8s/kubelet", build.Chart())
 	guardHostSysctls(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -55,7 +58,7 @@ func TestCiliumNativeRouting(t *testing.T) {
 	kc := o.Kubeconfig(l.Plan.Lab)
 
 	// A readiness wait that times out says why: each agent's status and log.
-	err := waitCilium(ctx, l.Plan, kc, 0)
+	err = waitCilium(ctx, l.Plan, kc, 0)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), ": cilium-dbg status")
 	assert.Contains(t, err.Error(), "KubeProxyReplacement", "cilium-dbg status output in the diagnosis")
