@@ -155,7 +155,8 @@ func prepare() (runtime.Options, *lab.Lab, bool, error) {
 	if err := exec.Command("docker", "info").Run(); err != nil {
 		missing = "no Docker engine (make host-setup)"
 	}
-	for _, p := range []string{"containerlab", "k8s/kubelet", "k8s/kubectl", "cilium/chart"} {
+	// Cilium's release is built on demand by up (labs/ciliumbuild), not required here.
+	for _, p := range []string{"containerlab", "k8s/kubelet", "k8s/kubectl"} {
 		if _, err := os.Stat(filepath.Join(bin, p)); err != nil && missing == "" {
 			missing = "bin/" + p + " missing (make tools k8s cilium)"
 		}
