@@ -18,7 +18,7 @@ CILIUM     ?=
 # The release of the embedded labs (spec.versions.cilium's default; a unit test keeps
 # the two equal). make conformance and make lab-up build only the releases they run.
 DEFAULT_CILIUM := 1.20.2
-# The releases make cilium builds (CILIUM_VERSIONS="1.19.7" make cilium for one): any
+# The releases make cilium builds (CILIUM_VERSIONS="1.19.5" make cilium for one): any
 # release of a supported minor that the Go module proxy serves, built the same way.
 CILIUM_VERSIONS ?= $(DEFAULT_CILIUM) 1.19.3 1.18.4
 RUNS       ?= runs

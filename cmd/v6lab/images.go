@@ -32,7 +32,7 @@ its programs from the release's own Go module (cached by content key in ~/.cache
 linked into bin/cilium/<release>), then its agent and operator images. v6lab up and
 v6lab upgrade do the same on demand.`,
 		Example: `  v6lab images build
-  v6lab images build --cilium 1.19.7
+  v6lab images build --cilium 1.19.5
   v6lab images build --cilium 1.20.2 --cilium 1.19.3 --programs-only   # no Docker needed (make cilium)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -70,7 +70,7 @@ v6lab upgrade do the same on demand.`,
 			return err
 		},
 	}
-	build.Flags().StringArrayVar(&releases, "cilium", nil, "build this Cilium release's programs and images (repeatable; e.g. 1.19.7)")
+	build.Flags().StringArrayVar(&releases, "cilium", nil, "build this Cilium release's programs and images (repeatable; e.g. 1.19.5)")
 	build.Flags().BoolVar(&programsOnly, "programs-only", false, "with --cilium: build the release's programs, BPF sources and chart, not its images")
 	c.AddCommand(build)
 	c.AddCommand(&cobra.Command{

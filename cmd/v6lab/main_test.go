@@ -233,12 +233,12 @@ func TestRenderCiliumRelease(t *testing.T) {
 	assert.Contains(t, string(values), "v6lab/cilium-1.19.3:")
 
 	// A release no file of the repository names: the same way.
-	require.NoError(t, os.WriteFile(spec, withCilium("1.19.7"), 0o644))
+	require.NoError(t, os.WriteFile(spec, withCilium("1.19.5"), 0o644))
 	code, _, errOut = runCLI(t, "render", "--spec", spec, "-o", filepath.Join(dir, "out2"))
 	require.Equal(t, 0, code, errOut)
 	values, err = os.ReadFile(filepath.Join(dir, "out2", "cilium", "values.yaml"))
 	require.NoError(t, err)
-	assert.Contains(t, string(values), "v6lab/cilium-1.19.7:")
+	assert.Contains(t, string(values), "v6lab/cilium-1.19.5:")
 	code, _, errOut = runCLI(t, "render", "--spec", spec, "--images", "online", "-o", filepath.Join(dir, "out3"))
 	assert.Equal(t, 0, code, errOut)
 

@@ -42,12 +42,12 @@ const Module = "github.com/cilium/cilium"
 // changes what is built bumps it, so every cached release is rebuilt.
 const generator = "1"
 
-// Release is a Cilium release, "1.19.7".
+// Release is a Cilium release, "1.19.5".
 type Release string
 
 var releaseRE = regexp.MustCompile(`^v?(\d+)\.(\d+)\.(\d+)$`)
 
-// Parse accepts "1.19.7" and "v1.19.7".
+// Parse accepts "1.19.5" and "v1.19.5".
 func Parse(v string) (Release, error) {
 	m := releaseRE.FindStringSubmatch(strings.TrimSpace(v))
 	if m == nil {
@@ -56,10 +56,10 @@ func Parse(v string) (Release, error) {
 	return Release(m[1] + "." + m[2] + "." + m[3]), nil
 }
 
-// Minor is "1.19" for 1.19.7.
+// Minor is "1.19" for 1.19.5.
 func (r Release) Minor() string { return string(r)[:strings.LastIndex(string(r), ".")] }
 
-// Tag is the module version, "v1.19.7".
+// Tag is the module version, "v1.19.5".
 func (r Release) Tag() string { return "v" + string(r) }
 
 // program is one binary the images carry and the package it is built from.

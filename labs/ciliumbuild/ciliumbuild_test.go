@@ -14,7 +14,7 @@ import (
 )
 
 func TestParse(t *testing.T) {
-	for in, want := range map[string]Release{"1.19.7": "1.19.7", "v1.20.2": "1.20.2", " 1.18.4 ": "1.18.4"} {
+	for in, want := range map[string]Release{"1.19.5": "1.19.5", "v1.20.2": "1.20.2", " 1.18.4 ": "1.18.4"} {
 		r, err := Parse(in)
 		require.NoError(t, err, in)
 		assert.Equal(t, want, r)
@@ -23,9 +23,9 @@ func TestParse(t *testing.T) {
 		_, err := Parse(bad)
 		assert.Error(t, err, bad)
 	}
-	r, _ := Parse("1.19.7")
+	r, _ := Parse("1.19.5")
 	assert.Equal(t, "1.19", r.Minor())
-	assert.Equal(t, "v1.19.7", r.Tag())
+	assert.Equal(t, "v1.19.5", r.Tag())
 	assert.True(t, Less("1.9.9", "1.10.0"))
 	assert.False(t, Less("1.20.2", "1.20.2"))
 }
@@ -141,14 +141,14 @@ func TestSubstitutesTable(t *testing.T) {
 // The key changes with the release and with the table, and needs no network.
 func TestKey(t *testing.T) {
 	b := &Builder{CacheDir: t.TempDir(), goVersion: "go1.26.8"}
-	k1, err := b.Key(context.Background(), "1.19.7")
+	k1, err := b.Key(context.Background(), "1.19.5")
 	require.NoError(t, err)
 	k2, _ := b.Key(context.Background(), "1.19.3")
 	assert.NotEqual(t, k1, k2)
 	saved := Substitutes
 	t.Cleanup(func() { Substitutes = saved })
 	Substitutes = append(append([]Substitute{}, saved...), Substitute{Module: "example.com/m", Version: "v1.0.0", Why: "test"})
-	k3, _ := b.Key(context.Background(), "1.19.7")
+	k3, _ := b.Key(context.Background(), "1.19.5")
 	assert.NotEqual(t, k1, k3)
 }
 
@@ -165,21 +165,21 @@ func TestNotServedError(t *testing.T) {
 func TestProgressLines(t *testing.T) {
 	var out bytes.Buffer
 	b := &Builder{CacheDir: t.TempDir(), Out: &out, Tick: 20 * time.Millisecond}
-	b.saveTook("cilium-1.19.7", 373*time.Second)
-	assert.Equal(t, 373*time.Second, b.lastTook("cilium-1.19.7"))
-	stop := b.ticker("cilium-1.19.7", time.Now())
+	b.saveTook("cilium-1.19.5", 373*time.Second)
+	assert.Equal(t, 373*time.Second, b.lastTook("cilium-1.19.5"))
+	stop := b.ticker("cilium-1.19.5", time.Now())
 	time.Sleep(70 * time.Millisecond)
 	stop()
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	require.GreaterOrEqual(t, len(lines), 2)
-	assert.Contains(t, lines[0], "cilium-1.19.7: building… ")
+	assert.Contains(t, lines[0], "cilium-1.19.5: building… ")
 }
 
 // List reads the complete builds of the cache, newest release first; a build in
 // progress (.tmp) is not one.
 func TestList(t *testing.T) {
 	cache := t.TempDir()
-	for _, d := range []string{"1.19.3-aaaa", "1.20.2-bbbb", "1.19.7-cccc"} {
+	for _, d := range []string{"1.19.3-aaaa", "1.20.2-bbbb", "1.19.5-cccc"} {
 		require.NoError(t, os.MkdirAll(filepath.Join(cache, "cilium", d), 0o755))
 		v, k, _ := strings.Cut(d, "-")
 		require.NoError(t, os.WriteFile(filepath.Join(cache, "cilium", d, InfoFile), []byte(`{"version":"`+v+`","key":"`+k+`"}`), 0o644))
@@ -191,5 +191,5 @@ func TestList(t *testing.T) {
 	for _, i := range got {
 		vs = append(vs, i.Version)
 	}
-	assert.Equal(t, []string{"1.20.2", "1.19.7", "1.19.3"}, vs)
+	assert.Equal(t, []string{"1.20.2", "1.19.5", "1.19.3"}, vs)
 }

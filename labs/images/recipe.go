@@ -79,7 +79,7 @@ func (c CiliumBuild) Chart() string { return c.BinDir + "/chart" }
 // Images are the release's two image recipes.
 func (c CiliumBuild) Images() []string { return []string{c.Agent, c.Operator} }
 
-// CiliumFor returns the offline build of any Cilium release ("1.19.7" or "v1.19.7"):
+// CiliumFor returns the offline build of any Cilium release ("1.19.5" or "v1.19.5"):
 // every release is built the same way, from its own Go module.
 func CiliumFor(version string) (CiliumBuild, error) {
 	r, err := ciliumbuild.Parse(version)

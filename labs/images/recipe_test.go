@@ -57,7 +57,7 @@ func TestCiliumBuilds(t *testing.T) {
 	assert.Equal(t, "cilium/1.18.4/chart", c.Chart())
 	k18, err := Key(fixtures.Images, c.Agent)
 	require.NoError(t, err)
-	c19, err := CiliumFor("1.19.7")
+	c19, err := CiliumFor("1.19.5")
 	require.NoError(t, err)
 	k19, err := Key(fixtures.Images, c19.Agent)
 	require.NoError(t, err)
@@ -65,14 +65,14 @@ func TestCiliumBuilds(t *testing.T) {
 	op := recipe(c19.Operator)
 	require.NotNil(t, op)
 	assert.Equal(t, "cilium-operator", op.dir())
-	assert.Equal(t, []string{"cilium/1.19.7/cilium-operator-generic"}, op.Binaries)
-	assert.Contains(t, recipe(c19.Agent).Binaries, "cilium/1.19.7/bpf")
+	assert.Equal(t, []string{"cilium/1.19.5/cilium-operator-generic"}, op.Binaries)
+	assert.Contains(t, recipe(c19.Agent).Binaries, "cilium/1.19.5/bpf")
 	refs, err := Refs(fixtures.Images, c19)
 	require.NoError(t, err)
 	assert.Equal(t, Ref(c19.Agent, k19), refs[c19.Agent])
 	assert.True(t, Current(fixtures.Images, refs[c19.Operator]))
 	assert.False(t, Current(fixtures.Images, Ref(c19.Operator, "0000000000000000")))
-	for _, bad := range []string{"1.19", "cilium-1.19", "1.19.7-rc.1"} {
+	for _, bad := range []string{"1.19", "cilium-1.19", "1.19.5-rc.1"} {
 		_, err = CiliumFor(bad)
 		assert.Error(t, err, bad)
 	}

@@ -108,7 +108,7 @@ func UpgradeStep(from, to string, allowSkip bool) (string, error) {
 	return dir, nil
 }
 
-// semverLess orders two releases ("1.19.3", "v1.19.7").
+// semverLess orders two releases ("1.19.3", "v1.19.5").
 func semverLess(a, b string) bool {
 	return ciliumbuild.Less(ciliumbuild.Release(strings.TrimPrefix(a, "v")), ciliumbuild.Release(strings.TrimPrefix(b, "v")))
 }
