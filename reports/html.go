@@ -111,19 +111,7 @@ func timelineSVG(events []Event) template.HTML {
 			return lanesSVG(events)
 		}
 	}
-	start, end := events[0].At, events[0].At
-	for _, e := range events {
-		if e.At.Before(start) {
-			start = e.At
-		}
-		last := e.At
-		if !e.Until.IsZero() {
-			last = e.Until
-		}
-		if last.After(end) {
-			end = last
-		}
-	}
+	start, end := timeBounds(events)
 	span := end.Sub(start).Seconds()
 	if span <= 0 {
 		span = 1
@@ -153,14 +141,9 @@ func timelineSVG(events []Event) template.HTML {
 	return template.HTML(b.String())
 }
 
-// lanesSVG draws a timeline with one row per lane, in the order the lanes first appear
-// (e.g. each agent's restart, then each flow's outages, stalls and resets): spans as
-// bars with their duration, points as ticks, and events without a lane as numbered
-// vertical marks across every row, listed under the drawing with their time.
-func lanesSVG(events []Event) template.HTML {
-	start, end := events[0].At, events[0].At
-	var lanes []string
-	row := map[string]int{}
+// timeBounds is the first moment of the events and the last one (a span's end included).
+func timeBounds(events []Event) (start, end time.Time) {
+	start, end = events[0].At, events[0].At
 	for _, e := range events {
 		if e.At.Before(start) {
 			start = e.At
@@ -172,6 +155,19 @@ func lanesSVG(events []Event) template.HTML {
 		if last.After(end) {
 			end = last
 		}
+	}
+	return start, end
+}
+
+// lanesSVG draws a timeline with one row per lane, in the order the lanes first appear
+// (e.g. each agent's restart, then each flow's outages, stalls and resets): spans as
+// bars with their duration, points as ticks, and events without a lane as numbered
+// vertical marks across every row, listed under the drawing with their time.
+func lanesSVG(events []Event) template.HTML {
+	start, end := timeBounds(events)
+	var lanes []string
+	row := map[string]int{}
+	for _, e := range events {
 		if _, ok := row[e.Lane]; e.Lane != "" && !ok {
 			row[e.Lane] = len(lanes)
 			lanes = append(lanes, e.Lane)
