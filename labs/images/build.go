@@ -235,6 +235,9 @@ func (b *Builder) debootstrap(ctx context.Context, name, ref string) error {
 	if err := unmountUnder(dir); err != nil {
 		return err
 	}
+	if err := prune(b.FS, name, dir); err != nil {
+		return err
+	}
 	tar := xexec.Command(ctx, "tar", "-C", dir, "-c", ".")
 	imp := xexec.Command(ctx, "docker", "import",
 		"--change", `CMD ["sleep", "infinity"]`,
@@ -255,6 +258,33 @@ func (b *Builder) debootstrap(ctx context.Context, name, ref string) error {
 	}
 	if err := imp.Wait(); err != nil {
 		return fmt.Errorf("docker import: %w: %s", err, stderr.String())
+	}
+	return nil
+}
+
+// prune removes from a debootstrapped tree what the recipe's `prune` file lists (globs
+// relative to the tree's root), if it has one.
+func prune(fsys fs.FS, name, root string) error {
+	globs, err := listFile(fsys, name, "prune")
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, g := range globs {
+		if path.IsAbs(g) || strings.Contains(g, "..") {
+			return fmt.Errorf("images: %s/prune: %q is not a path inside the tree", name, g)
+		}
+		matches, err := filepath.Glob(filepath.Join(root, filepath.FromSlash(g)))
+		if err != nil {
+			return fmt.Errorf("images: %s/prune: %w", name, err)
+		}
+		for _, m := range matches {
+			if err := os.RemoveAll(m); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -201,11 +201,16 @@ func recipe(name string) *Recipe {
 
 // Packages reads a recipe's package list (one per line, # comments).
 func Packages(fsys fs.FS, name string) ([]string, error) {
+	return listFile(fsys, name, "packages")
+}
+
+// listFile reads a recipe's list file: one entry a line, # comments.
+func listFile(fsys fs.FS, name, file string) ([]string, error) {
 	dir := name
 	if r := recipe(name); r != nil {
 		dir = r.dir()
 	}
-	data, err := fs.ReadFile(fsys, path.Join("images", dir, "packages"))
+	data, err := fs.ReadFile(fsys, path.Join("images", dir, file))
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	nodeconfig "v6lab.dev/v6lab/fixtures/node/config"
+	"v6lab.dev/v6lab/labs/atomicfile"
 	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/xexec"
 )
@@ -126,8 +128,7 @@ func archiveImages(ctx context.Context, refs []string, cacheDir, labImages strin
 	if err := os.MkdirAll(labImages, 0o755); err != nil {
 		return err
 	}
-	sort.Strings(refs)
-	for _, ref := range refs {
+	for _, ref := range slices.Sorted(slices.Values(refs)) {
 		name := archiveName(ref)
 		cached := filepath.Join(cacheDir, name)
 		if _, err := os.Stat(cached); err != nil {
@@ -153,6 +154,71 @@ func archiveImages(ctx context.Context, refs []string, cacheDir, labImages strin
 		}
 	}
 	return nil
+}
+
+// writeImportOrder tells the nodes in which order to import the archives of refs
+// (nodeconfig.ImportOrder).
+func writeImportOrder(labImages string, refs []string) error {
+	var b strings.Builder
+	for _, ref := range refs {
+		b.WriteString(archiveName(ref) + "\n")
+	}
+	return atomicfile.Write(filepath.Join(labImages, nodeconfig.ImportOrder), []byte(b.String()), 0o644)
+}
+
+// waitImported waits until every Kubernetes node has imported the images of refs
+// into its containerd (each node marks what it imported, nodeconfig.ImportedDir): the
+// step that installs what runs them goes on then, and no pod meets a missing image. A
+// failed import is reported at once, with the node's error.
+func waitImported(ctx context.Context, p *plan.Plan, refs []string, timeout time.Duration) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		var missing []string
+		for _, n := range p.KubeNodes {
+			out, err := docker(ctx, 30*time.Second, "exec", p.ContainerName(n.Name), "sh", "-c",
+				"cd "+nodeconfig.ImportedDir+" 2>/dev/null && for f in *.failed; do [ -e \"$f\" ] && echo \"$f: $(cat \"$f\")\"; done; ls")
+			if err != nil {
+				missing = append(missing, fmt.Sprintf("%s: %v", n.Name, err))
+				continue
+			}
+			have := map[string]bool{}
+			for _, l := range strings.Split(out, "\n") {
+				have[strings.TrimSpace(l)] = true
+				if name, why, ok := strings.Cut(l, ".failed: "); ok && refOfArchive(refs, name) != "" {
+					return fmt.Errorf("node %s could not import %s: %s", n.Name, name, why)
+				}
+			}
+			for _, ref := range refs {
+				if !have[archiveName(ref)] {
+					missing = append(missing, n.Name+": "+ref)
+				}
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("images not imported after %s: %s", timeout, strings.Join(missing, ", "))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// refOfArchive is the ref of refs whose archive is name ("" if none).
+func refOfArchive(refs []string, name string) string {
+	for _, r := range refs {
+		if archiveName(r) == name {
+			return r
+		}
+	}
+	return ""
 }
 
 // archiveName is the file an image's archive has in the cache and in a lab's image

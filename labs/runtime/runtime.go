@@ -160,6 +160,9 @@ type upRun struct {
 	members    []string
 	// changed: render wrote files that differ from the lab directory's.
 	changed bool
+	// The images the nodes import while they start (node files sets them): each step
+	// waits for those it runs (waitImported), the last step for all of them.
+	ciliumImages, metallbImages, allImages []string
 }
 
 type upStep struct {
@@ -296,21 +299,45 @@ func (u *upRun) nodeFiles(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	// Every node loads these: the pod sandbox, the lab's workload image, Cilium.
-	load := []string{refs["pause"], refs["host"], refs["coredns"], refs[u.cilium.Agent], refs[u.cilium.Operator]}
+	// Every node loads these, in this order: the pod sandbox (the node starts its
+	// kubelet once it is in), Cilium, MetalLB, the cluster DNS, the lab's workload image.
+	load := []string{refs["pause"], refs[u.cilium.Agent], refs[u.cilium.Operator]}
 	if u.metallb {
 		load = append(load, refs["metallb-controller"], refs["metallb-speaker"], refs["metallb-frr"])
 	}
-	if err := archiveImages(ctx, load, filepath.Join(CacheDir(), "archives"), filepath.Join(u.dir, render.ImagesDir)); err != nil {
+	load = append(load, refs["coredns"], refs["host"])
+	imagesDir := filepath.Join(u.dir, render.ImagesDir)
+	if err := archiveImages(ctx, load, filepath.Join(CacheDir(), "archives"), imagesDir); err != nil {
 		return "", err
 	}
+	if err := writeImportOrder(imagesDir, load); err != nil {
+		return "", err
+	}
+	u.ciliumImages, u.allImages = load[1:3], load
+	if u.metallb {
+		u.metallbImages = load[3:6]
+	}
+	// Each node starts with the images in its store (seedContainerd), or imports them
+	// itself while it starts if seeding fails.
+	seeded := "seeded"
+	seed, err := seedContainerd(ctx, refs["node"], imagesDir, load)
+	if err != nil {
+		u.o.Log.Warn("the nodes import their images themselves", "why", err)
+		seeded = "imported by each node"
+	}
 	for _, n := range u.p.KubeNodes {
-		if err := os.MkdirAll(filepath.Join(u.dir, render.ContainerdDir(n.Name)), 0o755); err != nil {
+		dir := filepath.Join(u.dir, render.ContainerdDir(n.Name))
+		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return "", err
+		}
+		if seed != "" {
+			if err := linkSeed(ctx, seed, dir); err != nil {
+				return "", err
+			}
 		}
 	}
 	kc, err := pki.EnsureCluster(u.dir, u.p)
-	return "PKI, image archives, node state; kubeconfig " + kc, err
+	return fmt.Sprintf("PKI, image archives (%s), node state; kubeconfig %s", seeded, kc), err
 }
 
 func (u *upRun) deploy(ctx context.Context) (string, error) {
@@ -348,12 +375,20 @@ func (u *upRun) kubernetes(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if u.o.NoCNI { // the last step: the lab is up with every image in
+		if err := waitImported(ctx, u.p, u.allImages, u.o.NodeTimeout); err != nil {
+			return "", err
+		}
+	}
 	return fmt.Sprintf("%d nodes registered under their planned addresses", len(states)), nil
 }
 
 func (u *upRun) installCilium(ctx context.Context) (string, error) {
 	chart, err := ciliumChart(u.o.BinDir, u.l.Spec.Spec.Versions.Cilium, u.cilium, u.ciliumErr)
 	if err != nil {
+		return "", err
+	}
+	if err := waitImported(ctx, u.p, u.ciliumImages, u.o.NodeTimeout); err != nil {
 		return "", err
 	}
 	if err := installCilium(ctx, u.dir, u.kubeconfig, chart, u.o.Log); err != nil {
@@ -375,6 +410,9 @@ func (u *upRun) installMetalLB(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := waitImported(ctx, u.p, u.metallbImages, u.o.NodeTimeout); err != nil {
+		return "", err
+	}
 	if err := installMetalLB(ctx, u.dir, u.kubeconfig, chart, u.p, u.o.NodeTimeout, u.o.Log); err != nil {
 		return "", err
 	}
@@ -387,6 +425,10 @@ func (u *upRun) installMetalLB(ctx context.Context) (string, error) {
 }
 
 func (u *upRun) installDNS(ctx context.Context) (string, error) {
+	// The last step: the lab is up with every image in (the workload's too).
+	if err := waitImported(ctx, u.p, u.allImages, u.o.NodeTimeout); err != nil {
+		return "", err
+	}
 	if err := installCoreDNS(ctx, u.dir, u.kubeconfig, u.o.NodeTimeout); err != nil {
 		return "", err
 	}
