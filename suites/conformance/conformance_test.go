@@ -8,6 +8,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -90,14 +91,18 @@ func TestMain(m *testing.M) {
 		// A failed setup skips Finish: remove the suite's own lab here.
 		defer func() {
 			if err != nil && own && !*flagKeep {
+				o.Out = &stepLines{label: "down"}
 				_ = runtime.Down(context.WithoutCancel(ctx), l.Plan.Lab, o)
 			}
 		}()
 		if own {
 			var out bytes.Buffer
-			o.Out = &out
+			// Each step of down and up is shown as it starts and ends (v6lab
+			// conformance streams these lines); up's output is kept for the error.
 			// A leftover of an interrupted run goes first.
+			o.Out = &stepLines{label: "down"}
 			_ = runtime.Down(ctx, l.Plan.Lab, o)
+			o.Out = io.MultiWriter(&out, &stepLines{label: "up"})
 			if err := runtime.Up(ctx, l, o); err != nil {
 				return ctx, fmt.Errorf("up: %w\n%s", err, out.String())
 			}
@@ -132,6 +137,7 @@ func TestMain(m *testing.M) {
 			}
 		}
 		if own && !*flagKeep {
+			o.Out = &stepLines{label: "down"}
 			return ctx, runtime.Down(ctx, l.Plan.Lab, o)
 		}
 		return ctx, nil
@@ -211,6 +217,32 @@ func hostImage() string {
 // rest of the test log goes to suite.log).
 func announce(format string, a ...any) {
 	fmt.Fprintf(os.Stdout, "v6lab: "+format+"\n", a...)
+}
+
+// stepLines announces the step lines of up's or down's progress ("… name" as a step
+// starts, "✓ name (elapsed): detail" or "✗ ..." as it ends) under label, without their
+// time stamps.
+type stepLines struct {
+	label string
+	line  []byte
+}
+
+func (u *stepLines) Write(b []byte) (int, error) {
+	for _, c := range b {
+		if c != '\n' {
+			u.line = append(u.line, c)
+			continue
+		}
+		s := strings.TrimSpace(string(u.line))
+		u.line = u.line[:0]
+		for _, mark := range []string{"… ", "✓ ", "✗ "} {
+			if i := strings.Index(s, mark); i >= 0 {
+				announce("%-18s %s", u.label, s[i:])
+				break
+			}
+		}
+	}
+	return len(b), nil
 }
 
 func colonOr(s string) string {
