@@ -33,6 +33,7 @@ import (
 	"v6lab.dev/v6lab/labs/lab"
 	"v6lab.dev/v6lab/labs/pki"
 	"v6lab.dev/v6lab/labs/plan"
+	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/render"
 	"v6lab.dev/v6lab/labs/render/clab"
 	"v6lab.dev/v6lab/labs/render/node"
@@ -397,12 +398,23 @@ func (u *upRun) installCilium(ctx context.Context) (string, error) {
 	if err := waitCilium(ctx, u.p, u.kubeconfig, u.o.NodeTimeout); err != nil {
 		return "", err
 	}
+	// XDP, where asked: attached on every node, or why not.
+	xdp := ""
+	if a := u.l.Spec.Spec.LoadBalancer.Acceleration; a != "" && a != spec.AccelerationDisabled {
+		// What the nodes' kernels say ran, not what was asked.
+		modes, err := waitXDP(ctx, u.p, u.kubeconfig, 2*time.Minute)
+		if err != nil {
+			return "", fmt.Errorf("loadBalancer.acceleration %s: %w", a, err)
+		}
+		xdp = fmt.Sprintf("; XDP (acceleration %s): %s", a, XDPSummary(modes))
+	}
 	// Every node's BGP speaker has its session with its router.
 	n, err := waitBGPWith(ctx, u.p, Members(u.p, false), u.o.BGPTimeout)
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("Cilium %s ready on %d nodes; %d BGP sessions Established", u.l.Spec.Spec.Versions.Cilium, len(u.p.KubeNodes), n), nil
+	msg := fmt.Sprintf("Cilium %s ready on %d nodes; %d BGP sessions Established", u.l.Spec.Spec.Versions.Cilium, len(u.p.KubeNodes), n) + xdp
+	return msg, nil
 }
 
 func (u *upRun) installMetalLB(ctx context.Context) (string, error) {

@@ -51,6 +51,9 @@ func SetDefaults(l *Lab) {
 		}
 	}
 	setIf(&lb.Algorithm, "maglev")
+	if lb.Acceleration == "" {
+		lb.Acceleration = AccelerationDisabled
+	}
 	if s.Upgrade.MaxUDPOutageMs == 0 {
 		s.Upgrade.MaxUDPOutageMs = DefaultMaxUDPOutageMs
 	}

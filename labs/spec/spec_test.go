@@ -82,11 +82,12 @@ func TestValidateCatchesCrossReferences(t *testing.T) {
 	l.Spec.Datapath = spec.DatapathTunnel // with mode dsr
 	l.Spec.Versions.Cilium = "1.15.0"
 	l.Spec.Hosts[1].MTU = 1200 // below IPv6's minimum
+	l.Spec.LoadBalancer.Acceleration = "xdp"
 	errs = spec.Validate(l)
 	want := []string{
 		"spec.nodes[1].router", "spec.hosts[0].name", "spec.routers[2].asn",
 		"spec.routers[0].links[2]", "spec.applications[1].id", "spec.loadBalancer.mode",
-		"spec.versions.cilium", "spec.hosts[1].mtu",
+		"spec.versions.cilium", "spec.hosts[1].mtu", "spec.loadBalancer.acceleration",
 	}
 	got := map[string]bool{}
 	for _, e := range errs {

@@ -167,7 +167,21 @@ type LoadBalancer struct {
 	Mode LBMode `yaml:"mode,omitempty" json:"mode,omitempty"`
 	// Algorithm is maglev (default) or random.
 	Algorithm string `yaml:"algorithm,omitempty" json:"algorithm,omitempty"`
+	// Acceleration is Cilium's XDP load balancing on the nodes' data link
+	// (loadBalancer.acceleration): disabled (default), native (the driver's XDP hook;
+	// the agent refuses to start where the driver has none) or best-effort (native
+	// where the driver has it). Which mode ran is read from each node's link.
+	Acceleration Acceleration `yaml:"acceleration,omitempty" json:"acceleration,omitempty"`
 }
+
+// Acceleration is the XDP mode of Cilium's load balancer.
+type Acceleration string
+
+const (
+	AccelerationDisabled   Acceleration = "disabled"
+	AccelerationNative     Acceleration = "native"
+	AccelerationBestEffort Acceleration = "best-effort"
+)
 
 // BGP holds the session parameters every speaker of the lab uses.
 type BGP struct {

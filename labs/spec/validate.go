@@ -251,6 +251,12 @@ func Validate(l *Lab) ErrorList {
 	if lb.Algorithm != "maglev" && lb.Algorithm != "random" {
 		errs.Add("spec.loadBalancer.algorithm", "one of: maglev, random", "unknown algorithm %q", lb.Algorithm)
 	}
+	switch lb.Acceleration {
+	case AccelerationDisabled, AccelerationNative, AccelerationBestEffort:
+	default:
+		errs.Add("spec.loadBalancer.acceleration", "one of: disabled, native, best-effort (Cilium's loadBalancer.acceleration)",
+			"unknown acceleration %q", lb.Acceleration)
+	}
 
 	if u := s.Upgrade.MaxUDPOutageMs; u < 1 || u > 600000 {
 		errs.Add("spec.upgrade.maxUDPOutageMs", "1-600000 ms (the longest a UDP stream may go unanswered while Cilium's agents restart)",

@@ -78,11 +78,28 @@ func Open(l *lab.Lab, o runtime.Options, runDir, kubectl, hostImage string) (*La
 		StartedAt: time.Now().UTC(),
 		Topology:  topology(l.Plan),
 	}
+	// XDP as the nodes' kernels show it on their data link (what ran, not what the
+	// spec asked: loadBalancer.acceleration).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if modes, err := runtime.XDPModes(ctx, l.Plan); err == nil {
+		x.report.Labels["xdp"] = xdpLabel(s.LoadBalancer.Acceleration, modes)
+	} else {
+		x.report.Labels["xdp"] = "unknown: " + err.Error()
+	}
 	var tree strings.Builder
 	if err := l.Plan.WriteTree(&tree); err == nil {
 		x.report.Plan = tree.String()
 	}
 	return x, nil
+}
+
+// xdpLabel is the report's xdp label: what the spec asked, then what the nodes run.
+func xdpLabel(asked spec.Acceleration, modes map[string]string) string {
+	if asked == "" {
+		asked = spec.AccelerationDisabled
+	}
+	return fmt.Sprintf("acceleration %s; %s", asked, runtime.XDPSummary(modes))
 }
 
 func topology(p *plan.Plan) *reports.Topology {

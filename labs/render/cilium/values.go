@@ -94,6 +94,8 @@ type LoadBalancer struct {
 	Mode        string `json:"mode"`
 	DSRDispatch string `json:"dsrDispatch,omitempty"`
 	Algorithm   string `json:"algorithm"`
+	// Acceleration is XDP (native, best-effort); omitted when disabled.
+	Acceleration string `json:"acceleration,omitempty"`
 }
 
 // PMTUDiscovery holds pmtuDiscovery.* values.
@@ -175,6 +177,9 @@ func ValuesFor(p *plan.Plan, img Images) (Values, error) {
 				DefaultPoolName: {IPv6: PoolFamily{CIDRs: []string{p.Pods.Default.String()}, MaskSize: p.PodMaskSize}},
 			},
 		}},
+	}
+	if a := s.LoadBalancer.Acceleration; a != "" && a != spec.AccelerationDisabled {
+		v.LoadBalancer.Acceleration = string(a)
 	}
 	if s.LoadBalancer.Mode == spec.LBModeDSR {
 		// IPv6 extension-header dispatch ("opt" is the IPv4-option/IPv6-extension mode).
