@@ -33,11 +33,11 @@ import (
 	"v6lab.dev/v6lab/labs/lab"
 	"v6lab.dev/v6lab/labs/pki"
 	"v6lab.dev/v6lab/labs/plan"
-	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/render"
 	"v6lab.dev/v6lab/labs/render/clab"
 	"v6lab.dev/v6lab/labs/render/node"
 	"v6lab.dev/v6lab/labs/runtime/host"
+	"v6lab.dev/v6lab/labs/spec"
 )
 
 // Options configure the lifecycle.
