@@ -15,6 +15,7 @@ import (
 
 	"v6lab.dev/v6lab/labs/lab"
 	"v6lab.dev/v6lab/labs/runtime"
+	"v6lab.dev/v6lab/labs/xexec"
 	"v6lab.dev/v6lab/reports"
 	"v6lab.dev/v6lab/suites/conformance"
 )
@@ -119,42 +120,35 @@ func (g *globals) runSuite(cmd *cobra.Command, f *suiteFlags, runDir string, lab
 // matters), prefixed with the time of day where no terminal is attached (CI logs),
 // and hides the rest of the test log, which stays in suite.log.
 type progressWriter struct {
-	w    io.Writer
-	tty  bool
-	now  func() time.Time
-	line []byte
+	w   io.Writer
+	tty bool
+	now func() time.Time
 }
 
-func newProgressWriter(w io.Writer) *progressWriter {
-	return &progressWriter{w: w, tty: runtime.IsTerminal(w), now: time.Now}
+func newProgressWriter(w io.Writer) io.Writer {
+	p := &progressWriter{w: w, tty: runtime.IsTerminal(w), now: time.Now}
+	return &xexec.Lines{Line: p.line}
 }
 
-func (p *progressWriter) Write(b []byte) (int, error) {
-	for _, c := range b {
-		if c != '\n' {
-			p.line = append(p.line, c)
-			continue
-		}
-		s := strings.TrimSpace(string(p.line))
-		p.line = p.line[:0]
-		msg, ok := strings.CutPrefix(s, "v6lab: ")
-		if !ok {
-			for _, prefix := range []string{"conformance:", "panic:", "FAIL\t", "--- FAIL: TestConformance "} {
-				if strings.HasPrefix(s, prefix) {
-					msg, ok = s, true
-				}
+// line shows one line of the suite's output if it is a progress line.
+func (p *progressWriter) line(s string) {
+	s = strings.TrimSpace(s)
+	msg, ok := strings.CutPrefix(s, "v6lab: ")
+	if !ok {
+		for _, prefix := range []string{"conformance:", "panic:", "FAIL\t", "--- FAIL: TestConformance "} {
+			if strings.HasPrefix(s, prefix) {
+				msg, ok = s, true
 			}
 		}
-		if !ok {
-			continue
-		}
-		if p.tty {
-			fmt.Fprintln(p.w, "  "+msg)
-		} else {
-			fmt.Fprintln(p.w, p.now().Format("15:04:05")+"  "+msg)
-		}
 	}
-	return len(b), nil
+	if !ok {
+		return
+	}
+	if p.tty {
+		fmt.Fprintln(p.w, "  "+msg)
+	} else {
+		fmt.Fprintln(p.w, p.now().Format("15:04:05")+"  "+msg)
+	}
 }
 
 func summarize(w io.Writer, name string, r *reports.Report) bool {

@@ -15,6 +15,7 @@ import (
 
 	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/verdict"
+	"v6lab.dev/v6lab/labs/xexec"
 	"v6lab.dev/v6lab/reports"
 	"v6lab.dev/v6lab/suites/conformance"
 	"v6lab.dev/v6lab/topologies"
@@ -253,7 +254,7 @@ func TestRenderCiliumRelease(t *testing.T) {
 func TestProgressWriter(t *testing.T) {
 	var b bytes.Buffer
 	at := time.Date(2026, 12, 2, 1, 2, 3, 0, time.UTC)
-	w := &progressWriter{w: &b, now: func() time.Time { return at }}
+	w := &xexec.Lines{Line: (&progressWriter{w: &b, now: func() time.Time { return at }}).line}
 	_, _ = w.Write([]byte("=== RUN   TestConformance/failover\nv6lab: failover           pass  2m01s  link-down 0ms (budget 1.0s)\n    --- PASS: TestConformance/failover (3.1s)\n"))
 	assert.Equal(t, "01:02:03  failover           pass  2m01s  link-down 0ms (budget 1.0s)\n", b.String(), "a line is shown as soon as it is written")
 	_, _ = w.Write([]byte("    conformance_test.go:195: failover failed: outage 12000 ms\nv6lab: failover           cont"))
@@ -262,7 +263,7 @@ func TestProgressWriter(t *testing.T) {
 		"01:02:03  failover           control 25s failed as it must (outage-over-budget)\n"+
 		"01:02:03  conformance: 1 passed, 0 failed, 0 skipped\n", b.String())
 	b.Reset()
-	w = &progressWriter{w: &b, tty: true}
+	w = &xexec.Lines{Line: (&progressWriter{w: &b, tty: true}).line}
 	_, _ = w.Write([]byte("v6lab: workload           ready 9.1s\n"))
 	assert.Equal(t, "  workload           ready 9.1s\n", b.String())
 }

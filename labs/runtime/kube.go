@@ -174,6 +174,10 @@ func waitImported(ctx context.Context, p *plan.Plan, refs []string, timeout time
 	if len(refs) == 0 {
 		return nil
 	}
+	wanted := map[string]string{} // archive name -> ref
+	for _, ref := range refs {
+		wanted[archiveName(ref)] = ref
+	}
 	deadline := time.Now().Add(timeout)
 	for {
 		var missing []string
@@ -187,12 +191,12 @@ func waitImported(ctx context.Context, p *plan.Plan, refs []string, timeout time
 			have := map[string]bool{}
 			for _, l := range strings.Split(out, "\n") {
 				have[strings.TrimSpace(l)] = true
-				if name, why, ok := strings.Cut(l, ".failed: "); ok && refOfArchive(refs, name) != "" {
+				if name, why, ok := strings.Cut(l, ".failed: "); ok && wanted[name] != "" {
 					return fmt.Errorf("node %s could not import %s: %s", n.Name, name, why)
 				}
 			}
-			for _, ref := range refs {
-				if !have[archiveName(ref)] {
+			for name, ref := range wanted {
+				if !have[name] {
 					missing = append(missing, n.Name+": "+ref)
 				}
 			}
@@ -209,16 +213,6 @@ func waitImported(ctx context.Context, p *plan.Plan, refs []string, timeout time
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-}
-
-// refOfArchive is the ref of refs whose archive is name ("" if none).
-func refOfArchive(refs []string, name string) string {
-	for _, r := range refs {
-		if archiveName(r) == name {
-			return r
-		}
-	}
-	return ""
 }
 
 // archiveName is the file an image's archive has in the cache and in a lab's image

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -302,21 +303,18 @@ func (u *upRun) nodeFiles(ctx context.Context) (string, error) {
 	}
 	// Every node loads these, in this order: the pod sandbox (the node starts its
 	// kubelet once it is in), Cilium, MetalLB, the cluster DNS, the lab's workload image.
-	load := []string{refs["pause"], refs[u.cilium.Agent], refs[u.cilium.Operator]}
+	u.ciliumImages = []string{refs[u.cilium.Agent], refs[u.cilium.Operator]}
 	if u.metallb {
-		load = append(load, refs["metallb-controller"], refs["metallb-speaker"], refs["metallb-frr"])
+		u.metallbImages = []string{refs["metallb-controller"], refs["metallb-speaker"], refs["metallb-frr"]}
 	}
-	load = append(load, refs["coredns"], refs["host"])
+	load := slices.Concat([]string{refs["pause"]}, u.ciliumImages, u.metallbImages, []string{refs["coredns"], refs["host"]})
+	u.allImages = load
 	imagesDir := filepath.Join(u.dir, render.ImagesDir)
 	if err := archiveImages(ctx, load, filepath.Join(CacheDir(), "archives"), imagesDir); err != nil {
 		return "", err
 	}
 	if err := writeImportOrder(imagesDir, load); err != nil {
 		return "", err
-	}
-	u.ciliumImages, u.allImages = load[1:3], load
-	if u.metallb {
-		u.metallbImages = load[3:6]
 	}
 	// Each node starts with the images in its store (seedContainerd), or imports them
 	// itself while it starts if seeding fails.
@@ -413,8 +411,7 @@ func (u *upRun) installCilium(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	msg := fmt.Sprintf("Cilium %s ready on %d nodes; %d BGP sessions Established", u.l.Spec.Spec.Versions.Cilium, len(u.p.KubeNodes), n) + xdp
-	return msg, nil
+	return fmt.Sprintf("Cilium %s ready on %d nodes; %d BGP sessions Established%s", u.l.Spec.Spec.Versions.Cilium, len(u.p.KubeNodes), n, xdp), nil
 }
 
 func (u *upRun) installMetalLB(ctx context.Context) (string, error) {

@@ -55,7 +55,7 @@ func seedContainerd(ctx context.Context, nodeImage, labImages string, refs []str
 		return "", err
 	}
 	tmp := dir + ".tmp"
-	if err := removeTree(tmp); err != nil {
+	if err := os.RemoveAll(tmp); err != nil {
 		return "", err
 	}
 	if err := os.MkdirAll(tmp, 0o711); err != nil {
@@ -74,7 +74,7 @@ func seedContainerd(ctx context.Context, nodeImage, labImages string, refs []str
 	if err := atomicfile.Write(filepath.Join(tmp, seedMark), nil, 0o644); err != nil {
 		return "", err
 	}
-	if err := removeTree(dir); err != nil {
+	if err := os.RemoveAll(dir); err != nil {
 		return "", err
 	}
 	return dir, os.Rename(tmp, dir)
@@ -112,12 +112,4 @@ func linkSeed(ctx context.Context, seed, dst string) error {
 		}
 		return atomicfile.Write(p, data, info.Mode().Perm())
 	})
-}
-
-// removeTree removes a directory v6lab made in its cache, if it is there.
-func removeTree(dir string) error {
-	if err := os.RemoveAll(dir); err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	return nil
 }

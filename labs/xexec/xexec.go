@@ -115,6 +115,26 @@ func (t *Tail) Write(p []byte) (int, error) {
 
 func (t *Tail) String() string { return string(t.b) }
 
+// Lines is a writer that calls Line with each complete line a program writes, without
+// its newline, however the writes split it (a last line without a newline is kept
+// until one comes).
+type Lines struct {
+	Line func(line string)
+	b    []byte
+}
+
+func (l *Lines) Write(p []byte) (int, error) {
+	for _, c := range p {
+		if c != '\n' {
+			l.b = append(l.b, c)
+			continue
+		}
+		l.Line(string(l.b))
+		l.b = l.b[:0]
+	}
+	return len(p), nil
+}
+
 func tail(s string) string {
 	if len(s) > 2048 {
 		return s[len(s)-2048:]

@@ -28,6 +28,7 @@ import (
 	"v6lab.dev/v6lab/labs/images"
 	"v6lab.dev/v6lab/labs/lab"
 	"v6lab.dev/v6lab/labs/runtime"
+	"v6lab.dev/v6lab/labs/xexec"
 	"v6lab.dev/v6lab/reports"
 )
 
@@ -91,7 +92,7 @@ func TestMain(m *testing.M) {
 		// A failed setup skips Finish: remove the suite's own lab here.
 		defer func() {
 			if err != nil && own && !*flagKeep {
-				o.Out = &stepLines{label: "down"}
+				o.Out = stepLines("down")
 				_ = runtime.Down(context.WithoutCancel(ctx), l.Plan.Lab, o)
 			}
 		}()
@@ -100,9 +101,9 @@ func TestMain(m *testing.M) {
 			// Each step of down and up is shown as it starts and ends (v6lab
 			// conformance streams these lines); up's output is kept for the error.
 			// A leftover of an interrupted run goes first.
-			o.Out = &stepLines{label: "down"}
+			o.Out = stepLines("down")
 			_ = runtime.Down(ctx, l.Plan.Lab, o)
-			o.Out = io.MultiWriter(&out, &stepLines{label: "up"})
+			o.Out = io.MultiWriter(&out, stepLines("up"))
 			if err := runtime.Up(ctx, l, o); err != nil {
 				return ctx, fmt.Errorf("up: %w\n%s", err, out.String())
 			}
@@ -137,7 +138,7 @@ func TestMain(m *testing.M) {
 			}
 		}
 		if own && !*flagKeep {
-			o.Out = &stepLines{label: "down"}
+			o.Out = stepLines("down")
 			return ctx, runtime.Down(ctx, l.Plan.Lab, o)
 		}
 		return ctx, nil
@@ -222,27 +223,15 @@ func announce(format string, a ...any) {
 // stepLines announces the step lines of up's or down's progress ("… name" as a step
 // starts, "✓ name (elapsed): detail" or "✗ ..." as it ends) under label, without their
 // time stamps.
-type stepLines struct {
-	label string
-	line  []byte
-}
-
-func (u *stepLines) Write(b []byte) (int, error) {
-	for _, c := range b {
-		if c != '\n' {
-			u.line = append(u.line, c)
-			continue
-		}
-		s := strings.TrimSpace(string(u.line))
-		u.line = u.line[:0]
+func stepLines(label string) io.Writer {
+	return &xexec.Lines{Line: func(s string) {
 		for _, mark := range []string{"… ", "✓ ", "✗ "} {
 			if i := strings.Index(s, mark); i >= 0 {
-				announce("%-18s %s", u.label, s[i:])
-				break
+				announce("%-18s %s", label, strings.TrimSpace(s[i:]))
+				return
 			}
 		}
-	}
-	return len(b), nil
+	}}
 }
 
 func colonOr(s string) string {
