@@ -27,10 +27,11 @@ func TestParseXDP(t *testing.T) {
 }
 
 func TestXDPSummary(t *testing.T) {
-	assert.Equal(t, "native on 3 of 3 nodes: cil_xdp_entry", XDPSummary(map[string]string{
-		"server1": "native cil_xdp_entry", "agent1": "native cil_xdp_entry", "agent2": "native cil_xdp_entry"}))
-	assert.Equal(t, "agent1,server1: native p; agent2: none", XDPSummary(map[string]string{
-		"server1": "native p", "agent1": "native p", "agent2": "none"}))
+	native := XDPAttach{"native", "cil_xdp_entry"}
+	assert.Equal(t, "native on 3 of 3 nodes: cil_xdp_entry", XDPSummary(map[string]XDPAttach{
+		"server1": native, "agent1": native, "agent2": native}))
+	assert.Equal(t, "agent1,server1: native p; agent2: none", XDPSummary(map[string]XDPAttach{
+		"server1": {"native", "p"}, "agent1": {"native", "p"}, "agent2": {"none", ""}}))
 }
 
 func TestFatalError(t *testing.T) {

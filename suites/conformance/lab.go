@@ -95,7 +95,7 @@ func Open(l *lab.Lab, o runtime.Options, runDir, kubectl, hostImage string) (*La
 }
 
 // xdpLabel is the report's xdp label: what the spec asked, then what the nodes run.
-func xdpLabel(asked spec.Acceleration, modes map[string]string) string {
+func xdpLabel(asked spec.Acceleration, modes map[string]runtime.XDPAttach) string {
 	if asked == "" {
 		asked = spec.AccelerationDisabled
 	}
