@@ -82,6 +82,7 @@ const (
 	kindRouteNotInstalled  = "route-not-installed"   // a BGP route missing from zebra\'s table, or with fewer next hops
 	kindRouteViaNonBackend = "route-via-non-backend" // eTP Local: a route through a node without a backend
 	kindBFDDown            = "bfd-down"              // a BFD session is not up
+	kindUnexpectedDrop     = "unexpected-drop"       // Cilium dropped packets for a reason nothing that ran explains
 )
 
 // Check is one conformance check and its negative control.
@@ -102,13 +103,17 @@ type Check struct {
 	Variant string
 	// Expect is the failure kind the control must produce.
 	Expect string
+	// PassDrops and ControlDrops are the drop reasons (as the agents' metrics name
+	// them) that the check's run and its control, restore included, may make Cilium
+	// count: no-unexpected-drops fails on any other in their windows.
+	PassDrops, ControlDrops []string
 }
 
 // Checks are the suite's checks, in the order they run: the ones whose controls
 // disturb the lab most come last.
 func Checks() []Check {
 	// upgrade-disruption first: in an upgrade stage the rest judge the new release.
-	return []Check{upgradeDisruption(), podConnectivity(), dns(), clusterIP(), nodePort(), sessionAffinity(), maglevConsistency(), backendRemoval(), etpLocalWithdrawal(), pmtu(), networkPolicy(), bgpRoutes(), etpLocal(), bfdSessions(), guaEgress(), vipReachability(), dsrReturnPath(), ipv4Free(), failover(), noMasquerade()}
+	return []Check{upgradeDisruption(), podConnectivity(), dns(), clusterIP(), nodePort(), sessionAffinity(), maglevConsistency(), backendRemoval(), etpLocalWithdrawal(), pmtu(), networkPolicy(), bgpRoutes(), etpLocal(), bfdSessions(), guaEgress(), vipReachability(), dsrReturnPath(), ipv4Free(), failover(), noMasquerade(), noUnexpectedDrops()}
 }
 
 // Control says what a check's negative control does.

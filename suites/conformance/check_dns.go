@@ -25,10 +25,11 @@ import (
 // to the CoreDNS pods by policy, in effect on their endpoints: no query is answered.
 func dns() Check {
 	return Check{
-		Name:     "dns",
-		Applies:  always,
-		Breakage: "a NetworkPolicy denies every ingress to the CoreDNS pods (UDP and TCP 53), in effect in their agents",
-		Expect:   kindNoAnswer,
+		Name:         "dns",
+		Applies:      always,
+		Breakage:     "a NetworkPolicy denies every ingress to the CoreDNS pods (UDP and TCP 53), in effect in their agents",
+		Expect:       kindNoAnswer,
+		ControlDrops: []string{reasonPolicyDenied},
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
 			return x.denyIngress(ctx, "kube-system", "v6lab-deny-dns", kube.DNSLabels)
 		},

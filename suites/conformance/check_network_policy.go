@@ -25,11 +25,13 @@ import (
 // with enableDefaultDeny off, so they no longer drop what they do not allow.
 func networkPolicy() Check {
 	return Check{
-		Name:    "network-policy",
-		Applies: always,
-		Variant: "the same allow rules with enableDefaultDeny false for ingress and egress: they allow, and no longer drop the rest",
-		Expect:  kindNotDropped,
-		Run:     runNetworkPolicy,
+		Name:         "network-policy",
+		Applies:      always,
+		Variant:      "the same allow rules with enableDefaultDeny false for ingress and egress: they allow, and no longer drop the rest",
+		Expect:       kindNotDropped,
+		PassDrops:    []string{reasonPolicyDenied},
+		ControlDrops: []string{reasonPolicyDenied},
+		Run:          runNetworkPolicy,
 	}
 }
 

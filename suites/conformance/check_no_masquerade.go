@@ -17,10 +17,11 @@ import (
 // IPv6 masquerading switched on (the agents restart with it, then without it again).
 func noMasquerade() Check {
 	return Check{
-		Name:     "no-masquerade",
-		Applies:  podsEgressAsThemselves,
-		Breakage: "Cilium's IPv6 masquerading enabled (enable-ipv6-masquerade, enable-bpf-masquerade) and the agents restarted",
-		Expect:   kindSourceTranslated,
+		Name:         "no-masquerade",
+		Applies:      podsEgressAsThemselves,
+		Breakage:     "Cilium's IPv6 masquerading enabled (enable-ipv6-masquerade, enable-bpf-masquerade) and the agents restarted",
+		Expect:       kindSourceTranslated,
+		ControlDrops: agentRestartDrops,
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
 			set := func(ctx context.Context, on bool) error {
 				cm, err := x.Client.CoreV1().ConfigMaps("kube-system").Get(ctx, "cilium-config", metav1.GetOptions{})

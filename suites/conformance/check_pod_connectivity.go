@@ -17,10 +17,11 @@ import (
 // Control: a NetworkPolicy that denies all ingress in the last application.
 func podConnectivity() Check {
 	return Check{
-		Name:     "pod-connectivity",
-		Applies:  always,
-		Breakage: "a NetworkPolicy denying all ingress in the second application's namespace",
-		Expect:   kindUnanswered,
+		Name:         "pod-connectivity",
+		Applies:      always,
+		Breakage:     "a NetworkPolicy denying all ingress in the second application's namespace",
+		Expect:       kindUnanswered,
+		ControlDrops: []string{reasonPolicyDenied},
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
 			return x.denyIngress(ctx, x.Plan.Apps[len(x.Plan.Apps)-1].Namespace, "v6lab-deny-all", nil)
 		},

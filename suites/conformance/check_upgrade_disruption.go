@@ -40,7 +40,10 @@ func upgradeDisruption() Check {
 		},
 		Variant: "the same flows across a rollout of every agent at the same release (connection-tracking and NAT maps resized, and a new Maglev hash seed) whose agents come back with empty connection-tracking and NAT tables (flushed on every agent): every flow's state lost and its backend chosen again, as by an upgrade that recreates those maps and changes the backend selection",
 		Expect:  kindConnReset,
-		Run:     runUpgradeDisruption,
+		// Restarted agents: packets toward addresses their new datapath does not know yet.
+		PassDrops:    agentRestartDrops,
+		ControlDrops: agentRestartDrops,
+		Run:          runUpgradeDisruption,
 	}
 }
 

@@ -115,9 +115,11 @@ func TestMain(m *testing.M) {
 		x.UpgradeTo = *flagUpgrade
 		cfg.WithKubeconfigFile(x.Kubeconfig)
 		start := time.Now()
+		x.markDrops(ctx, "", nil)
 		if err := x.Deploy(ctx); err != nil {
 			return ctx, err
 		}
+		x.markDrops(ctx, "workload", workloadDrops)
 		announce("%-18s ready %s  echo pods on every node, the DSR backend, their Services; every agent knows every pod", "workload", reports.Human(time.Since(start)))
 		theLab = x
 		return ctx, nil
@@ -267,6 +269,7 @@ func feature(c Check) features.Feature {
 			x.TakeCaptures() // only this check's captures go into its record
 			start := time.Now()
 			res, err := c.Run(ctx, x, false)
+			x.markDrops(ctx, c.Name, c.PassDrops)
 			fill(&rec, res, err)
 			rec.Seconds = time.Since(start).Seconds()
 			rec.Captures = x.TakeCaptures()
@@ -285,6 +288,7 @@ func feature(c Check) features.Feature {
 			}
 			start := time.Now()
 			ctrl, res := runControl(ctx, x, c)
+			x.markDrops(ctx, c.Name+" control", c.ControlDrops)
 			ctrl.Seconds = time.Since(start).Seconds()
 			verdict := "failed as it must (" + c.Expect + ")"
 			switch {

@@ -55,6 +55,7 @@ type Lab struct {
 	mu       sync.Mutex
 	report   reports.Report
 	captures []reports.Capture // since the last TakeCaptures
+	drops    dropLedger
 }
 
 // Open connects to a running lab.

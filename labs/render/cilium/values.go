@@ -45,7 +45,19 @@ type Values struct {
 	PreferIPv6    *bool         `json:"preferIpv6,omitempty"`
 	CNI           *CNI          `json:"cni,omitempty"`
 	Cgroup        Cgroup        `json:"cgroup"`
+	// Prometheus makes every agent serve its metrics (prometheus-serve-addr) on the
+	// node, where the suite scrapes its drop counters (no-unexpected-drops).
+	Prometheus Prometheus `json:"prometheus"`
 }
+
+// Prometheus holds prometheus.* values: the agent's metrics endpoint.
+type Prometheus struct {
+	Enabled bool `json:"enabled"`
+	Port    int  `json:"port"`
+}
+
+// MetricsPort is the port every agent serves its Prometheus metrics on.
+const MetricsPort = 9962
 
 // Cgroup holds cgroup.* values: where the agent finds the cgroup2 hierarchy it attaches
 // its socket load balancer to. A v6lab node mounts its own cgroup there before anything
@@ -170,6 +182,9 @@ func ValuesFor(p *plan.Plan, img Images) (Values, error) {
 		Operator: Operator{Replicas: 1},
 		BPF:      BPF{LBAlgorithmAnnotation: true},
 		Cgroup:   Cgroup{AutoMount: Enabled{true}, HostRoot: config.CiliumCgroupRoot},
+		// The agent runs in its node's namespace: the suite reads the metrics through
+		// the node's management address, on the lab's own bridge.
+		Prometheus: Prometheus{Enabled: true, Port: MetricsPort},
 		// Multi-pool IPAM in both datapaths: the default pool is created at install
 		// time, the per-application pools are objects (see Objects).
 		IPAM: IPAM{Mode: "multi-pool", Operator: IPAMOperator{
