@@ -37,7 +37,8 @@ func backendRemoval() Check {
 		Applies: always,
 		Variant: "the flow's backend is left in place (nothing removes it, as a datapath that ignored the removal would): new connections still reach it",
 		Expect:  kindReachedRemoved,
-		// The stream still sent to the deleted backend's address; its replacement pod starting.
+		// The stream still sent to the deleted backend's address (Stale or unroutable IP);
+		// its replacement pod starting.
 		PassDrops: append([]string{reasonStaleIP}, podStartDrops...),
 		Run:       runBackendRemoval,
 	}

@@ -22,6 +22,8 @@ func guaEgress() Check {
 		Applies:  podsEgressAsThemselves,
 		Breakage: "a pod of the first application takes its address from the second application's pool (ipam.cilium.io/ip-pool)",
 		Expect:   kindSourceOutsidePool,
+		// The pod drawing from the wrong pool starts.
+		ControlDrops: podStartDrops,
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
 			if len(x.Plan.Apps) < 2 {
 				return nil, errors.New("the control needs two applications")

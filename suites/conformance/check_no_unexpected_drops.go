@@ -58,10 +58,10 @@ var (
 	// Solicitation for a target other than its gateway.
 	podStartDrops = []string{reasonUnknownTarget}
 	// agentRestartDrops come with an agent (re)starting or a node thawing: packets to
-	// addresses its datapath does not know yet.
-	agentRestartDrops = []string{reasonStaleIP}
+	// addresses its datapath does not know yet, and its new health endpoint's start.
+	agentRestartDrops = append([]string{reasonStaleIP}, podStartDrops...)
 	// workloadDrops are the drops of the workload's start, right after up.
-	workloadDrops = append(append([]string{}, podStartDrops...), agentRestartDrops...)
+	workloadDrops = agentRestartDrops
 )
 
 func runNoUnexpectedDrops(ctx context.Context, x *Lab, control bool) (Result, error) {
