@@ -66,7 +66,6 @@ var (
 
 func runNoUnexpectedDrops(ctx context.Context, x *Lab, control bool) (Result, error) {
 	r := Result{Pass: true, Reason: "ok"}
-	var windows []dropWindow
 	if control {
 		// The policy's own window first; then only the probes' window is judged.
 		x.markDrops(ctx, "no-unexpected-drops control: the policy applied", []string{reasonPolicyDenied})
@@ -90,18 +89,15 @@ func runNoUnexpectedDrops(ctx context.Context, x *Lab, control bool) (Result, er
 		}
 		r.figure("control_probes_sent", float64(sent))
 		x.markDrops(ctx, "no-unexpected-drops control: probes from the denied pods", nil)
-		all, errs := x.dropWindows()
-		if len(errs) > 0 {
-			return r, fmt.Errorf("drop counters not read: %s", strings.Join(errs, "; "))
-		}
-		windows = all[len(all)-1:]
 	} else {
 		x.markDrops(ctx, "between checks", nil)
-		all, errs := x.dropWindows()
-		if len(errs) > 0 {
-			return r, fmt.Errorf("drop counters not read: %s", strings.Join(errs, "; "))
-		}
-		windows = all
+	}
+	windows, errs := x.dropWindows()
+	if len(errs) > 0 {
+		return r, fmt.Errorf("drop counters not read: %s", strings.Join(errs, "; "))
+	}
+	if control {
+		windows = windows[len(windows)-1:]
 	}
 	var expected, unexpected float64
 	for _, w := range windows {

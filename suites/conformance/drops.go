@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"v6lab.dev/v6lab/labs/metrics"
 	"v6lab.dev/v6lab/labs/render/cilium"
 )
@@ -55,25 +57,19 @@ func (x *Lab) dropCounters(ctx context.Context) (map[string]map[metrics.Drop]flo
 			continue
 		}
 		url := fmt.Sprintf("http://%s/metrics", netip.AddrPortFrom(a, cilium.MetricsPort))
-		var err error
-		for try := 0; try < markTries; try++ {
+		var err error // the last scrape's
+		werr := wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: time.Second, Factor: 1, Steps: markTries}, func(ctx context.Context) (bool, error) {
 			var f metrics.Families
-			if f, err = metrics.Scrape(ctx, url, scrapeTimeout); err == nil {
-				if _, has := f[metrics.DropFamily]; !has {
-					// An agent that has dropped nothing yet serves no such family.
-					out[n.Name] = map[metrics.Drop]float64{}
-				} else {
-					out[n.Name] = metrics.Drops(f)
-				}
-				break
+			if f, err = metrics.Scrape(ctx, url, scrapeTimeout); err != nil {
+				return false, nil
 			}
-			select {
-			case <-ctx.Done():
-				try = markTries
-			case <-time.After(time.Second):
+			out[n.Name] = metrics.Drops(f) // empty when the agent has dropped nothing yet
+			return true, nil
+		})
+		if werr != nil {
+			if err == nil { // the run ended before a try
+				err = werr
 			}
-		}
-		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", n.Name, err))
 		}
 	}
@@ -122,14 +118,14 @@ func (x *Lab) dropWindows() ([]dropWindow, []string) {
 func (w dropWindow) unexpected() (lines []string, n float64) {
 	for _, node := range keys(w.Drops) {
 		ds := w.Drops[node]
-		var keys []metrics.Drop
+		var odd []metrics.Drop
 		for d := range ds {
 			if !slices.Contains(w.Allowed, d.Reason) && !slices.Contains(backgroundDrops, d.Reason) {
-				keys = append(keys, d)
+				odd = append(odd, d)
 			}
 		}
-		sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-		for _, d := range keys {
+		sort.Slice(odd, func(i, j int) bool { return odd[i].String() < odd[j].String() })
+		for _, d := range odd {
 			lines = append(lines, fmt.Sprintf("%s dropped %.0f packets: %s", node, ds[d], d))
 			n += ds[d]
 		}
