@@ -44,7 +44,7 @@ tools: ## build containerlab (pinned) and v6lab-clab once, cached in ~/.cache/v6
 	@scripts/tools.sh $(abspath bin)
 
 .PHONY: k8s
-k8s: ## build Kubernetes, etcd and CoreDNS from their Go modules for the offline node and cluster DNS images (cached; ~10 min cold)
+k8s: ## build Kubernetes, etcd and CoreDNS from their Go modules for the offline node and cluster DNS images (cached; ~7 min cold)
 	@scripts/k8s.sh $(abspath bin/k8s)
 	@scripts/coredns.sh $(abspath bin/coredns)
 

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
+	"strconv"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -117,5 +119,67 @@ func Delta(before, after map[Drop]float64) map[Drop]float64 {
 			out[d] = a - b
 		}
 	}
+	return out
+}
+
+// Series are the samples of the named families (counters, gauges, untyped), one value
+// per series, keyed by the family's name and its labels in Prometheus' own notation
+// (`metallb_bgp_session_up{peer="[2001:db8::1]:179"}`).
+func Series(f Families, names ...string) map[string]float64 {
+	out := map[string]float64{}
+	for _, name := range names {
+		mf, ok := f[name]
+		if !ok {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			ls := model.LabelSet{}
+			for _, l := range m.GetLabel() {
+				ls[model.LabelName(l.GetName())] = model.LabelValue(l.GetValue())
+			}
+			key := name
+			if len(ls) > 0 {
+				key += ls.String()
+			}
+			out[key] = value(m)
+		}
+	}
+	return out
+}
+
+// Change is a series whose value differs between two scrapes: one that appeared has
+// no Before, one that went away no After.
+type Change struct {
+	Series        string
+	Before, After *float64
+}
+
+func (c Change) String() string {
+	v := func(p *float64) string {
+		if p == nil {
+			return "none"
+		}
+		return strconv.FormatFloat(*p, 'f', -1, 64)
+	}
+	return c.Series + " " + v(c.Before) + " → " + v(c.After)
+}
+
+// Changes are the series whose value changed from before to after, appeared or went
+// away, sorted by series.
+func Changes(before, after map[string]float64) []Change {
+	var out []Change
+	for s, a := range after {
+		if b, ok := before[s]; !ok {
+			out = append(out, Change{Series: s, After: &a})
+		} else if a != b {
+			out = append(out, Change{Series: s, Before: &b, After: &a})
+		}
+	}
+	for s, b := range before {
+		if _, ok := after[s]; !ok {
+			out = append(out, Change{Series: s, Before: &b})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Series < out[j].Series })
 	return out
 }

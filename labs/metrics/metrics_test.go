@@ -69,3 +69,39 @@ func TestScrape(t *testing.T) {
 	_, err = Scrape(context.Background(), srv.URL+"/nope", 5*time.Second)
 	assert.ErrorContains(t, err, "404")
 }
+
+// A MetalLB 0.15.2 speaker's two endpoints in FRR mode (frr-metrics on 7473, the
+// speaker on 7472), as the lab's speakers serve them: the series by family and labels.
+func TestSeriesOfMetalLB(t *testing.T) {
+	f, err := os.Open("testdata/metallb-frr-metrics-0.15.2.txt")
+	require.NoError(t, err)
+	defer f.Close()
+	fams, err := Parse(f)
+	require.NoError(t, err)
+	s := Series(fams, "metallb_bgp_session_up", "metallb_bgp_opens_sent", "metallb_bfd_session_up", "metallb_no_such_family")
+	assert.Equal(t, map[string]float64{
+		`metallb_bgp_session_up{peer="2001:db8::11:179", vrf="default"}`: 1,
+		`metallb_bgp_opens_sent{peer="2001:db8::11:179", vrf="default"}`: 1,
+		`metallb_bfd_session_up{peer="2001:db8::11", vrf="default"}`:     1,
+	}, s)
+
+	sp, err := os.Open("testdata/metallb-speaker-0.15.2.txt")
+	require.NoError(t, err)
+	defer sp.Close()
+	fams, err = Parse(sp)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]float64{"metallb_k8s_client_config_loaded_bool": 1},
+		Series(fams, "metallb_k8s_client_config_loaded_bool"), "a series without labels is its family's name")
+}
+
+// Changes: what changed, appeared and went away, in order; equal values are no change.
+func TestChanges(t *testing.T) {
+	before := map[string]float64{`up{peer="a"}`: 1, `up{peer="b"}`: 1, `opens{peer="a"}`: 1, `gone`: 3}
+	after := map[string]float64{`up{peer="a"}`: 0, `up{peer="b"}`: 1, `opens{peer="a"}`: 2, `new`: 1}
+	var got []string
+	for _, c := range Changes(before, after) {
+		got = append(got, c.String())
+	}
+	assert.Equal(t, []string{"gone 3 → none", "new none → 1", `opens{peer="a"} 1 → 2`, `up{peer="a"} 1 → 0`}, got)
+	assert.Empty(t, Changes(before, before))
+}

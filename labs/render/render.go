@@ -83,6 +83,11 @@ const (
 	// StateDir holds each node's containerd state (a real filesystem: overlay
 	// snapshots cannot live on the node container's own overlay).
 	StateDir = "state"
+	// BPFCacheDir is the machine's cache of the datapath objects Cilium agents compiled
+	// (`v6lab up` makes it a link to ~/.cache/v6lab/bpf), which offline nodes bind.
+	BPFCacheDir = "bpf-cache"
+	// BPFCacheInNode is where a node has it (and its agent's volume binds it from).
+	BPFCacheInNode = "/var/lib/v6lab/bpf-cache"
 	// WrapperOnHost is where host setup installs v6lab-runc.
 	WrapperOnHost = "/usr/local/lib/v6lab/v6lab-runc"
 )
@@ -90,7 +95,7 @@ const (
 // RuntimeDirs are the run-directory paths that nodes bind but render does not write:
 // `v6lab up` creates them (the PKI, node state, image archives) before deploying. A
 // user deploying the run directory with stock tools creates them the same way.
-var RuntimeDirs = []string{pki.Dir, StateDir, ImagesDir}
+var RuntimeDirs = []string{pki.Dir, StateDir, ImagesDir, BPFCacheDir}
 
 // ContainerdDir is a node's containerd state directory, relative to the run directory.
 func ContainerdDir(n string) string { return StateDir + "/" + n + "/containerd" }
@@ -159,6 +164,9 @@ func All(l *lab.Lab, opt Options) (Files, error) {
 			pki.NodeDir + "/" + n.Name + ":" + pki.InNode + ":ro",
 			ContainerdDir(n.Name) + ":/var/lib/containerd",
 			ImagesDir + ":/var/lib/v6lab/images:ro",
+		}
+		if opt.Source != images.Online {
+			binds = append(binds, BPFCacheDir+":"+BPFCacheInNode)
 		}
 		if opt.RuncWrapper {
 			binds = append(binds, WrapperOnHost+":/usr/local/bin/v6lab-runc:ro")
@@ -233,7 +241,8 @@ func All(l *lab.Lab, opt Options) (Files, error) {
 		if err != nil {
 			return nil, err
 		}
-		ciliumImages = cilium.Images{Agent: crefs[build.Agent], Operator: crefs[build.Operator], CNIBinPath: "/usr/lib/cni"}
+		ciliumImages = cilium.Images{Agent: crefs[build.Agent], Operator: crefs[build.Operator], CNIBinPath: "/usr/lib/cni",
+			ObjectCache: BPFCacheInNode}
 	}
 	values, err := cilium.ValuesFor(p, ciliumImages)
 	if err != nil {

@@ -335,8 +335,12 @@ func (u *upRun) nodeFiles(ctx context.Context) (string, error) {
 			}
 		}
 	}
+	bpf, err := linkBPFCache(u.dir)
+	if err != nil {
+		return "", fmt.Errorf("the nodes' BPF object cache: %w", err)
+	}
 	kc, err := pki.EnsureCluster(u.dir, u.p)
-	return fmt.Sprintf("PKI, image archives (%s), node state; kubeconfig %s", seeded, kc), err
+	return fmt.Sprintf("PKI, image archives (%s), node state, %s; kubeconfig %s", seeded, bpf, kc), err
 }
 
 func (u *upRun) deploy(ctx context.Context) (string, error) {

@@ -116,10 +116,12 @@ func TestMain(m *testing.M) {
 		cfg.WithKubeconfigFile(x.Kubeconfig)
 		start := time.Now()
 		x.markDrops(ctx, "", nil)
+		x.markMetalLB(ctx, "")
 		if err := x.Deploy(ctx); err != nil {
 			return ctx, err
 		}
 		x.markDrops(ctx, "workload", workloadDrops)
+		x.markMetalLB(ctx, "workload")
 		announce("%-18s ready %s  echo pods on every node, the DSR backend, their Services; every agent knows every pod", "workload", reports.Human(time.Since(start)))
 		theLab = x
 		return ctx, nil
@@ -271,6 +273,7 @@ func feature(c Check) features.Feature {
 			res, err := c.Run(ctx, x, false)
 			x.markDrops(ctx, c.Name, c.PassDrops)
 			fill(&rec, res, err)
+			rec.Evidence = append(rec.Evidence, x.markMetalLB(ctx, "the run")...)
 			rec.Seconds = time.Since(start).Seconds()
 			rec.Captures = x.TakeCaptures()
 			x.Record(rec)
@@ -289,6 +292,7 @@ func feature(c Check) features.Feature {
 			start := time.Now()
 			ctrl, res := runControl(ctx, x, c)
 			x.markDrops(ctx, c.Name+" control", c.ControlDrops)
+			metallb := x.markMetalLB(ctx, "the control")
 			ctrl.Seconds = time.Since(start).Seconds()
 			verdict := "failed as it must (" + c.Expect + ")"
 			switch {
@@ -308,6 +312,7 @@ func feature(c Check) features.Feature {
 				t.Errorf("restoring the lab after %s's control: %s", c.Name, ctrl.RestoreError)
 			}
 			rec.Control = ctrl
+			rec.Evidence = append(rec.Evidence, metallb...)
 			rec.Pcaps = append(rec.Pcaps, res.Pcaps...)
 			rec.Captures = append(rec.Captures, x.TakeCaptures()...)
 			for k, v := range res.Figures {

@@ -56,6 +56,7 @@ type Lab struct {
 	report   reports.Report
 	captures []reports.Capture // since the last TakeCaptures
 	drops    dropLedger
+	metallb  metallbLedger
 }
 
 // Open connects to a running lab.

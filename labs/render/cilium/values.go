@@ -48,7 +48,44 @@ type Values struct {
 	// Prometheus makes every agent serve its metrics (prometheus-serve-addr) on the
 	// node, where the suite scrapes its drop counters (no-unexpected-drops).
 	Prometheus Prometheus `json:"prometheus"`
+	// ExtraEnv, ExtraVolumes and ExtraVolumeMounts give the offline agent image's clang
+	// its object cache (Images.ObjectCache), a directory of the node's.
+	ExtraEnv          []EnvVar      `json:"extraEnv,omitempty"`
+	ExtraVolumes      []Volume      `json:"extraVolumes,omitempty"`
+	ExtraVolumeMounts []VolumeMount `json:"extraVolumeMounts,omitempty"`
 }
+
+// EnvVar, Volume and VolumeMount are the Kubernetes fields the chart's extra* values
+// take (the agent container's).
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Volume is a hostPath volume.
+type Volume struct {
+	Name     string   `json:"name"`
+	HostPath HostPath `json:"hostPath"`
+}
+
+// HostPath is a volume's hostPath source.
+type HostPath struct {
+	Path string `json:"path"`
+	Type string `json:"type"`
+}
+
+// VolumeMount mounts a volume in the agent container.
+type VolumeMount struct {
+	Name      string `json:"name"`
+	MountPath string `json:"mountPath"`
+}
+
+// The object cache as the agent sees it, and the variable that names it to clang-cache
+// (fixtures/images/cilium).
+const (
+	ObjectCacheInAgent = "/var/cache/v6lab/bpf"
+	ObjectCacheEnv     = "V6LAB_BPF_CACHE"
+)
 
 // Prometheus holds prometheus.* values: the agent's metrics endpoint.
 type Prometheus struct {
@@ -144,6 +181,11 @@ type Images struct {
 	// CNIBinPath is where the node's container runtime looks for CNI plugins, when it
 	// is not the chart's default (/opt/cni/bin).
 	CNIBinPath string
+	// ObjectCache is a node's directory the agent image's clang keeps the datapath
+	// objects it compiled in (v6lab's offline images only: their clang is clang-cache),
+	// so that an agent that starts again, on any node of any lab, reads the objects the
+	// same sources and flags gave before instead of compiling them again.
+	ObjectCache string
 }
 
 // DefaultPoolName is the pool pods use when their namespace names none.
@@ -226,6 +268,12 @@ func ValuesFor(p *plan.Plan, img Images) (Values, error) {
 	}
 	if img.CNIBinPath != "" {
 		v.CNI = &CNI{BinPath: img.CNIBinPath}
+	}
+	if img.ObjectCache != "" {
+		const vol = "v6lab-bpf-cache"
+		v.ExtraEnv = []EnvVar{{Name: ObjectCacheEnv, Value: ObjectCacheInAgent}}
+		v.ExtraVolumes = []Volume{{Name: vol, HostPath: HostPath{Path: img.ObjectCache, Type: "DirectoryOrCreate"}}}
+		v.ExtraVolumeMounts = []VolumeMount{{Name: vol, MountPath: ObjectCacheInAgent}}
 	}
 	return v, nil
 }
