@@ -7,6 +7,8 @@ package cilium
 
 import (
 	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
 	"v6lab.dev/v6lab/fixtures/node/config"
 
 	"v6lab.dev/v6lab/labs/plan"
@@ -50,34 +52,9 @@ type Values struct {
 	Prometheus Prometheus `json:"prometheus"`
 	// ExtraEnv, ExtraVolumes and ExtraVolumeMounts give the offline agent image's clang
 	// its object cache (Images.ObjectCache), a directory of the node's.
-	ExtraEnv          []EnvVar      `json:"extraEnv,omitempty"`
-	ExtraVolumes      []Volume      `json:"extraVolumes,omitempty"`
-	ExtraVolumeMounts []VolumeMount `json:"extraVolumeMounts,omitempty"`
-}
-
-// EnvVar, Volume and VolumeMount are the Kubernetes fields the chart's extra* values
-// take (the agent container's).
-type EnvVar struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-}
-
-// Volume is a hostPath volume.
-type Volume struct {
-	Name     string   `json:"name"`
-	HostPath HostPath `json:"hostPath"`
-}
-
-// HostPath is a volume's hostPath source.
-type HostPath struct {
-	Path string `json:"path"`
-	Type string `json:"type"`
-}
-
-// VolumeMount mounts a volume in the agent container.
-type VolumeMount struct {
-	Name      string `json:"name"`
-	MountPath string `json:"mountPath"`
+	ExtraEnv          []corev1.EnvVar      `json:"extraEnv,omitempty"`
+	ExtraVolumes      []corev1.Volume      `json:"extraVolumes,omitempty"`
+	ExtraVolumeMounts []corev1.VolumeMount `json:"extraVolumeMounts,omitempty"`
 }
 
 // The object cache as the agent sees it, and the variable that names it to clang-cache
@@ -271,9 +248,11 @@ func ValuesFor(p *plan.Plan, img Images) (Values, error) {
 	}
 	if img.ObjectCache != "" {
 		const vol = "v6lab-bpf-cache"
-		v.ExtraEnv = []EnvVar{{Name: ObjectCacheEnv, Value: ObjectCacheInAgent}}
-		v.ExtraVolumes = []Volume{{Name: vol, HostPath: HostPath{Path: img.ObjectCache, Type: "DirectoryOrCreate"}}}
-		v.ExtraVolumeMounts = []VolumeMount{{Name: vol, MountPath: ObjectCacheInAgent}}
+		dir := corev1.HostPathDirectoryOrCreate
+		v.ExtraEnv = []corev1.EnvVar{{Name: ObjectCacheEnv, Value: ObjectCacheInAgent}}
+		v.ExtraVolumes = []corev1.Volume{{Name: vol, VolumeSource: corev1.VolumeSource{
+			HostPath: &corev1.HostPathVolumeSource{Path: img.ObjectCache, Type: &dir}}}}
+		v.ExtraVolumeMounts = []corev1.VolumeMount{{Name: vol, MountPath: ObjectCacheInAgent}}
 	}
 	return v, nil
 }
