@@ -1,9 +1,9 @@
 package conformance
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -62,7 +62,7 @@ func (x *Lab) metallbSeries(ctx context.Context) (map[string]map[string]float64,
 				errs = append(errs, fmt.Sprintf("%s:%s: %v", p.Name, port, err))
 				continue
 			}
-			f, err := metrics.Parse(strings.NewReader(string(body)))
+			f, err := metrics.Parse(bytes.NewReader(body))
 			if err != nil {
 				errs = append(errs, fmt.Sprintf("%s:%s: %v", p.Name, port, err))
 				continue
@@ -94,12 +94,7 @@ func (x *Lab) markMetalLB(ctx context.Context, label string) []reports.Evidence 
 		ev = append(ev, reports.Evidence{Time: at, Note: "MetalLB metrics (" + label + "): not read: " + e})
 	}
 	if l.last != nil {
-		nodes := make([]string, 0, len(now))
-		for n := range now {
-			nodes = append(nodes, n)
-		}
-		sort.Strings(nodes)
-		for _, n := range nodes {
+		for _, n := range keys(now) {
 			before, ok := l.last[n]
 			if !ok {
 				continue
