@@ -203,8 +203,14 @@ func (e Env) DropBFD(router, iface, table string) Fault {
 // container paused, so that only BFD or the BGP hold timer finds out. The undo unpauses
 // it, checks it runs, and lifts the silence.
 func (e Env) NodeFreeze(node, router, routerIface, table string) Fault {
-	c := e.Container(node)
-	pause := Fault{Name: "pause " + node,
+	return All("node-freeze "+node, e.Silence(router, routerIface, table), e.Pause(node))
+}
+
+// Pause pauses a member's container (its processes stop; its kernel datapath does not);
+// the undo unpauses it and checks it runs.
+func (e Env) Pause(member string) Fault {
+	c := e.Container(member)
+	return Fault{Name: "pause " + member,
 		Do: func(ctx context.Context) error {
 			_, err := e.Docker(ctx, "pause", c)
 			return err
@@ -222,7 +228,68 @@ func (e Env) NodeFreeze(node, router, routerIface, table string) Fault {
 			}
 			return nil
 		}}
-	return All("node-freeze "+node, e.Silence(router, routerIface, table), pause)
+}
+
+// SegmentNodeStop is a node on a layer 2 segment that stops as a powered-off host
+// does: its switch port goes down and its container is paused (processes frozen, its
+// MetalLB speaker silent to the others). The undo brings both back.
+func (e Env) SegmentNodeStop(node, sw, port string) Fault {
+	return All("segment-node-stop "+node, e.LinkDown(sw, port), e.Pause(node))
+}
+
+// ProxyNDP makes a node answer Neighbor Solicitations for addr on iface as if it held
+// it (kernel proxy NDP: the interface's proxy_ndp set, a proxy entry added; net.* is
+// per network namespace). The undo removes the entry, puts proxy_ndp back and checks
+// that no proxy entry for addr is left.
+func (e Env) ProxyNDP(node, iface string, addr netip.Addr) Fault {
+	knob := "/proc/sys/net/ipv6/conf/" + iface + "/proxy_ndp"
+	prev := "0"
+	return Fault{Name: fmt.Sprintf("proxy-ndp %s:%s %s", node, iface, addr),
+		Do: func(ctx context.Context) error {
+			out, err := e.Exec(ctx, node, "", "cat", knob)
+			if err != nil {
+				return err
+			}
+			prev = strings.TrimSpace(out)
+			if _, err := e.Exec(ctx, node, "", "sh", "-c", "echo 1 > "+knob); err != nil {
+				return err
+			}
+			_, err = e.Exec(ctx, node, "", "ip", "-6", "neigh", "add", "proxy", addr.String(), "dev", iface)
+			return err
+		},
+		Undo: func(ctx context.Context) error {
+			out, err := e.Exec(ctx, node, "", "ip", "-6", "neigh", "show", "proxy", "dev", iface)
+			if err != nil {
+				return err
+			}
+			if ProxyHas(out, addr) {
+				if _, err := e.Exec(ctx, node, "", "ip", "-6", "neigh", "del", "proxy", addr.String(), "dev", iface); err != nil {
+					return err
+				}
+			}
+			if _, err := e.Exec(ctx, node, "", "sh", "-c", "echo "+prev+" > "+knob); err != nil {
+				return err
+			}
+			if out, err = e.Exec(ctx, node, "", "ip", "-6", "neigh", "show", "proxy", "dev", iface); err != nil {
+				return err
+			}
+			if ProxyHas(out, addr) {
+				return fmt.Errorf("%s:%s still proxies %s after the undo", node, iface, addr)
+			}
+			return nil
+		}}
+}
+
+// ProxyHas reads `ip -6 neigh show proxy` and reports whether addr has an entry.
+func ProxyHas(out string, addr netip.Addr) bool {
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			if a, err := netip.ParseAddr(f[0]); err == nil && a == addr {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Route adds a static route in a member (`ip -6 route replace PREFIX via VIA dev DEV

@@ -108,3 +108,37 @@ func TestUndoRunsAfterCancel(t *testing.T) {
 	require.NoError(t, undo())
 	assert.Equal(t, "edge1: ip -6 route del 2001:db8::1/128 via fe80::1 dev eth2 metric 1", r.calls[1])
 }
+
+func TestProxyNDPPutsTheKnobBackAndChecksTheEntryIsGone(t *testing.T) {
+	vip := netip.MustParseAddr("2001:db8:0:3::1:1")
+	r := &recorder{answer: map[string]string{"cat /proc": "0\n", "neigh show proxy": "2001:db8:0:3::1:1 dev eth2 proxy\n"}}
+	undo, err := Inject(context.Background(), r.env().ProxyNDP("agent1", "eth2", vip))
+	require.NoError(t, err)
+	err = undo()
+	require.ErrorContains(t, err, "still proxies 2001:db8:0:3::1:1", "the entry reads back after the undo")
+	assert.Equal(t, []string{
+		"agent1: cat /proc/sys/net/ipv6/conf/eth2/proxy_ndp",
+		"agent1: sh -c echo 1 > /proc/sys/net/ipv6/conf/eth2/proxy_ndp",
+		"agent1: ip -6 neigh add proxy 2001:db8:0:3::1:1 dev eth2",
+		"agent1: ip -6 neigh show proxy dev eth2",
+		"agent1: ip -6 neigh del proxy 2001:db8:0:3::1:1 dev eth2",
+		"agent1: sh -c echo 0 > /proc/sys/net/ipv6/conf/eth2/proxy_ndp",
+		"agent1: ip -6 neigh show proxy dev eth2",
+	}, r.calls)
+
+	assert.True(t, ProxyHas("2001:db8::5 dev eth2 proxy\n2001:db8:0:3::1:1 dev eth2 proxy\n", vip))
+	assert.False(t, ProxyHas("2001:db8:0:3::1:10 dev eth2 proxy\n", vip))
+	assert.False(t, ProxyHas("", vip))
+}
+
+func TestSegmentNodeStop(t *testing.T) {
+	r := &recorder{answer: map[string]string{"inspect": "running\n", "link show": "5: eth3@if2: <BROADCAST,UP> state UP"}}
+	undo, err := Inject(context.Background(), r.env().SegmentNodeStop("agent1", "segment", "eth3"))
+	require.NoError(t, err)
+	require.NoError(t, undo())
+	assert.Equal(t, []string{
+		"segment: ip link set eth3 down", "docker: pause v6lab-t-agent1",
+		"docker: unpause v6lab-t-agent1", "docker: inspect -f {{.State.Status}} v6lab-t-agent1",
+		"segment: ip link set eth3 up", "segment: ip -o link show dev eth3",
+	}, r.calls)
+}

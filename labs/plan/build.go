@@ -241,6 +241,28 @@ func (p *Plan) planUnderlay() {
 			Address: addr, Subnet: subnet, Gateway: gw, Iface: "eth1", RouterIface: rIf})
 		p.Links = append(p.Links, Link{Kind: LinkHost, A: Endpoint{h.Router, rIf}, B: Endpoint{h.Name, "eth1"}, MTU: h.MTU})
 	}
+	if s.LoadBalancer.Announcer == spec.AnnouncerMetalLBL2 {
+		p.planSegment(idx[s.LoadBalancer.SegmentRouter], iface)
+	}
+}
+
+// planSegment lays out the layer 2 segment: the node pool's fourth /64, the router at
+// ::1, node n (in spec order) at ::1n (::11, ::12, ...), and the switch's ports eth1
+// (the router's) onwards. VIPs take each application's /112 above them (VIPBlock).
+func (p *Plan) planSegment(ri int, iface func(string) string) {
+	r := &p.Routers[ri]
+	subnet := subPrefix(p.Nodes.Block, 64, 3)
+	seg := &Segment{Switch: spec.SegmentMember, Subnet: subnet, Router: r.Name,
+		RouterIface: iface(r.Name), RouterAddr: hostAddr(subnet, 1), SwitchIface: iface(spec.SegmentMember)}
+	r.Interfaces = append(r.Interfaces, Interface{Name: seg.RouterIface, Kind: LinkSegment, Peer: seg.Switch,
+		PeerIface: seg.SwitchIface, Address: netip.PrefixFrom(seg.RouterAddr, 64)})
+	p.Links = append(p.Links, Link{Kind: LinkSegment, A: Endpoint{r.Name, seg.RouterIface}, B: Endpoint{seg.Switch, seg.SwitchIface}})
+	for i, n := range p.KubeNodes {
+		port := SegmentPort{Node: n.Name, Iface: SegmentIface, Address: hostAddr(subnet, uint64(0x11+i)), SwitchIface: iface(seg.Switch)}
+		seg.Ports = append(seg.Ports, port)
+		p.Links = append(p.Links, Link{Kind: LinkSegment, A: Endpoint{seg.Switch, port.SwitchIface}, B: Endpoint{n.Name, port.Iface}})
+	}
+	p.Segment = seg
 }
 
 // planManagement gives every member a fixed management address: routers from ::10,
@@ -255,6 +277,9 @@ func (p *Plan) planManagement() {
 	}
 	for i, h := range p.Hosts {
 		p.Management.Addresses[h.Name] = hostAddr(p.Management.IPv6Subnet, uint64(0x200+i))
+	}
+	if p.Segment != nil {
+		p.Management.Addresses[p.Segment.Switch] = hostAddr(p.Management.IPv6Subnet, 0x300)
 	}
 }
 

@@ -52,11 +52,13 @@ type Plan struct {
 	ClusterASN  uint32     `json:"clusterASN"`
 	Management  Management `json:"management"`
 
-	Apps         []App         `json:"applications"`
-	Routers      []Router      `json:"routers"`
-	KubeNodes    []KubeNode    `json:"nodes"`
-	Hosts        []Host        `json:"hosts"`
-	Links        []Link        `json:"links"`
+	Apps      []App      `json:"applications"`
+	Routers   []Router   `json:"routers"`
+	KubeNodes []KubeNode `json:"nodes"`
+	Hosts     []Host     `json:"hosts"`
+	Links     []Link     `json:"links"`
+	// Segment is the nodes' shared layer 2 segment (announcer metallb-l2 only).
+	Segment      *Segment      `json:"segment,omitempty"`
 	Spec         *spec.LabSpec `json:"-"`
 	ContainerPfx string        `json:"containerPrefix"`
 }
@@ -99,7 +101,68 @@ const (
 	LinkFabric LinkKind = "fabric" // router–router, BGP unnumbered (link-local only)
 	LinkNode   LinkKind = "node"   // router–Kubernetes node, a /126 from the node pool
 	LinkHost   LinkKind = "host"   // router–external host, a /64 from the external block
+	// LinkSegment is a port of the layer 2 segment: a router's or a node's interface to
+	// the segment's switch, one /64 for all of them.
+	LinkSegment LinkKind = "segment"
 )
+
+// Segment is a layer 2 segment shared by every Kubernetes node and one router: a lab
+// member of its own (Switch), whose bridge joins the ports. MetalLB's layer 2 mode
+// answers the router's Neighbor Solicitations for a VIP from the node it elected.
+type Segment struct {
+	Switch      string       `json:"switch"`
+	Subnet      netip.Prefix `json:"subnet"`
+	Router      string       `json:"router"`
+	RouterIface string       `json:"routerInterface"`
+	RouterAddr  netip.Addr   `json:"routerAddress"`
+	// SwitchIface is the switch's port to the router.
+	SwitchIface string        `json:"switchInterface"`
+	Ports       []SegmentPort `json:"ports"`
+}
+
+// SegmentPort is one node's interface on the segment.
+type SegmentPort struct {
+	Node        string     `json:"node"`
+	Iface       string     `json:"interface"`
+	Address     netip.Addr `json:"address"`
+	SwitchIface string     `json:"switchInterface"`
+}
+
+// SegmentIface is the nodes' interface on the layer 2 segment.
+const SegmentIface = "eth2"
+
+// Port returns a node's port on the segment (nil without a segment or port).
+func (s *Segment) Port(node string) *SegmentPort {
+	if s == nil {
+		return nil
+	}
+	for i := range s.Ports {
+		if s.Ports[i].Node == node {
+			return &s.Ports[i]
+		}
+	}
+	return nil
+}
+
+// VIPRange is the first and last VIP an application's Services get: from its ingress
+// /64, or, on a layer 2 segment, from the application's /112 of the segment's /64
+// (segment::<id>:1 to segment::<id>:ffff). Never a prefix's first address: that is the
+// Subnet-Router anycast address, which forwarding nodes claim.
+func (p *Plan) VIPRange(a App) (first, last netip.Addr) {
+	block := p.VIPBlock(a).Masked()
+	l := block.Addr().As16()
+	l[14], l[15] = 0xff, 0xff
+	return block.Addr().Next(), netip.AddrFrom16(l)
+}
+
+// VIPBlock is the block an application's VIPs come from: its ingress /64, or its /112
+// of the layer 2 segment.
+func (p *Plan) VIPBlock(a App) netip.Prefix {
+	if p.Segment == nil {
+		return a.Ingress
+	}
+	return netip.PrefixFrom(hostAddr(p.Segment.Subnet, uint64(a.ID)<<16), 112)
+}
 
 // Interface is one data interface of a router.
 type Interface struct {

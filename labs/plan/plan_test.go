@@ -260,3 +260,49 @@ func FuzzPlan(f *testing.F) {
 		}
 	})
 }
+
+// The metallb-l2 lab's segment: the node pool's fourth /64, the router at ::1, the
+// nodes at ::11.., a switch port each, and each application's VIPs from its /112.
+func TestSegmentPlan(t *testing.T) {
+	p, err := plan.New(load(t, "metallb-l2"))
+	require.NoError(t, err)
+	seg := p.Segment
+	require.NotNil(t, seg)
+	assert.Equal(t, pfx("2001:db8:0:3::/64"), seg.Subnet)
+	assert.Equal(t, "edge1", seg.Router)
+	assert.Equal(t, addr("2001:db8:0:3::1"), seg.RouterAddr)
+	assert.Equal(t, spec.SegmentMember, seg.Switch)
+	require.Len(t, seg.Ports, 3)
+	assert.Equal(t, plan.SegmentPort{Node: "server1", Iface: "eth2", Address: addr("2001:db8:0:3::11"), SwitchIface: "eth2"}, seg.Ports[0])
+	assert.Equal(t, "eth4", seg.Port("agent2").SwitchIface)
+	assert.Nil(t, seg.Port("edge1"))
+
+	// The router's new interface comes after its fabric and host links.
+	r := p.Router("edge1")
+	last := r.Interfaces[len(r.Interfaces)-1]
+	assert.Equal(t, plan.Interface{Name: "eth5", Kind: plan.LinkSegment, Peer: "segment", PeerIface: "eth1", Address: pfx("2001:db8:0:3::1/64")}, last)
+	segLinks := 0
+	for _, l := range p.Links {
+		if l.Kind == plan.LinkSegment {
+			segLinks++
+		}
+	}
+	assert.Equal(t, 4, segLinks, "the router's port and one per node")
+	assert.Equal(t, addr("fd36:6c61:6200:a17f::300"), p.Management.Addresses["segment"])
+
+	first, lastVIP := p.VIPRange(p.Apps[1])
+	assert.Equal(t, pfx("2001:db8:0:3::2:0/112"), p.VIPBlock(p.Apps[1]))
+	assert.Equal(t, addr("2001:db8:0:3::2:1"), first)
+	assert.Equal(t, addr("2001:db8:0:3::2:ffff"), lastVIP)
+	for _, port := range seg.Ports {
+		assert.False(t, p.VIPBlock(p.Apps[0]).Contains(port.Address))
+	}
+
+	// Without a segment: the ingress /64's ::1-::ffff, as always.
+	d, err := plan.New(load(t, "default"))
+	require.NoError(t, err)
+	assert.Nil(t, d.Segment)
+	first, lastVIP = d.VIPRange(d.Apps[0])
+	assert.Equal(t, addr("2001:db8:0:101::1"), first)
+	assert.Equal(t, addr("2001:db8:0:101::ffff"), lastVIP)
+}

@@ -23,6 +23,13 @@ func (p *Plan) WriteTree(w io.Writer) error {
 	add(2, p.Nodes.Control.String(), "Control nodes%s", p.nodesIn(true))
 	add(2, p.Nodes.Worker.String(), "Worker nodes%s", p.nodesIn(false))
 	add(2, p.Nodes.Reserved.String(), "reserved")
+	if seg := p.Segment; seg != nil {
+		add(2, seg.Subnet.String(), "Layer 2 segment (switch %s): %s %s%s", seg.Switch, seg.Router, seg.RouterAddr, p.segmentNodes())
+		for _, a := range p.Apps {
+			first, last := p.VIPRange(a)
+			add(3, p.VIPBlock(a).String(), "Application %s VIPs %s-%s (MetalLB layer 2, NDP)", a.Name, first, last)
+		}
+	}
 	add(1, p.Ingress.String(), "Ingress CIDR / LoadBalancer VIP block")
 	for _, a := range p.Apps {
 		add(2, a.Ingress.String(), "Application %s (namespace %s)", a.Name, a.Namespace)
@@ -66,6 +73,12 @@ func (p *Plan) WriteTree(w io.Writer) error {
 					detail = fmt.Sprintf("  %s node-ip %s, gateway %s, AS%d <-> AS%d", n.Link, n.Address, n.Gateway, n.ASN, n.RouterASN)
 				}
 			}
+		case LinkSegment:
+			if port := p.Segment.Port(l.B.Node); port != nil {
+				detail = fmt.Sprintf("  %s/%d", port.Address, p.Segment.Subnet.Bits())
+			} else if l.A.Node == p.Segment.Router {
+				detail = fmt.Sprintf("  %s/%d", p.Segment.RouterAddr, p.Segment.Subnet.Bits())
+			}
 		case LinkHost:
 			for _, h := range p.Hosts {
 				if h.Name == l.B.Node {
@@ -76,6 +89,14 @@ func (p *Plan) WriteTree(w io.Writer) error {
 		fmt.Fprintf(w, "  %-7s %s:%s <-> %s:%s%s\n", l.Kind, l.A.Node, l.A.Iface, l.B.Node, l.B.Iface, detail)
 	}
 	return nil
+}
+
+func (p *Plan) segmentNodes() string {
+	var parts []string
+	for _, port := range p.Segment.Ports {
+		parts = append(parts, fmt.Sprintf("%s %s", port.Node, port.Address))
+	}
+	return ", " + strings.Join(parts, ", ")
 }
 
 func (p *Plan) nodesIn(control bool) string {

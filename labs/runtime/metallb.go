@@ -16,16 +16,17 @@ import (
 	"v6lab.dev/v6lab/labs/xexec"
 )
 
-// usesMetalLB reports whether MetalLB announces the lab's VIPs.
-func usesMetalLB(p *plan.Plan) bool { return p.Spec.LoadBalancer.Announcer == spec.AnnouncerMetalLB }
+// usesMetalLB reports whether MetalLB announces the lab's VIPs (BGP or layer 2).
+func usesMetalLB(p *plan.Plan) bool { return p.Spec.LoadBalancer.UsesMetalLB() }
 
 // speakerMember names a node's MetalLB speaker among the members whose sessions a wait
 // expects: the router peers with the node's speaker address.
 func speakerMember(node string) string { return "speaker:" + node }
 
-// SpeakerMembers are the speakers of a MetalLB lab (none otherwise).
+// SpeakerMembers are the BGP speakers of a MetalLB lab (none otherwise, nor in layer 2
+// mode, where the speakers peer with no router).
 func SpeakerMembers(p *plan.Plan) []string {
-	if !usesMetalLB(p) {
+	if p.Spec.LoadBalancer.Announcer != spec.AnnouncerMetalLB {
 		return nil
 	}
 	var out []string

@@ -104,6 +104,9 @@ func Members(p *plan.Plan, underlayOnly bool) []string {
 	for _, h := range p.Hosts {
 		out = append(out, h.Name)
 	}
+	if p.Segment != nil {
+		out = append(out, p.Segment.Switch)
+	}
 	if !underlayOnly {
 		for _, n := range p.KubeNodes {
 			out = append(out, n.Name)

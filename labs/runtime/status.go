@@ -103,6 +103,12 @@ func plannedAddresses(p *plan.Plan) map[string][]string {
 	for _, h := range p.Hosts {
 		out[h.Name] = []string{h.Address.String()}
 	}
+	if seg := p.Segment; seg != nil {
+		out[seg.Switch] = []string{"bridge of " + seg.Subnet.String() + " (no address)"}
+		for _, port := range seg.Ports {
+			out[port.Node] = append(out[port.Node], fmt.Sprintf("%s (%s, segment)", port.Address, port.Iface))
+		}
+	}
 	return out
 }
 

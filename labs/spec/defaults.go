@@ -51,6 +51,14 @@ func SetDefaults(l *Lab) {
 		}
 	}
 	setIf(&lb.Algorithm, "maglev")
+	if lb.Announcer == AnnouncerMetalLBL2 && lb.SegmentRouter == "" {
+		for _, h := range s.Hosts {
+			if h.Role == RoleClient {
+				lb.SegmentRouter = h.Router
+				break
+			}
+		}
+	}
 	if lb.Acceleration == "" {
 		lb.Acceleration = AccelerationDisabled
 	}

@@ -161,3 +161,50 @@ func TestTypeErrorHints(t *testing.T) {
 	assert.Equal(t, "expected true or false", hints["spec.bgp.bfd.enabled"])
 	assert.Equal(t, "expected a list", hints["spec.routers"])
 }
+
+// The layer 2 segment: its router defaults to the client's, must exist, belongs to the
+// metallb-l2 announcer only, and its switch's name is taken.
+func TestSegmentRouter(t *testing.T) {
+	load := func(t *testing.T) *spec.Lab {
+		data, err := topologies.Get("metallb-l2")
+		require.NoError(t, err)
+		l, errs := spec.Decode(data)
+		require.Empty(t, errs)
+		return l
+	}
+	l := load(t)
+	l.Spec.LoadBalancer.SegmentRouter = ""
+	spec.SetDefaults(l)
+	assert.Equal(t, "edge1", l.Spec.LoadBalancer.SegmentRouter, "the client's router")
+	assert.True(t, l.Spec.LoadBalancer.UsesMetalLB())
+
+	paths := func(errs spec.ErrorList) map[string]string {
+		m := map[string]string{}
+		for _, e := range errs {
+			m[e.Path] = e.Detail + " | " + e.Hint
+		}
+		return m
+	}
+	l = load(t)
+	l.Spec.LoadBalancer.SegmentRouter = "nowhere"
+	spec.SetDefaults(l)
+	got := paths(spec.Validate(l))
+	require.Contains(t, got, "spec.loadBalancer.segmentRouter")
+	assert.Contains(t, got["spec.loadBalancer.segmentRouter"], `unknown router "nowhere"`)
+	assert.Contains(t, got["spec.loadBalancer.segmentRouter"], "edge1")
+
+	l = load(t)
+	l.Spec.LoadBalancer.Announcer = spec.AnnouncerMetalLB
+	spec.SetDefaults(l)
+	got = paths(spec.Validate(l))
+	assert.Contains(t, got["spec.loadBalancer.segmentRouter"], "only announcer metallb-l2")
+
+	l = load(t)
+	l.Spec.Hosts = nil
+	l.Spec.LoadBalancer.SegmentRouter = ""
+	l.Spec.Nodes[0].Name = spec.SegmentMember
+	spec.SetDefaults(l)
+	got = paths(spec.Validate(l))
+	assert.Contains(t, got["spec.loadBalancer.segmentRouter"], "no segment router")
+	assert.Contains(t, got["spec.loadBalancer.announcer"], `name "segment" is already used`)
+}

@@ -150,7 +150,16 @@ type Announcer string
 const (
 	AnnouncerCiliumBGP Announcer = "cilium-bgp"
 	AnnouncerMetalLB   Announcer = "metallb"
+	// AnnouncerMetalLBL2 is MetalLB's layer 2 mode: the nodes share a segment with a
+	// router, and the speaker MetalLB elects for a VIP answers the router's Neighbor
+	// Solicitations for it (NDP). The VIPs come from the segment's /64.
+	AnnouncerMetalLBL2 Announcer = "metallb-l2"
 )
+
+// UsesMetalLB says whether MetalLB announces the VIPs (in either mode).
+func (lb LoadBalancer) UsesMetalLB() bool {
+	return lb.Announcer == AnnouncerMetalLB || lb.Announcer == AnnouncerMetalLBL2
+}
 
 // LBMode is Cilium's load-balancing mode for remote backends.
 type LBMode string
@@ -172,6 +181,10 @@ type LoadBalancer struct {
 	// the agent refuses to start where the driver has none) or best-effort (native
 	// where the driver has it). Which mode ran is read from each node's link.
 	Acceleration Acceleration `yaml:"acceleration,omitempty" json:"acceleration,omitempty"`
+	// SegmentRouter is the router on the nodes' shared layer 2 segment (announcer
+	// metallb-l2 only; default: the client's router). The segment is a lab member of
+	// its own, a bridge inside a container's network namespace.
+	SegmentRouter string `yaml:"segmentRouter,omitempty" json:"segmentRouter,omitempty"`
 }
 
 // Acceleration is the XDP mode of Cilium's load balancer.

@@ -27,6 +27,10 @@ const (
 	MaxLinks        = 64 // per router
 )
 
+// SegmentMember is the name of the lab member that is the metallb-l2 announcer's
+// layer 2 segment (a switch): no router, node or host may take it.
+const SegmentMember = "segment"
+
 // MaxNameLen keeps container names (v6lab-<lab>-<node>) and host paths short.
 const MaxNameLen = 24
 
@@ -235,8 +239,23 @@ func Validate(l *Lab) ErrorList {
 	lb := s.LoadBalancer
 	switch lb.Announcer {
 	case AnnouncerCiliumBGP, AnnouncerMetalLB:
+		if lb.SegmentRouter != "" {
+			errs.Add("spec.loadBalancer.segmentRouter", "only announcer metallb-l2 has a layer 2 segment: leave it out",
+				"segment router %q with announcer %s", lb.SegmentRouter, lb.Announcer)
+		}
+	case AnnouncerMetalLBL2:
+		switch {
+		case lb.SegmentRouter == "":
+			errs.Add("spec.loadBalancer.segmentRouter", "name the router on the nodes' segment (or add a client host: its router is the default)",
+				"no segment router")
+		default:
+			if _, ok := routers[lb.SegmentRouter]; !ok {
+				errs.Add("spec.loadBalancer.segmentRouter", "name a router of spec.routers"+routerHint, "unknown router %q", lb.SegmentRouter)
+			}
+		}
+		claim("spec.loadBalancer.announcer", SegmentMember)
 	default:
-		errs.Add("spec.loadBalancer.announcer", "one of: cilium-bgp, metallb", "unknown announcer %q", lb.Announcer)
+		errs.Add("spec.loadBalancer.announcer", "one of: cilium-bgp, metallb, metallb-l2", "unknown announcer %q", lb.Announcer)
 	}
 	switch lb.Mode {
 	case LBModeDSR:

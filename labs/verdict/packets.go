@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"time"
@@ -52,9 +53,28 @@ type Packet struct {
 	// Fragment: a non-first IPv6 fragment (Proto is the fragmented protocol; no
 	// ports, no probe).
 	Fragment bool
+	// SrcMAC is the Ethernet source of the frame.
+	SrcMAC MAC
+	// NDP is a Neighbor Solicitation's or Advertisement's content (nil: neither).
+	NDP *NDP
 	// Inner is the frame a VXLAN packet carries (UDP port 8472, Linux's and Cilium's,
 	// or 4789, IANA's), decoded: in tunnel mode the pods' own packets.
 	Inner *Packet
+}
+
+// MAC is an Ethernet address (comparable, allocation-free).
+type MAC [6]byte
+
+func (m MAC) String() string { return net.HardwareAddr(m[:]).String() }
+
+// NDP is what a Neighbor Solicitation or Advertisement says (RFC 4861 4.3, 4.4): the
+// address it asks or tells about, and the link-layer address in its option (the
+// source's in a solicitation, the target's in an advertisement; zero without one).
+type NDP struct {
+	Target    netip.Addr
+	LinkAddr  MAC
+	Solicited bool // an advertisement answering a solicitation (else unsolicited)
+	Override  bool
 }
 
 // TooBig is what an ICMPv6 Packet Too Big says: the MTU of the next hop, and to where
@@ -75,6 +95,10 @@ func (p *Packet) Clone() Packet {
 	if p.Inner != nil {
 		in := p.Inner.Clone()
 		c.Inner = &in
+	}
+	if p.NDP != nil {
+		n := *p.NDP
+		c.NDP = &n
 	}
 	if p.BGP != nil {
 		c.BGP = &BGPUpdate{Announced: append([]netip.Prefix(nil), p.BGP.Announced...), Withdrawn: append([]netip.Prefix(nil), p.BGP.Withdrawn...)}
@@ -115,6 +139,7 @@ type Decoder struct {
 	probe    probewire.Probe
 	innerPkt Packet
 	bgp      BGPUpdate
+	ndp      NDP
 }
 
 // NewDecoder makes a decoder for Ethernet frames.
@@ -182,6 +207,8 @@ func (d *Decoder) Decode(data []byte, p *Packet) {
 			continue // bytes of a later fragment, not a transport header
 		}
 		switch lt {
+		case layers.LayerTypeEthernet:
+			copy(p.SrcMAC[:], d.eth.SrcMAC)
 		case layers.LayerTypeIPv4:
 			p.IPv4 = true
 			p.Src, _ = netip.AddrFromSlice(d.ip4.SrcIP.To4())
@@ -242,8 +269,33 @@ func (d *Decoder) Decode(data []byte, p *Packet) {
 					p.TooBig.Dst = netip.AddrFrom16([16]byte(b[4+24 : 4+40]))
 				}
 			}
+			if t := d.icmp6.TypeCode.Type(); t == layers.ICMPv6TypeNeighborSolicitation || t == layers.ICMPv6TypeNeighborAdvertisement {
+				if parseNDP(t, d.icmp6.Payload, &d.ndp) {
+					p.NDP = &d.ndp // the decoder's own: Clone to keep it
+				}
+			}
 		}
 	}
+}
+
+// parseNDP reads a solicitation's or advertisement's body (after type, code and
+// checksum: flags or reserved, the target, then options of 8-byte units).
+func parseNDP(t uint8, b []byte, n *NDP) bool {
+	if len(b) < 20 {
+		return false
+	}
+	*n = NDP{Target: netip.AddrFrom16([16]byte(b[4:20]))}
+	want := uint8(1) // source link-layer address
+	if t == layers.ICMPv6TypeNeighborAdvertisement {
+		n.Solicited, n.Override = b[0]&0x40 != 0, b[0]&0x20 != 0
+		want = 2 // target link-layer address
+	}
+	for o := b[20:]; len(o) >= 8 && o[1] != 0 && len(o) >= 8*int(o[1]); o = o[8*int(o[1]):] {
+		if o[0] == want {
+			copy(n.LinkAddr[:], o[2:8])
+		}
+	}
+	return true
 }
 
 // ErrBadInput marks input the analyzers cannot read (exit status 2 in the CLI).

@@ -110,3 +110,32 @@ func WritePcapng(w io.Writer, iface string, frames []Frame) error {
 	}
 	return ng.Flush()
 }
+
+// NDPFrame builds a Neighbor Solicitation (advert false: from src to target's
+// solicited-node group, with a source link-layer option) or Advertisement (advert true:
+// to all nodes, with a target link-layer option; solicited sets the S flag) sent by mac.
+func NDPFrame(mac MAC, src, target netip.Addr, advert, solicited bool) []byte {
+	t, dst, opt := uint8(layers.ICMPv6TypeNeighborSolicitation), solicitedNode(target), byte(1)
+	body := make([]byte, 4, 4+16+8)
+	if advert {
+		t, dst, opt = layers.ICMPv6TypeNeighborAdvertisement, netip.MustParseAddr("ff02::1"), 2
+		body[0] = 0x20 // override
+		if solicited {
+			body[0] |= 0x40
+		}
+	}
+	body = append(body, target.AsSlice()...)
+	body = append(append(body, opt, 1), mac[:]...)
+	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(t, 0)}
+	f := ipv6Frame(src, dst, layers.IPProtocolICMPv6, icmp, body)
+	copy(f[6:12], mac[:])
+	return f
+}
+
+// solicitedNode is an address's solicited-node multicast group (RFC 4291 2.7.1).
+func solicitedNode(a netip.Addr) netip.Addr {
+	b := a.As16()
+	g := netip.MustParseAddr("ff02::1:ff00:0").As16()
+	copy(g[13:], b[13:])
+	return netip.AddrFrom16(g)
+}

@@ -113,7 +113,7 @@ type Check struct {
 // disturb the lab most come last.
 func Checks() []Check {
 	// upgrade-disruption first: in an upgrade stage the rest judge the new release.
-	return []Check{upgradeDisruption(), podConnectivity(), dns(), clusterIP(), nodePort(), sessionAffinity(), maglevConsistency(), backendRemoval(), etpLocalWithdrawal(), pmtu(), networkPolicy(), bgpRoutes(), etpLocal(), bfdSessions(), guaEgress(), vipReachability(), dsrReturnPath(), ipv4Free(), failover(), noMasquerade(), noUnexpectedDrops()}
+	return []Check{upgradeDisruption(), podConnectivity(), dns(), clusterIP(), nodePort(), sessionAffinity(), maglevConsistency(), backendRemoval(), etpLocalWithdrawal(), pmtu(), networkPolicy(), bgpRoutes(), etpLocal(), bfdSessions(), guaEgress(), vipReachability(), l2Announcement(), dsrReturnPath(), ipv4Free(), failover(), l2Failover(), noMasquerade(), noUnexpectedDrops()}
 }
 
 // Control says what a check's negative control does.
@@ -125,6 +125,18 @@ func (c Check) Control() string {
 }
 
 func always(*Lab) string { return "" }
+
+// allOf applies where each of fs does (the first reason it does not, otherwise).
+func allOf(fs ...func(*Lab) string) func(*Lab) string {
+	return func(x *Lab) string {
+		for _, f := range fs {
+			if why := f(x); why != "" {
+				return why
+			}
+		}
+		return ""
+	}
+}
 
 // podsEgressAsThemselves says why pod egress checks do not apply in tunnel mode.
 func podsEgressAsThemselves(x *Lab) string {

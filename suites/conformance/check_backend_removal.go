@@ -34,7 +34,7 @@ import (
 func backendRemoval() Check {
 	return Check{
 		Name:    "backend-removal",
-		Applies: always,
+		Applies: routedVIPs,
 		Variant: "the flow's backend is left in place (nothing removes it, as a datapath that ignored the removal would): new connections still reach it",
 		Expect:  kindReachedRemoved,
 		// The stream still sent to the deleted backend's address (Stale or unroutable IP);

@@ -109,18 +109,22 @@ func routesOnce(ctx context.Context, x *Lab) (Result, error) {
 		}
 		return best, bits >= 0
 	}
+	// VIPs: a /128 per VIP on every router, through every node of its ToR (none on a
+	// layer 2 segment: its router reaches the VIPs by neighbor discovery).
 	var vips []netip.Addr
-	first := x.Plan.Apps[0].Namespace
-	for _, app := range x.Plan.Apps {
-		if v, err := x.VIP(ctx, app.Namespace, EchoName); err == nil {
+	if x.Plan.Segment == nil {
+		first := x.Plan.Apps[0].Namespace
+		for _, app := range x.Plan.Apps {
+			if v, err := x.VIP(ctx, app.Namespace, EchoName); err == nil {
+				vips = append(vips, v)
+			}
+		}
+		if v, err := x.VIP(ctx, first, DSRSvc); err == nil {
 			vips = append(vips, v)
 		}
-	}
-	if v, err := x.VIP(ctx, first, DSRSvc); err == nil {
-		vips = append(vips, v)
-	}
-	if len(vips) == 0 {
-		return r, errors.New("the workload has no VIP")
+		if len(vips) == 0 {
+			return r, errors.New("the workload has no VIP")
+		}
 	}
 	edge := ""
 	for _, rt := range x.Plan.Routers {

@@ -16,7 +16,7 @@ import (
 func dsrReturnPath() Check {
 	return Check{
 		Name:    "dsr-return-path",
-		Applies: forwardsWithDSR,
+		Applies: allOf(routedVIPs, forwardsWithDSR),
 		Variant: "the same backend behind a Service in SNAT forwarding mode (service.cilium.io/forwarding-mode: snat): its replies go back through the entry node",
 		Expect:  kindReplyOnEntryNode,
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {

@@ -22,7 +22,7 @@ import (
 func etpLocal() Check {
 	return Check{
 		Name:    "etp-local",
-		Applies: always,
+		Applies: routedVIPs,
 		Variant: "the same backend behind a Service with externalTrafficPolicy Cluster in SNAT mode (every node announces it and forwards to the backend)",
 		Expect:  kindRouteViaNonBackend,
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {

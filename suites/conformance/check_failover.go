@@ -26,7 +26,7 @@ import (
 func failover() Check {
 	return Check{
 		Name:    "failover",
-		Applies: always,
+		Applies: routedVIPs,
 		Variant: "the entry node's router link drops the probe stream while BGP stays up (a failure only BFD-like detection would see), for longer than the detection time",
 		Expect:  kindOutageOverBudget,
 		// The stopped node thawed: packets toward addresses it had not yet relearnt.

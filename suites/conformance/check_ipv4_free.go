@@ -109,7 +109,9 @@ func ipv4Free() Check {
 }
 
 // dataLinks are capture points covering every data link of the lab once: each node's
-// uplink, each host's link, and one end of each fabric link.
+// uplink, each host's link, one end of each fabric link, and the layer 2 segment's
+// router port (which every broadcast and multicast on the segment reaches, IPv4's ARP
+// included).
 func dataLinks(x *Lab) []string {
 	var points []string
 	for _, n := range x.Plan.KubeNodes {
@@ -122,6 +124,9 @@ func dataLinks(x *Lab) []string {
 		if l.Kind == plan.LinkFabric {
 			points = append(points, l.A.Node+":"+l.A.Iface)
 		}
+	}
+	if x.Plan.Segment != nil {
+		points = append(points, x.segmentPoint())
 	}
 	return points
 }

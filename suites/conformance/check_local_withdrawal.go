@@ -28,7 +28,7 @@ import (
 func etpLocalWithdrawal() Check {
 	return Check{
 		Name:    "etp-local-withdrawal",
-		Applies: always,
+		Applies: routedVIPs,
 		Variant: "the same pod made unready behind the externalTrafficPolicy Cluster Service in front of the same pods, which every node keeps announcing",
 		Expect:  kindNotWithdrawn,
 		Run:     runLocalWithdrawal,

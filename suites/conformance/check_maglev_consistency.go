@@ -28,6 +28,9 @@ func maglevConsistency() Check {
 	return Check{
 		Name: "maglev-consistency",
 		Applies: func(x *Lab) string {
+			if why := routedVIPs(x); why != "" {
+				return why
+			}
 			if a := x.Lab.Spec.Spec.LoadBalancer.Algorithm; a != "maglev" {
 				return "the lab's load balancer algorithm is " + a + ": no node promises to pick the backend another picked"
 			}

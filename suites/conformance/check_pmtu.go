@@ -34,7 +34,7 @@ import (
 func pmtu() Check {
 	return Check{
 		Name:     "pmtu",
-		Applies:  always,
+		Applies:  routedVIPs,
 		Breakage: "the client's router drops, silently (no Packet Too Big), every packet to the VIP longer than 1280 bytes (IPv6's minimum MTU: below any path MTU the client may have cached from an earlier Packet Too Big)",
 		Expect:   kindBlackHole,
 		// A full-size request the DSR option makes too big: Cilium drops it and sends the

@@ -10,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"v6lab.dev/v6lab/labs/metrics"
-	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/reports"
 )
 
@@ -81,7 +80,7 @@ func (x *Lab) metallbSeries(ctx context.Context) (map[string]map[string]float64,
 // markMetalLB reads the speakers and says, as evidence, which of their series changed
 // since the last mark (what ran in between: label). Nothing on a lab without MetalLB.
 func (x *Lab) markMetalLB(ctx context.Context, label string) []reports.Evidence {
-	if x.Lab.Spec.Spec.LoadBalancer.Announcer != spec.AnnouncerMetalLB {
+	if !x.Lab.Spec.Spec.LoadBalancer.UsesMetalLB() {
 		return nil
 	}
 	now, errs := x.metallbSeries(ctx)

@@ -1,8 +1,6 @@
 package cilium
 
 import (
-	"net/netip"
-
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"v6lab.dev/v6lab/labs/plan"
@@ -190,15 +188,6 @@ const (
 	HostnameLabel = "kubernetes.io/hostname"
 )
 
-// VIPFirst and VIPLast bound the VIPs of an ingress /64: ::1 to ::ffff.
-func VIPFirst(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
-
-func VIPLast(p netip.Prefix) netip.Addr {
-	a := p.Masked().Addr().As16()
-	a[14], a[15] = 0xff, 0xff
-	return netip.AddrFrom16(a)
-}
-
 // everything selects every object: Cilium treats an empty selector as "none", so its
 // documentation selects all with a NotIn on a value nothing carries.
 func everything() *metav1.LabelSelector {
@@ -219,6 +208,7 @@ func Objects(p *plan.Plan) []any {
 	}
 	if s.LoadBalancer.Announcer == spec.AnnouncerCiliumBGP {
 		for _, a := range p.Apps {
+			first, last := p.VIPRange(a)
 			out = append(out, LBIPPool{
 				TypeMeta: TypeMeta{"cilium.io/v2", "CiliumLoadBalancerIPPool"},
 				Metadata: Meta{Name: a.Name, Labels: map[string]string{"v6lab.dev/application": a.Name}},
@@ -227,7 +217,7 @@ func Objects(p *plan.Plan) []any {
 					// VIPs from ::1: Cilium hands out the prefix's first address
 					// (::, the Subnet-Router anycast address) otherwise, and clients
 					// refuse to connect to it.
-					Blocks: []CIDRBlock{{Start: VIPFirst(a.Ingress).String(), Stop: VIPLast(a.Ingress).String()}},
+					Blocks: []CIDRBlock{{Start: first.String(), Stop: last.String()}},
 					ServiceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{
 						"io.kubernetes.service.namespace": a.Namespace}},
 				},

@@ -185,9 +185,9 @@ func ValuesFor(p *plan.Plan, img Images) (Values, error) {
 		K8sServicePort:       "6443",
 		IPv4:                 Enabled{false},
 		IPv6:                 Enabled{true},
-		// eth1 is every node's only data link; eth0 is management and must not
+		// eth1 is every node's link to its router; eth0 is management and must not
 		// carry NodePort/LB traffic.
-		Devices: "eth1",
+		Devices: devices(p),
 		LoadBalancer: LoadBalancer{
 			Mode:      string(s.LoadBalancer.Mode),
 			Algorithm: s.LoadBalancer.Algorithm,
@@ -263,4 +263,15 @@ func minorAtLeast(minor string, major, min int) bool {
 		return false
 	}
 	return a > major || (a == major && b >= min)
+}
+
+// devices are the nodes' data links Cilium attaches to: eth1, the link to the router
+// (it holds the node-ip, so it stays the direct-routing device: DSR and pod routes
+// leave by it), and the layer 2 segment's port where the lab has one (what MetalLB
+// draws to a VIP arrives there and must meet Cilium's load balancer).
+func devices(p *plan.Plan) string {
+	if p.Segment != nil {
+		return "eth1," + plan.SegmentIface
+	}
+	return "eth1"
 }

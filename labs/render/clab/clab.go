@@ -145,11 +145,19 @@ func Build(p *plan.Plan, img Images, extras func(plan.KubeNode) NodeExtras) Topo
 			Labels: labels("node", string(n.Role)),
 			Group:  "nodes",
 		}
+		if port := p.Segment.Port(n.Name); port != nil {
+			// The segment carries no default route: the node's traffic leaves by its
+			// router link; only what MetalLB draws to a VIP arrives here.
+			node.Exec = append(node.Exec, fmt.Sprintf("ip -6 addr add %s dev %s nodad", netip.PrefixFrom(port.Address, p.Segment.Subnet.Bits()), port.Iface))
+		}
 		if extras != nil {
 			x := extras(n)
 			node.Binds, node.Entrypoint, node.Cmd = x.Binds, x.Entrypoint, x.Cmd
 		}
 		t.Topo.Nodes[n.Name] = node
+	}
+	if seg := p.Segment; seg != nil {
+		t.Topo.Nodes[seg.Switch] = switchNode(seg, img.Host, labels("switch", "segment"))
 	}
 	for name, node := range t.Topo.Nodes {
 		if a, ok := p.Management.Addresses[name]; ok {
@@ -162,6 +170,27 @@ func Build(p *plan.Plan, img Images, extras func(plan.KubeNode) NodeExtras) Topo
 			l.A.Node + ":" + l.A.Iface, l.B.Node + ":" + l.B.Iface}, MTU: l.MTU})
 	}
 	return t
+}
+
+// switchNode is the layer 2 segment: the host image, whose network namespace holds a
+// bridge of all its lab ports (nothing is created on the host). Multicast snooping is
+// off, so Neighbor Solicitations reach every port whether or not the nodes' speakers
+// sent MLD reports; the bridge itself has no address and the switch no route. The
+// nodes' ports get no unknown unicast (flood off), as on a switch that blocks it:
+// frames for a MAC the bridge has not learnt (a stopped node's) reach the router's
+// port only, never another node — whose Cilium would otherwise balance what was sent
+// to the VIP's old owner, and hide that the owner is gone.
+func switchNode(seg *plan.Segment, image string, labels map[string]string) Node {
+	exec := []string{isolateMgmt,
+		"ip link add br0 type bridge mcast_snooping 0",
+		"sh -c 'echo 1 > /proc/sys/net/ipv6/conf/br0/disable_ipv6'",
+		fmt.Sprintf("ip link set %s master br0 up", seg.SwitchIface)}
+	for _, port := range seg.Ports {
+		exec = append(exec, fmt.Sprintf("ip link set %s master br0 up", port.SwitchIface),
+			fmt.Sprintf("ip link set %s type bridge_slave flood off", port.SwitchIface))
+	}
+	exec = append(exec, "ip link set br0 up")
+	return Node{Kind: "linux", Image: image, Exec: exec, Labels: labels, Group: "switches"}
 }
 
 // isolateMgmt removes the default routes docker gives eth0 (IPv6, and IPv4 through the

@@ -107,7 +107,7 @@ func ForRouter(p *plan.Plan, r *plan.Router) Config {
 		}
 	}
 	for _, a := range p.Apps {
-		vips = append(vips, a.Ingress)
+		vips = append(vips, p.VIPBlock(a))
 	}
 	if s.LoadBalancer.Announcer == spec.AnnouncerCiliumBGP {
 		fromNodes = append(fromNodes, vips...)
@@ -120,7 +120,7 @@ func ForRouter(p *plan.Plan, r *plan.Router) Config {
 		switch ifc.Kind {
 		case plan.LinkFabric:
 			c.Fabric = append(c.Fabric, Interface{Name: ifc.Name, Description: fmt.Sprintf("fabric to %s:%s", ifc.Peer, ifc.PeerIface)})
-		case plan.LinkNode, plan.LinkHost:
+		case plan.LinkNode, plan.LinkHost, plan.LinkSegment:
 			c.Addressed = append(c.Addressed, Interface{Name: ifc.Name,
 				Description: fmt.Sprintf("%s %s:%s", ifc.Kind, ifc.Peer, ifc.PeerIface), Address: ifc.Address})
 		}

@@ -72,6 +72,19 @@ type BGPAdvertisementSpec struct {
 	AggregationLengthV6 int      `json:"aggregationLengthV6"`
 }
 
+// L2Advertisement is metallb.io/v1beta1 L2Advertisement.
+type L2Advertisement struct {
+	cilium.TypeMeta `json:",inline"`
+	Metadata        cilium.Meta         `json:"metadata"`
+	Spec            L2AdvertisementSpec `json:"spec"`
+}
+
+// L2AdvertisementSpec is its spec: the pools it announces, on which interfaces.
+type L2AdvertisementSpec struct {
+	IPAddressPools []string `json:"ipAddressPools"`
+	Interfaces     []string `json:"interfaces"`
+}
+
 // BFDProfile is metallb.io/v1beta1 BFDProfile.
 type BFDProfile struct {
 	cilium.TypeMeta `json:",inline"`
@@ -91,14 +104,27 @@ type BFDProfileSpec struct {
 // BFDProfileName is the lab's BFD profile.
 const BFDProfileName = "v6lab"
 
-// Objects returns MetalLB's objects in apply order (nil unless the announcer is metallb).
+// Objects returns MetalLB's objects in apply order (nil unless MetalLB announces).
 func Objects(p *plan.Plan) []any {
 	s := p.Spec
-	if s.LoadBalancer.Announcer != spec.AnnouncerMetalLB {
+	if !s.LoadBalancer.UsesMetalLB() {
 		return nil
 	}
 	meta := func(name string) cilium.Meta { return cilium.Meta{Name: name, Namespace: Namespace} }
 	var out []any
+	if s.LoadBalancer.Announcer == spec.AnnouncerMetalLBL2 {
+		pools := addressPools(p, meta)
+		var names []string
+		for _, a := range p.Apps {
+			names = append(names, a.Name)
+		}
+		return append(pools, L2Advertisement{
+			TypeMeta: cilium.TypeMeta{APIVersion: "metallb.io/v1beta1", Kind: "L2Advertisement"},
+			Metadata: meta("v6lab"),
+			// Only on the segment: the router links are point-to-point /126s.
+			Spec: L2AdvertisementSpec{IPAddressPools: names, Interfaces: []string{plan.SegmentIface}},
+		})
+	}
 	bfd := ""
 	if s.BGP.BFD.Enabled {
 		bfd = BFDProfileName
@@ -112,15 +138,8 @@ func Objects(p *plan.Plan) []any {
 	var pools []string
 	for _, a := range p.Apps {
 		pools = append(pools, a.Name)
-		out = append(out, IPAddressPool{
-			TypeMeta: cilium.TypeMeta{APIVersion: "metallb.io/v1beta1", Kind: "IPAddressPool"},
-			Metadata: meta(a.Name),
-			// ::1-::ffff, as Cilium's pools: never the prefix's first address (the
-			// Subnet-Router anycast address, which forwarding nodes claim).
-			Spec: IPAddressPoolSpec{Addresses: []string{cilium.VIPFirst(a.Ingress).String() + "-" + cilium.VIPLast(a.Ingress).String()}, AutoAssign: true,
-				ServiceAllocation: &ServiceAllocation{Namespaces: []string{a.Namespace}}},
-		})
 	}
+	out = append(out, addressPools(p, meta)...)
 	for _, n := range p.KubeNodes {
 		out = append(out, BGPPeer{
 			TypeMeta: cilium.TypeMeta{APIVersion: "metallb.io/v1beta2", Kind: "BGPPeer"},
@@ -146,5 +165,22 @@ func Objects(p *plan.Plan) []any {
 		Metadata: meta("v6lab"),
 		Spec:     BGPAdvertisementSpec{IPAddressPools: pools, AggregationLengthV6: 128},
 	})
+	return out
+}
+
+// addressPools are one IPAddressPool per application, reserved to its namespace: its
+// VIP range (plan.VIPRange: ::1-::ffff of its block, as Cilium's pools; never a
+// prefix's first address, the Subnet-Router anycast address forwarding nodes claim).
+func addressPools(p *plan.Plan, meta func(string) cilium.Meta) []any {
+	var out []any
+	for _, a := range p.Apps {
+		first, last := p.VIPRange(a)
+		out = append(out, IPAddressPool{
+			TypeMeta: cilium.TypeMeta{APIVersion: "metallb.io/v1beta1", Kind: "IPAddressPool"},
+			Metadata: meta(a.Name),
+			Spec: IPAddressPoolSpec{Addresses: []string{first.String() + "-" + last.String()}, AutoAssign: true,
+				ServiceAllocation: &ServiceAllocation{Namespaces: []string{a.Namespace}}},
+		})
+	}
 	return out
 }

@@ -2,7 +2,8 @@ package metallb
 
 // Values is the subset of MetalLB's chart values v6lab sets (field names are the
 // chart's): FRR mode, images (v6lab's offline ones, or the chart's defaults online),
-// no Prometheus objects (the lab runs no Prometheus Operator), no L2 announcements.
+// no Prometheus objects (the lab runs no Prometheus Operator). Layer 2 announcements
+// need no value: they follow the L2Advertisement objects (Objects).
 type Values struct {
 	Controller Component  `json:"controller"`
 	Speaker    Speaker    `json:"speaker"`
