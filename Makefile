@@ -90,10 +90,11 @@ test: build tools k8s metallb ## everything CI runs: host setup, vet, unit, gold
 	V6LAB_STREAM_MATRIX=embedded:metallb V6LAB_STREAM_RUNS=$${TMPDIR:-/tmp}/v6lab-test-runs \
 	  $(GO) test -count=1 -v -timeout 50m -run '^TestConformanceStreams$$' ./cmd/v6lab
 	@# MetalLB layer 2 mode (NDP on a segment the nodes share with the edge router): its
-	@# own checks, the client reaching every VIP over the segment, and the drop ledger;
+	@# own checks, the client reaching every VIP over the segment, DSR replies leaving
+	@# the backend's node although requests enter through the VIP's owner, and the drop ledger;
 	@# the lab's whole suite runs in make conformance's matrix (nightly): make test's
 	@# 45 min warm holds these, not all of it.
-	$(BIN) conformance --matrix embedded:metallb-l2 --check '^(vip-reachability|l2-announcement|l2-failover|no-unexpected-drops)$$' --runs $${TMPDIR:-/tmp}/v6lab-test-runs
+	$(BIN) conformance --matrix embedded:metallb-l2 --check '^(vip-reachability|l2-announcement|dsr-return-path|l2-failover|no-unexpected-drops)$$' --runs $${TMPDIR:-/tmp}/v6lab-test-runs
 
 .PHONY: unit
 unit: ## unit tests only (no external tools)

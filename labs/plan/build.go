@@ -199,7 +199,7 @@ func (p *Plan) planUnderlay() {
 				Interface{Name: a, Kind: LinkFabric, Peer: peer, PeerIface: b})
 			p.Routers[idx[peer]].Interfaces = append(p.Routers[idx[peer]].Interfaces,
 				Interface{Name: b, Kind: LinkFabric, Peer: r.Name, PeerIface: a})
-			p.Links = append(p.Links, Link{Kind: LinkFabric, A: Endpoint{r.Name, a}, B: Endpoint{peer, b}})
+			p.Links = append(p.Links, Link{Kind: LinkFabric, A: Endpoint{r.Name, a}, B: Endpoint{peer, b}, MTU: p.linkMTU(0)})
 		}
 	}
 	ordinal := map[spec.NodeRole]int{}
@@ -227,7 +227,7 @@ func (p *Plan) planUnderlay() {
 			Name: n.Name, Role: n.Role, Router: n.Router, RouterASN: p.Routers[ri].ASN,
 			ASN: s.BGP.ClusterASN, RouterID: routerID(2, i+1),
 			Address: addr, SpeakerAddress: speaker, SpeakerRouterID: routerID(3, i+1), Link: link, Gateway: gw, Iface: "eth1", RouterIface: rIf})
-		p.Links = append(p.Links, Link{Kind: LinkNode, A: Endpoint{n.Router, rIf}, B: Endpoint{n.Name, "eth1"}})
+		p.Links = append(p.Links, Link{Kind: LinkNode, A: Endpoint{n.Router, rIf}, B: Endpoint{n.Name, "eth1"}, MTU: p.linkMTU(0)})
 	}
 	for i, h := range s.Hosts {
 		subnet := subPrefix(p.External, 64, uint64(i+1))
@@ -239,7 +239,7 @@ func (p *Plan) planUnderlay() {
 			Address: netip.PrefixFrom(gw, 64), PeerAddr: addr})
 		p.Hosts = append(p.Hosts, Host{Name: h.Name, Role: h.Role, Router: h.Router,
 			Address: addr, Subnet: subnet, Gateway: gw, Iface: "eth1", RouterIface: rIf})
-		p.Links = append(p.Links, Link{Kind: LinkHost, A: Endpoint{h.Router, rIf}, B: Endpoint{h.Name, "eth1"}, MTU: h.MTU})
+		p.Links = append(p.Links, Link{Kind: LinkHost, A: Endpoint{h.Router, rIf}, B: Endpoint{h.Name, "eth1"}, MTU: p.linkMTU(h.MTU)})
 	}
 	if s.LoadBalancer.Announcer == spec.AnnouncerMetalLBL2 {
 		p.planSegment(idx[s.LoadBalancer.SegmentRouter], iface)
@@ -256,13 +256,26 @@ func (p *Plan) planSegment(ri int, iface func(string) string) {
 		RouterIface: iface(r.Name), RouterAddr: hostAddr(subnet, 1), SwitchIface: iface(spec.SegmentMember)}
 	r.Interfaces = append(r.Interfaces, Interface{Name: seg.RouterIface, Kind: LinkSegment, Peer: seg.Switch,
 		PeerIface: seg.SwitchIface, Address: netip.PrefixFrom(seg.RouterAddr, 64)})
-	p.Links = append(p.Links, Link{Kind: LinkSegment, A: Endpoint{r.Name, seg.RouterIface}, B: Endpoint{seg.Switch, seg.SwitchIface}})
+	p.Links = append(p.Links, Link{Kind: LinkSegment, A: Endpoint{r.Name, seg.RouterIface}, B: Endpoint{seg.Switch, seg.SwitchIface}, MTU: p.linkMTU(0)})
 	for i, n := range p.KubeNodes {
 		port := SegmentPort{Node: n.Name, Iface: SegmentIface, Address: hostAddr(subnet, uint64(0x11+i)), SwitchIface: iface(seg.Switch)}
 		seg.Ports = append(seg.Ports, port)
-		p.Links = append(p.Links, Link{Kind: LinkSegment, A: Endpoint{seg.Switch, port.SwitchIface}, B: Endpoint{n.Name, port.Iface}})
+		p.Links = append(p.Links, Link{Kind: LinkSegment, A: Endpoint{seg.Switch, port.SwitchIface}, B: Endpoint{n.Name, port.Iface}, MTU: p.linkMTU(0)})
 	}
 	p.Segment = seg
+}
+
+// linkMTU is a link's MTU: its own (a host's mtu), else the lab's linkMTU; zero where
+// that is containerlab's default (spec.MaxLinkMTU), which the topology leaves out.
+func (p *Plan) linkMTU(own int) int {
+	m := own
+	if m == 0 {
+		m = p.Spec.LinkMTU
+	}
+	if m == spec.MaxLinkMTU {
+		return 0
+	}
+	return m
 }
 
 // planManagement gives every member a fixed management address: routers from ::10,

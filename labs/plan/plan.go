@@ -226,7 +226,7 @@ type Link struct {
 	Kind LinkKind `json:"kind"`
 	A    Endpoint `json:"a"`
 	B    Endpoint `json:"b"`
-	MTU  int      `json:"mtu,omitempty"` // both ends; unset: spec.LinkMTU
+	MTU  int      `json:"mtu,omitempty"` // both ends; unset: spec.MaxLinkMTU
 }
 
 // Router returns the named router's plan.

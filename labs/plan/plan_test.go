@@ -306,3 +306,22 @@ func TestSegmentPlan(t *testing.T) {
 	assert.Equal(t, addr("2001:db8:0:101::1"), first)
 	assert.Equal(t, addr("2001:db8:0:101::ffff"), lastVIP)
 }
+
+// The lab's linkMTU goes on every link whose host sets none; 9500 (containerlab's
+// default) on none.
+func TestLinkMTUOnEveryLink(t *testing.T) {
+	p, err := plan.New(load(t, "xdp"))
+	require.NoError(t, err)
+	for _, l := range p.Links {
+		assert.Equal(t, 3500, l.MTU, "%s %s-%s", l.Kind, l.A.Node, l.B.Node)
+	}
+	p, err = plan.New(load(t, "tunnel"))
+	require.NoError(t, err)
+	for _, l := range p.Links {
+		if l.Kind == plan.LinkHost && l.B.Node == "client" {
+			assert.Equal(t, 9430, l.MTU, "the tunnel lab's client link sets its own")
+		} else {
+			assert.Zero(t, l.MTU, "%s %s-%s: containerlab's default", l.Kind, l.A.Node, l.B.Node)
+		}
+	}
+}

@@ -145,7 +145,7 @@ func waitCilium(ctx context.Context, p *plan.Plan, kubeconfig string, timeout ti
 			why = fmt.Sprint(err, err2, err3)
 		case ds.Status.NumberReady < int32(len(p.KubeNodes)):
 			why = fmt.Sprintf("%d of %d Cilium agents ready", ds.Status.NumberReady, len(p.KubeNodes))
-			if err := xdpRefused(ctx, c); err != nil { // it never will be: say why now
+			if err := xdpRefused(ctx, c, p.Spec.LinkMTU); err != nil { // it never will be: say why now
 				return err
 			}
 		case op.Status.ReadyReplicas < 1:

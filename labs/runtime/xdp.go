@@ -14,7 +14,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"v6lab.dev/v6lab/labs/plan"
-	"v6lab.dev/v6lab/labs/spec"
 )
 
 // XDP attach modes as the kernel reports them (IFLA_XDP_ATTACHED).
@@ -137,7 +136,7 @@ func waitXDP(ctx context.Context, p *plan.Plan, kubeconfig string, timeout time.
 		if attached == len(modes) {
 			return modes, nil
 		}
-		if err := xdpRefused(ctx, c); err != nil {
+		if err := xdpRefused(ctx, c, p.Spec.LinkMTU); err != nil {
 			return modes, err
 		}
 		if time.Now().After(deadline) {
@@ -154,7 +153,7 @@ func waitXDP(ctx context.Context, p *plan.Plan, kubeconfig string, timeout time.
 // xdpRefused says why, if an agent exited because it could not attach its XDP
 // program (loadBalancer.acceleration; the fatal line of its previous container's log);
 // nil otherwise.
-func xdpRefused(ctx context.Context, c kubernetes.Interface) error {
+func xdpRefused(ctx context.Context, c kubernetes.Interface, linkMTU int) error {
 	pods, err := c.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
 	if err != nil {
 		return nil
@@ -177,7 +176,7 @@ func xdpRefused(ctx context.Context, c kubernetes.Interface) error {
 				}
 				why := fmt.Sprintf("Cilium's agent on %s could not attach its XDP program to eth1 and exits: %s", pod.Spec.NodeName, fatalError(line))
 				if strings.Contains(line, "numerical result out of range") {
-					why += fmt.Sprintf(" (the kernel refuses native XDP on a veth whose MTU is over %d with 4 KiB pages; the lab's links are %d: acceleration: disabled runs without XDP)", vethXDPMaxMTU, spec.LinkMTU)
+					why += fmt.Sprintf(" (the kernel refuses native XDP on a veth whose MTU is over %d with 4 KiB pages; the lab's links are %d: spec.linkMTU %d or less runs with it, acceleration: disabled without)", vethXDPMaxMTU, linkMTU, vethXDPMaxMTU)
 				}
 				return errors.New(why)
 			}

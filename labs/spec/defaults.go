@@ -62,6 +62,9 @@ func SetDefaults(l *Lab) {
 	if lb.Acceleration == "" {
 		lb.Acceleration = AccelerationDisabled
 	}
+	if s.LinkMTU == 0 {
+		s.LinkMTU = MaxLinkMTU
+	}
 	if s.Upgrade.MaxUDPOutageMs == 0 {
 		s.Upgrade.MaxUDPOutageMs = DefaultMaxUDPOutageMs
 	}

@@ -208,3 +208,35 @@ func TestSegmentRouter(t *testing.T) {
 	assert.Contains(t, got["spec.loadBalancer.segmentRouter"], "no segment router")
 	assert.Contains(t, got["spec.loadBalancer.announcer"], `name "segment" is already used`)
 }
+
+// spec.linkMTU: default 9500, 1280-9500, and a host's own mtu at most the lab's.
+func TestLinkMTU(t *testing.T) {
+	load := func(t *testing.T) *spec.Lab {
+		data, err := topologies.Get("default")
+		require.NoError(t, err)
+		l, errs := spec.Decode(data)
+		require.Empty(t, errs)
+		return l
+	}
+	l := load(t)
+	spec.SetDefaults(l)
+	assert.Equal(t, spec.MaxLinkMTU, l.Spec.LinkMTU)
+
+	for _, bad := range []int{1279, 9501} {
+		l = load(t)
+		l.Spec.LinkMTU = bad
+		spec.SetDefaults(l)
+		errs := spec.Validate(l)
+		require.Len(t, errs, 1, bad)
+		assert.Equal(t, "spec.linkMTU", errs[0].Path)
+		assert.Contains(t, errs[0].Hint, "3506")
+	}
+	l = load(t)
+	l.Spec.LinkMTU = 3500
+	l.Spec.Hosts[0].MTU = 4000
+	spec.SetDefaults(l)
+	errs := spec.Validate(l)
+	require.Len(t, errs, 1)
+	assert.Equal(t, "spec.hosts[0].mtu", errs[0].Path)
+	assert.Contains(t, errs[0].Hint, "to 3500 (spec.linkMTU")
+}

@@ -34,6 +34,10 @@ type LabSpec struct {
 	BGP          BGP           `yaml:"bgp" json:"bgp"`
 	Versions     Versions      `yaml:"versions" json:"versions"`
 	Upgrade      Upgrade       `yaml:"upgrade" json:"upgrade"`
+	// LinkMTU is the MTU of every lab link (both ends) whose host does not set its own,
+	// MinMTU to MaxLinkMTU; default MaxLinkMTU (containerlab's veth default). Native XDP
+	// (loadBalancer.acceleration) needs veth links of at most 3506 bytes here.
+	LinkMTU int `yaml:"linkMTU,omitempty" json:"linkMTU,omitempty"`
 }
 
 // Upgrade bounds what an in-place Cilium upgrade may do to the lab's running traffic
@@ -109,17 +113,17 @@ type Host struct {
 	Name   string   `yaml:"name" json:"name"`
 	Role   HostRole `yaml:"role" json:"role"`
 	Router string   `yaml:"router" json:"router"`
-	// MTU of the host's link to its router (both ends), from MinMTU to LinkMTU; unset,
-	// LinkMTU like every other link. An edge smaller than the fabric is how a tunnel
-	// lab leaves room for the encapsulation of what its hosts send.
+	// MTU of the host's link to its router (both ends), from MinMTU to the lab's
+	// linkMTU; unset, linkMTU like every other link. An edge smaller than the fabric is
+	// how a tunnel lab leaves room for the encapsulation of what its hosts send.
 	MTU int `yaml:"mtu,omitempty" json:"mtu,omitempty"`
 }
 
-// MinMTU is IPv6's minimum link MTU (RFC 8200); LinkMTU is the MTU of every lab link
-// (containerlab's veth default).
+// MinMTU is IPv6's minimum link MTU (RFC 8200); MaxLinkMTU is the largest lab link
+// MTU and the default (containerlab's veth default).
 const (
-	MinMTU  = 1280
-	LinkMTU = 9500
+	MinMTU     = 1280
+	MaxLinkMTU = 9500
 )
 
 // Application gets its own pod /64 and ingress /64.

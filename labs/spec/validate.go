@@ -184,8 +184,8 @@ func Validate(l *Lab) ErrorList {
 			errs.Add(Field(p, "role"), "one of: client, world", "unknown host role %q", h.Role)
 		}
 		checkAttach(&errs, Field(p, "router"), h.Router, routers, routerHint)
-		if h.MTU != 0 && (h.MTU < MinMTU || h.MTU > LinkMTU) {
-			errs.Add(Field(p, "mtu"), fmt.Sprintf("from %d (IPv6's minimum) to %d (the lab's other links), or unset for %d", MinMTU, LinkMTU, LinkMTU),
+		if h.MTU != 0 && (h.MTU < MinMTU || h.MTU > s.LinkMTU) {
+			errs.Add(Field(p, "mtu"), fmt.Sprintf("from %d (IPv6's minimum) to %d (spec.linkMTU, the lab's other links), or unset for %d", MinMTU, s.LinkMTU, s.LinkMTU),
 				"mtu %d is out of range", h.MTU)
 		}
 		if cut[h.Router] {
@@ -277,6 +277,10 @@ func Validate(l *Lab) ErrorList {
 			"unknown acceleration %q", lb.Acceleration)
 	}
 
+	if m := s.LinkMTU; m < MinMTU || m > MaxLinkMTU {
+		errs.Add("spec.linkMTU", fmt.Sprintf("from %d (IPv6's minimum) to %d (the default); native XDP on veth needs at most 3506", MinMTU, MaxLinkMTU),
+			"link MTU %d is out of range", m)
+	}
 	if u := s.Upgrade.MaxUDPOutageMs; u < 1 || u > 600000 {
 		errs.Add("spec.upgrade.maxUDPOutageMs", "1-600000 ms (the longest a UDP stream may go unanswered while Cilium's agents restart)",
 			"maxUDPOutageMs %d out of range", u)

@@ -2,21 +2,29 @@ package conformance
 
 import (
 	"context"
+	"fmt"
+	"net/netip"
 	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/verdict"
+	"v6lab.dev/v6lab/reports"
 )
 
 // Connections to a VIP whose only backend runs on node B enter through every node the
 // routers spread them to; with DSR the replies (source VIP) leave node B toward the
 // client and never pass the node they entered through. Control: the same backend behind
-// a Service in SNAT forwarding mode, where replies go back through the entry node.
+// a Service in SNAT forwarding mode, where replies go back through the entry node. On a
+// layer 2 segment the connections enter through the VIP's owner (its segment port):
+// the check's own Services, each with a VIP another node than B owns.
 func dsrReturnPath() Check {
 	return Check{
 		Name:    "dsr-return-path",
-		Applies: allOf(routedVIPs, forwardsWithDSR),
+		Applies: forwardsWithDSR,
 		Variant: "the same backend behind a Service in SNAT forwarding mode (service.cilium.io/forwarding-mode: snat): its replies go back through the entry node",
 		Expect:  kindReplyOnEntryNode,
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
@@ -26,21 +34,45 @@ func dsrReturnPath() Check {
 			if control {
 				svc = SNATSvc
 			}
-			vip, err := x.VIP(ctx, ns, svc)
-			if err != nil {
-				return r, err
-			}
+			var vip netip.Addr
+			var err error
 			client := x.Plan.HostByRole("client")
 			var points []string
 			for _, n := range x.Plan.KubeNodes {
 				points = append(points, x.Uplink(n.Name))
 			}
+			if x.Plan.Segment != nil {
+				ann, offset := map[string]string(nil), 16
+				if control {
+					ann, offset = map[string]string{"service.cilium.io/forwarding-mode": "snat"}, 32
+				}
+				name := "l2-" + svc
+				var owner string
+				vip, owner, err = x.l2ServiceAwayFrom(ctx, ns, name, ann, offset)
+				defer func() {
+					dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+					defer cancel()
+					_ = x.Client.CoreV1().Services(ns).Delete(dctx, name, metav1.DeleteOptions{})
+				}()
+				if err != nil {
+					return r, err
+				}
+				for _, p := range x.Plan.Segment.Ports {
+					points = append(points, p.Node+":"+p.Iface)
+				}
+				r.Evidence = append(r.Evidence, reports.Evidence{Note: fmt.Sprintf("VIP %s (Service %s/%s) owned by %s; backend on %s", vip, ns, name, owner, x.DSRNode())})
+			} else if vip, err = x.VIP(ctx, ns, svc); err != nil {
+				return r, err
+			}
 			var hs HTTPSummary
 			// A node the routers sent no connection through may see nothing; the
-			// backend's node must see the replies.
+			// backend's node must see the replies. (On a segment the SNAT Service's
+			// connections all enter through the VIP's owner, another node, and go
+			// back out there: the backend's uplink carries only the forwarded
+			// connections, to the pod's port, which the filter leaves out.)
 			var others []string
 			for _, pt := range points {
-				if pt != x.Uplink(x.DSRNode()) {
+				if pt != x.Uplink(x.DSRNode()) || (control && x.Plan.Segment != nil) {
 					others = append(others, pt)
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"v6lab.dev/v6lab/labs/verdict"
@@ -36,7 +37,8 @@ func guaEgress() Check {
 			d.Spec.Template.Annotations = map[string]string{"ipam.cilium.io/ip-pool": other}
 			d.Spec.Template.Spec.TopologySpreadConstraints = nil
 			restore := func(ctx context.Context) error {
-				if err := x.Client.AppsV1().Deployments(ns).Delete(ctx, wrongPod, metav1.DeleteOptions{}); err != nil {
+				// Gone already (never created: a control interrupted first) is restored.
+				if err := x.Client.AppsV1().Deployments(ns).Delete(ctx, wrongPod, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 					return err
 				}
 				return waitPods(ctx, x, ns, EchoName, len(x.Plan.KubeNodes))

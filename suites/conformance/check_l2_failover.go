@@ -194,33 +194,44 @@ func after(pkts []verdict.Packet, t time.Time) []verdict.Packet {
 	return nil
 }
 
-// l2FailoverVIP gives the check's Service a VIP whose owner is not the backend's node:
-// it asks MetalLB for the pool's last addresses in turn (metallb.io/loadBalancerIPs)
-// until the router reaches one through another node (MetalLB elects by a hash of node
-// and address: at most a few tries).
+// l2FailoverVIP gives the check's Service a VIP whose owner is not the backend's node.
 func (x *Lab) l2FailoverVIP(ctx context.Context, ns string) (netip.Addr, string, error) {
+	return x.l2ServiceAwayFrom(ctx, ns, L2FailoverSvc, nil, 0)
+}
+
+// l2ServiceAwayFrom creates a LoadBalancer Service of the DSR backend (first
+// application) whose VIP is owned by another node than the backend's: it asks MetalLB
+// for addresses from the pool's end, counted back from offset
+// (metallb.io/loadBalancerIPs), in turn until the router reaches one through another
+// node (MetalLB elects by a hash of node and address: a few tries at most). The caller
+// deletes the Service.
+func (x *Lab) l2ServiceAwayFrom(ctx context.Context, ns, name string, annotations map[string]string, offset int) (netip.Addr, string, error) {
 	_, last := x.Plan.VIPRange(x.Plan.Apps[0])
 	svcs := x.Client.CoreV1().Services(ns)
 	const tries = 8
 	for i := range tries {
 		want := last
-		for range i {
+		for range offset + i {
 			want = want.Prev()
 		}
-		_ = svcs.Delete(ctx, L2FailoverSvc, metav1.DeleteOptions{})
+		_ = svcs.Delete(ctx, name, metav1.DeleteOptions{})
 		if err := waitGone(ctx, func(ctx context.Context) error {
-			_, err := svcs.Get(ctx, L2FailoverSvc, metav1.GetOptions{})
+			_, err := svcs.Get(ctx, name, metav1.GetOptions{})
 			return err
 		}); err != nil {
 			return netip.Addr{}, "", err
 		}
-		if err := x.applyServices(ctx, LBService(ns, L2FailoverSvc, DSRName, map[string]string{"metallb.io/loadBalancerIPs": want.String()})); err != nil {
+		ann := map[string]string{"metallb.io/loadBalancerIPs": want.String()}
+		for k, v := range annotations {
+			ann[k] = v
+		}
+		if err := x.applyServices(ctx, LBService(ns, name, DSRName, ann)); err != nil {
 			return netip.Addr{}, "", err
 		}
 		var vip netip.Addr
 		deadline := time.Now().Add(time.Minute)
 		for {
-			v, err := x.VIP(ctx, ns, L2FailoverSvc)
+			v, err := x.VIP(ctx, ns, name)
 			if err == nil {
 				vip = v
 				break
