@@ -133,7 +133,7 @@ func runL2Failover(ctx context.Context, x *Lab, control bool) (Result, error) {
 		return r, err
 	}
 	r.pcaps(caps)
-	r.Timeline = append(r.Timeline, reports.Event{At: faultAt, Until: restoredAt, Label: fault.Name, Kind: "fault"})
+	r.Timeline = append(r.Timeline, reports.Event{At: faultAt, Until: restoredAt, Label: fault.Name + ": " + owner})
 	r.Evidence = append(r.Evidence, reports.Evidence{Note: fmt.Sprintf("VIP %s (Service %s/%s, backend on %s), owned by %s (%s) before the fault",
 		vip, ns, L2FailoverSvc, x.DSRNode(), owner, ownerMAC)})
 
@@ -171,7 +171,7 @@ func runL2Failover(ctx context.Context, x *Lab, control bool) (Result, error) {
 	default:
 		r.figure("outage_ms", worst.DurationMs)
 		r.figure("first_reply_ms", float64(worst.End.Sub(faultAt).Microseconds())/1000)
-		r.Timeline = append(r.Timeline, reports.Event{At: worst.Start, Until: worst.End, Label: "no reply", Lane: "stream"})
+		r.Timeline = append(r.Timeline, reports.Event{At: worst.Start, Until: worst.End, Label: fmt.Sprintf("no reply: %.0f ms", worst.DurationMs), Kind: "outage"})
 		r.Evidence = append(r.Evidence, reports.Evidence{File: c.File, Frame: worst.FirstAfter, Time: worst.End,
 			Note: fmt.Sprintf("first reply after the outage: %.0f ms of silence", worst.DurationMs)})
 		if time.Duration(worst.DurationMs*float64(time.Millisecond)) > budget {
