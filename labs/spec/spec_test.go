@@ -165,13 +165,7 @@ func TestTypeErrorHints(t *testing.T) {
 // The layer 2 segment: its router defaults to the client's, must exist, belongs to the
 // metallb-l2 announcer only, and its switch's name is taken.
 func TestSegmentRouter(t *testing.T) {
-	load := func(t *testing.T) *spec.Lab {
-		data, err := topologies.Get("metallb-l2")
-		require.NoError(t, err)
-		l, errs := spec.Decode(data)
-		require.Empty(t, errs)
-		return l
-	}
+	load := func(t *testing.T) *spec.Lab { return decodeEmbedded(t, "metallb-l2") }
 	l := load(t)
 	l.Spec.LoadBalancer.SegmentRouter = ""
 	spec.SetDefaults(l)
@@ -211,13 +205,7 @@ func TestSegmentRouter(t *testing.T) {
 
 // spec.linkMTU: default 9500, 1280-9500, and a host's own mtu at most the lab's.
 func TestLinkMTU(t *testing.T) {
-	load := func(t *testing.T) *spec.Lab {
-		data, err := topologies.Get("default")
-		require.NoError(t, err)
-		l, errs := spec.Decode(data)
-		require.Empty(t, errs)
-		return l
-	}
+	load := func(t *testing.T) *spec.Lab { return decodeEmbedded(t, "default") }
 	l := load(t)
 	spec.SetDefaults(l)
 	assert.Equal(t, spec.MaxLinkMTU, l.Spec.LinkMTU)
@@ -239,4 +227,14 @@ func TestLinkMTU(t *testing.T) {
 	require.Len(t, errs, 1)
 	assert.Equal(t, "spec.hosts[0].mtu", errs[0].Path)
 	assert.Contains(t, errs[0].Hint, "to 3500 (spec.linkMTU")
+}
+
+// decodeEmbedded decodes an embedded lab, without defaults.
+func decodeEmbedded(t *testing.T, name string) *spec.Lab {
+	t.Helper()
+	data, err := topologies.Get(name)
+	require.NoError(t, err)
+	l, errs := spec.Decode(data)
+	require.Empty(t, errs)
+	return l
 }

@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/labs/spec"
@@ -48,12 +45,9 @@ func dsrReturnPath() Check {
 				}
 				name := "l2-" + svc
 				var owner string
-				vip, owner, err = x.l2ServiceAwayFrom(ctx, ns, name, ann, offset)
-				defer func() {
-					dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-					defer cancel()
-					_ = x.Client.CoreV1().Services(ns).Delete(dctx, name, metav1.DeleteOptions{})
-				}()
+				var remove func()
+				vip, owner, remove, err = x.l2ServiceAwayFrom(ctx, ns, name, ann, offset)
+				defer remove()
 				if err != nil {
 					return r, err
 				}

@@ -65,12 +65,8 @@ func runL2Failover(ctx context.Context, x *Lab, control bool) (Result, error) {
 	budget := l2Budget(len(x.Plan.KubeNodes))
 	r.config("budget_ms", float64(budget.Milliseconds()))
 	ns := x.Plan.Apps[0].Namespace
-	vip, owner, err := x.l2FailoverVIP(ctx, ns)
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		_ = x.Client.CoreV1().Services(ns).Delete(dctx, L2FailoverSvc, metav1.DeleteOptions{})
-	}()
+	vip, owner, remove, err := x.l2ServiceAwayFrom(ctx, ns, L2FailoverSvc, nil, 0)
+	defer remove()
 	if err != nil {
 		return r, err
 	}
@@ -194,20 +190,20 @@ func after(pkts []verdict.Packet, t time.Time) []verdict.Packet {
 	return nil
 }
 
-// l2FailoverVIP gives the check's Service a VIP whose owner is not the backend's node.
-func (x *Lab) l2FailoverVIP(ctx context.Context, ns string) (netip.Addr, string, error) {
-	return x.l2ServiceAwayFrom(ctx, ns, L2FailoverSvc, nil, 0)
-}
-
 // l2ServiceAwayFrom creates a LoadBalancer Service of the DSR backend (first
 // application) whose VIP is owned by another node than the backend's: it asks MetalLB
 // for addresses from the pool's end, counted back from offset
 // (metallb.io/loadBalancerIPs), in turn until the router reaches one through another
-// node (MetalLB elects by a hash of node and address: a few tries at most). The caller
-// deletes the Service.
-func (x *Lab) l2ServiceAwayFrom(ctx context.Context, ns, name string, annotations map[string]string, offset int) (netip.Addr, string, error) {
-	_, last := x.Plan.VIPRange(x.Plan.Apps[0])
+// node (MetalLB elects by a hash of node and address: a few tries at most). remove
+// deletes the Service (on a context of its own); call it on every exit, errors too.
+func (x *Lab) l2ServiceAwayFrom(ctx context.Context, ns, name string, annotations map[string]string, offset int) (vip netip.Addr, owner string, remove func(), err error) {
 	svcs := x.Client.CoreV1().Services(ns)
+	remove = func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_ = svcs.Delete(dctx, name, metav1.DeleteOptions{})
+	}
+	_, last := x.Plan.VIPRange(x.Plan.Apps[0])
 	const tries = 8
 	for i := range tries {
 		want := last
@@ -219,43 +215,39 @@ func (x *Lab) l2ServiceAwayFrom(ctx context.Context, ns, name string, annotation
 			_, err := svcs.Get(ctx, name, metav1.GetOptions{})
 			return err
 		}); err != nil {
-			return netip.Addr{}, "", err
+			return netip.Addr{}, "", remove, err
 		}
 		ann := map[string]string{"metallb.io/loadBalancerIPs": want.String()}
 		for k, v := range annotations {
 			ann[k] = v
 		}
 		if err := x.applyServices(ctx, LBService(ns, name, DSRName, ann)); err != nil {
-			return netip.Addr{}, "", err
+			return netip.Addr{}, "", remove, err
 		}
-		var vip netip.Addr
 		deadline := time.Now().Add(time.Minute)
 		for {
-			v, err := x.VIP(ctx, ns, name)
-			if err == nil {
-				vip = v
+			if vip, err = x.VIP(ctx, ns, name); err == nil {
 				break
 			}
 			if time.Now().After(deadline) {
-				return netip.Addr{}, "", fmt.Errorf("%s: %w", want, err)
+				return netip.Addr{}, "", remove, fmt.Errorf("%s: %w", want, err)
 			}
 			time.Sleep(time.Second)
 		}
 		if vip != want {
-			return netip.Addr{}, "", fmt.Errorf("MetalLB gave %s, not the %s asked", vip, want)
+			return netip.Addr{}, "", remove, fmt.Errorf("MetalLB gave %s, not the %s asked", vip, want)
 		}
 		if err := x.WaitServiceBackends(ctx, vip, 1, 2*time.Minute); err != nil {
-			return netip.Addr{}, "", err
+			return netip.Addr{}, "", remove, err
 		}
-		owner, err := x.segmentOwner(ctx, vip)
-		if err != nil {
-			return netip.Addr{}, "", err
+		if owner, err = x.segmentOwner(ctx, vip); err != nil {
+			return netip.Addr{}, "", remove, err
 		}
 		if owner != x.DSRNode() {
-			return vip, owner, nil
+			return vip, owner, remove, nil
 		}
 	}
-	return netip.Addr{}, "", fmt.Errorf("each of %d VIPs was owned by the backend's node %s", tries, x.DSRNode())
+	return netip.Addr{}, "", remove, fmt.Errorf("each of %d VIPs was owned by the backend's node %s", tries, x.DSRNode())
 }
 
 // waitGone waits (up to a minute) until get reports the object gone.
