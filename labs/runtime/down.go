@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/xexec"
@@ -192,7 +194,7 @@ func sweep(ctx context.Context, name string, own map[string]bool) error {
 	}
 	network := "v6lab-" + name
 	if id, err := docker(ctx, 10*time.Second, "network", "inspect", "--format", "{{.Id}}", network); err == nil {
-		if _, err := docker(ctx, 30*time.Second, "network", "rm", network); err != nil {
+		if err := removeNetwork(ctx, network, own); err != nil {
 			return err
 		}
 		if err := removeFirewallRules(ctx, bridgeName(id)); err != nil {
@@ -206,6 +208,74 @@ func sweep(ctx context.Context, name string, own map[string]bool) error {
 		}
 	}
 	return nil
+}
+
+// removeNetwork removes the lab's management network. Docker can still count an
+// endpoint of a container it has just removed ("has active endpoints": seen in CI
+// right after the lab's containers went); such endpoints, and those of the lab's own
+// containers, are disconnected with force and the removal retried for up to 30 s. An
+// endpoint of a container that is not the lab's is never touched: it is named in the
+// error instead.
+func removeNetwork(ctx context.Context, network string, own map[string]bool) error {
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := docker(ctx, 30*time.Second, "network", "rm", network)
+		if err == nil {
+			return true, nil
+		}
+		last = err
+		if !strings.Contains(err.Error(), "active endpoints") {
+			return false, err
+		}
+		eps, ierr := networkEndpoints(ctx, network)
+		if ierr != nil {
+			return false, nil
+		}
+		var foreign []string
+		for _, ep := range eps {
+			if !own[ep] && containerExists(ctx, ep) {
+				foreign = append(foreign, ep)
+				continue
+			}
+			_, _ = docker(ctx, 30*time.Second, "network", "disconnect", "--force", network, ep)
+		}
+		if len(foreign) > 0 {
+			return false, fmt.Errorf("network %s: containers that are not this lab's are attached (%s); "+
+				"disconnect them (docker network disconnect) and run down again", network, strings.Join(foreign, ", "))
+		}
+		return false, nil
+	})
+	if wait.Interrupted(err) && last != nil {
+		return fmt.Errorf("%w (retried for 30 s)", last)
+	}
+	return err
+}
+
+// networkEndpoints are the names of the endpoints docker holds on a network.
+func networkEndpoints(ctx context.Context, network string) ([]string, error) {
+	out, err := docker(ctx, 10*time.Second, "network", "inspect", "--format", "{{json .Containers}}", network)
+	if err != nil {
+		return nil, err
+	}
+	var eps map[string]struct {
+		Name string `json:"Name"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &eps); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, ep := range eps {
+		if ep.Name != "" {
+			names = append(names, ep.Name)
+		}
+	}
+	return names, nil
+}
+
+// containerExists says whether docker knows a container by that name.
+func containerExists(ctx context.Context, name string) bool {
+	_, err := docker(ctx, 10*time.Second, "container", "inspect", "--format", "{{.Id}}", name)
+	return err == nil
 }
 
 // leftovers lists what a lab still holds on the host.

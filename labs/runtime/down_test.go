@@ -128,3 +128,50 @@ func TestUpRefusesContainerNamesAnotherLabUses(t *testing.T) {
 	require.NoError(t, err)
 	assert.NoError(t, nameClashes(context.Background(), other.Plan), "no clash, no refusal")
 }
+
+// scriptedDocker is a stand-in docker for removeNetwork: "network rm" fails with
+// docker's "has active endpoints" until an endpoint was disconnected (or always, with
+// stuck), "network inspect" lists the given endpoints, and "container inspect" knows
+// only the containers in alive. Every call is recorded.
+func scriptedDocker(t *testing.T, endpoints string, alive ...string) (calls string) {
+	t.Helper()
+	bin := t.TempDir()
+	calls = filepath.Join(bin, "calls")
+	done := filepath.Join(bin, "disconnected")
+	script := `#!/bin/sh
+echo "$*" >> ` + calls + `
+case "$1 $2" in
+"network rm") [ -f ` + done + ` ] && exit 0; echo "Error response from daemon: error while removing network: network $3 id 58f4 has active endpoints" >&2; exit 1;;
+"network inspect") echo '` + endpoints + `'; exit 0;;
+"network disconnect") touch ` + done + `; exit 0;;
+"container inspect") for c in ` + strings.Join(alive, " ") + `; do [ "$c" = "$5" ] && exit 0; done; exit 1;;
+esac
+exit 0
+`
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "docker"), []byte(script), 0o755))
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	return calls
+}
+
+// CI saw docker refuse a lab's network right after the lab's containers were removed
+// ("has active endpoints"): the stale endpoint of a removed container is disconnected
+// and the removal retried.
+func TestRemoveNetworkDisconnectsStaleEndpoints(t *testing.T) {
+	calls := scriptedDocker(t, `{"4f1c":{"Name":"v6lab-x-server1"}}`)
+	require.NoError(t, removeNetwork(context.Background(), "v6lab-x", map[string]bool{}))
+	data, err := os.ReadFile(calls)
+	require.NoError(t, err)
+	assert.Contains(t, string(data), "network disconnect --force v6lab-x v6lab-x-server1")
+	assert.Equal(t, 2, strings.Count(string(data), "network rm v6lab-x"), "removed on the second try")
+}
+
+// An endpoint of a running container that is not the lab's is never disconnected:
+// down fails and names it.
+func TestRemoveNetworkLeavesForeignContainers(t *testing.T) {
+	calls := scriptedDocker(t, `{"4f1c":{"Name":"someones-app"}}`, "someones-app")
+	err := removeNetwork(context.Background(), "v6lab-x", map[string]bool{"v6lab-x-server1": true})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "someones-app")
+	data, _ := os.ReadFile(calls)
+	assert.NotContains(t, string(data), "disconnect")
+}
