@@ -24,6 +24,7 @@ var page = template.Must(template.New("report.html.tmpl").Funcs(template.FuncMap
 	"seconds":   func(s float64) string { return Human(time.Duration(s * float64(time.Second))) },
 	"headline":  func(c Check) string { return c.Headline() },
 	"failed":    failedChecks,
+	"hubble":    hubbleSection,
 }).ParseFS(tmplFS, "templates/report.html.tmpl"))
 
 // HTML renders the report for people: verdicts, the topology, the address plan, each
@@ -46,6 +47,39 @@ func failedChecks(r *Report) []Check {
 	}
 	return out
 }
+
+// hubbleRow is one disagreement of the report's Hubble section, with its check.
+type hubbleRow struct {
+	Check string
+	Disagreement
+}
+
+// hubbleReport is what the report's "Hubble and the wire" section shows: the checks
+// that set Hubble's flows against the capture, and every disagreement they found.
+type hubbleReport struct {
+	Compared []string
+	Rows     []hubbleRow
+}
+
+func hubbleSection(r *Report) hubbleReport {
+	var h hubbleReport
+	for _, c := range r.Checks {
+		if c.Status == Skip {
+			continue
+		}
+		if _, ok := c.Figures[HubbleFlowsFigure]; ok || len(c.Disagreements) > 0 {
+			h.Compared = append(h.Compared, c.Name)
+		}
+		for _, d := range c.Disagreements {
+			h.Rows = append(h.Rows, hubbleRow{c.Name, d})
+		}
+	}
+	return h
+}
+
+// HubbleFlowsFigure is the figure a check that compared Hubble with the wire records:
+// how many flows Hubble gave it.
+const HubbleFlowsFigure = "hubble_flows"
 
 type figure struct {
 	Name  string

@@ -84,6 +84,17 @@ type Check struct {
 	Captures []Capture `json:"captures,omitempty"`
 	// Control is the same check run on a lab broken on purpose; it must fail.
 	Control *Control `json:"negativeControl,omitempty"`
+	// Disagreements are the probes of which Hubble's flows and the capture tell
+	// different stories, in the check's run and (Control) its negative control's.
+	Disagreements []Disagreement `json:"hubbleDisagreements,omitempty"`
+}
+
+// Disagreement is one probe of which Hubble and the wire tell different stories.
+type Disagreement struct {
+	What    string `json:"what"`
+	Wire    string `json:"wire"`   // what the capture showed
+	Hubble  string `json:"hubble"` // what Hubble said
+	Control bool   `json:"control,omitempty"`
 }
 
 // Capture is one capture point of a check, with its sanity figures.

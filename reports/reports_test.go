@@ -240,3 +240,23 @@ func TestComparedSection(t *testing.T) {
 	html, _ = os.ReadFile(filepath.Join(dir, "report.html"))
 	assert.Contains(t, string(html), "No verdict changed")
 }
+
+// The report's Hubble section: absent when no check compared, "no disagreement" on a
+// good lab, and the control's disagreements shown as such.
+func TestHTMLHubbleSection(t *testing.T) {
+	render := func(checks ...Check) string {
+		r := &Report{Schema: SchemaVersion, Lab: "default", Checks: checks}
+		html, err := r.HTML()
+		require.NoError(t, err)
+		return string(html)
+	}
+	assert.NotContains(t, render(Check{Name: "dns", Status: Pass}), "Hubble and the wire")
+	good := Check{Name: "hubble-flows", Status: Pass, Figures: map[string]float64{HubbleFlowsFigure: 12}}
+	out := render(good)
+	assert.Contains(t, out, "Hubble and the wire")
+	assert.Contains(t, out, "No disagreement")
+	good.Disagreements = []Disagreement{{What: "pod → world host, no policy", Wire: "5 sent, 0 delivered", Hubble: "FORWARDED ×1", Control: true}}
+	out = render(good)
+	assert.NotContains(t, out, "No disagreement")
+	assert.Contains(t, out, "negative control</td><td>pod → world host, no policy</td><td>5 sent, 0 delivered</td><td>FORWARDED ×1")
+}

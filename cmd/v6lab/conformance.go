@@ -28,6 +28,7 @@ const suiteBinary = "v6lab-conformance.test"
 type suiteFlags struct {
 	suite    string
 	feature  string
+	skip     string
 	timeout  time.Duration
 	keep     bool
 	verbose  bool
@@ -37,6 +38,7 @@ type suiteFlags struct {
 func (f *suiteFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.suite, "suite", "", "the conformance suite binary (default: "+suiteBinary+" next to v6lab)")
 	c.Flags().StringVar(&f.feature, "check", "", "run only the checks whose name matches this regular expression")
+	c.Flags().StringVar(&f.skip, "skip", "", "leave out the checks whose name matches this regular expression (after --check)")
 	c.Flags().StringVar(&f.labelSel, "labels", "", "run only the checks with these labels (e2e-framework --labels, e.g. check=failover)")
 	c.Flags().DurationVar(&f.timeout, "timeout", 2*time.Hour, "give up after this long")
 	c.Flags().BoolVar(&f.keep, "keep", false, "leave the lab as the suite leaves it (workload deployed; conformance: labs kept running)")
@@ -78,6 +80,9 @@ func (g *globals) runSuite(cmd *cobra.Command, f *suiteFlags, runDir string, lab
 	}
 	if f.feature != "" {
 		args = append(args, "--feature", f.feature)
+	}
+	if f.skip != "" {
+		args = append(args, "--skip-features", f.skip)
 	}
 	if f.labelSel != "" {
 		args = append(args, "--labels", f.labelSel)

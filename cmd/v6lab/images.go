@@ -105,10 +105,15 @@ v6lab upgrade do the same on demand.`,
 	})
 	c.AddCommand(&cobra.Command{
 		Use:   "prune",
-		Short: "Remove v6lab images whose recipe changed since they were built (stale keys)",
+		Short: "Remove v6lab images whose recipe changed since they were built (stale keys), their archives and the seeded node stores holding them",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			removed, err := images.Prune(cmd.Context(), fixtures.Images)
+			if err == nil {
+				var files []string
+				files, err = runtime.PruneCache(fixtures.Images)
+				removed = append(removed, files...)
+			}
 			for _, r := range removed {
 				fmt.Fprintln(cmd.OutOrStdout(), "removed", r)
 			}

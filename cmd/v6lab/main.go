@@ -80,7 +80,7 @@ func newRoot(stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.cilium, "cilium", "", "Cilium release instead of the spec's spec.versions.cilium (e.g. 1.18.4; conformance: repeatable, the version axis)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "", "where labs keep their run directories (default $V6LAB_STATE_DIR or ~/.local/state/v6lab)")
-	root.AddCommand(planCmd(g), validateCmd(g), renderCmd(g), hostCmd(), imagesCmd(), upCmd(g), upgradeCmd(g), statusCmd(g), downCmd(g), captureCmd(g), analyzeCmd(), kubeconfigCmd(g), reportCmd(), compareCmd(), testCmd(g), conformanceCmd(g))
+	root.AddCommand(planCmd(g), validateCmd(g), renderCmd(g), hostCmd(), imagesCmd(), upCmd(g), upgradeCmd(g), statusCmd(g), downCmd(g), captureCmd(g), observeCmd(g), analyzeCmd(), kubeconfigCmd(g), reportCmd(), compareCmd(), testCmd(g), conformanceCmd(g))
 	return root
 }
 

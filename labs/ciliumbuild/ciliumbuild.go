@@ -75,6 +75,10 @@ var agentPrograms = []program{
 	{"cilium-cni", "plugins/cilium-cni"},
 	{"cilium-mount", "tools/mount"},
 	{"cilium-sysctlfix", "tools/sysctlfix"},
+	// Hubble's CLI and relay, in the module since 1.17: the agent image carries both
+	// (the relay's Deployment runs the agent image), v6lab observe runs the CLI.
+	{"hubble", "hubble"},
+	{"hubble-relay", "hubble-relay"},
 }
 
 var operator = program{"cilium-operator-generic", "operator"}

@@ -379,7 +379,7 @@ func Current(fsys fs.FS, ref string) bool {
 }
 
 // Prune removes v6lab images whose tag is not the current key of their recipe, and
-// untagged leftovers of rebuilt images.
+// untagged leftovers of rebuilt images; one a container still uses is kept.
 func Prune(ctx context.Context, fsys fs.FS) ([]string, error) {
 	out, err := xexec.Run(ctx, xexec.Cmd{Name: "docker", Timeout: time.Minute, Args: []string{"images",
 		"--filter", "label=" + LabelKey, "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"}})
@@ -397,6 +397,10 @@ func Prune(ctx context.Context, fsys fs.FS) ([]string, error) {
 			target = id
 		}
 		if _, err := xexec.Run(ctx, xexec.Cmd{Name: "docker", Timeout: time.Minute, Args: []string{"rmi", target}}); err != nil {
+			// A container still uses it (a lab of another v6lab checkout): kept.
+			if strings.Contains(err.Error(), "conflict") || strings.Contains(err.Error(), "being used") {
+				continue
+			}
 			return removed, err
 		}
 		removed = append(removed, ref)

@@ -116,7 +116,7 @@ func ciliumRecipe(name string) *Recipe {
 	}
 	var agent []string
 	for _, b := range []string{"cilium-agent", "cilium-dbg", "cilium-health", "cilium-health-responder",
-		"cilium-mount", "cilium-sysctlfix", "cilium-cni", "bpf", "init-container.sh", "install-plugin.sh"} {
+		"cilium-mount", "cilium-sysctlfix", "cilium-cni", "hubble", "hubble-relay", "bpf", "init-container.sh", "install-plugin.sh"} {
 		agent = append(agent, bin+"/"+b)
 	}
 	return &Recipe{Name: name, Dir: dir, Base: "base", Release: v, Binaries: agent}

@@ -71,7 +71,9 @@ func seedContainerd(ctx context.Context, nodeImage, labImages string, refs []str
 		_, _ = docker(context.WithoutCancel(ctx), time.Minute, "rm", "-f", name)
 		return "", fmt.Errorf("seeding the nodes' image store: %w: %s", err, out)
 	}
-	if err := atomicfile.Write(filepath.Join(tmp, seedMark), nil, 0o644); err != nil {
+	// The mark lists the archives the store holds: PruneCache removes a store one of
+	// whose images is stale.
+	if err := atomicfile.Write(filepath.Join(tmp, seedMark), []byte(strings.Join(archives, "\n")+"\n"), 0o644); err != nil {
 		return "", err
 	}
 	if err := os.RemoveAll(dir); err != nil {

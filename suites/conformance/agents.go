@@ -134,11 +134,13 @@ func parseEndpoints(out string) ([]agentEndpoint, error) {
 	return eps, nil
 }
 
-// ingressEnforcement says, for every running pod of a namespace, whether its endpoint
+// ingressEnforcement says, for every running pod of a namespace that selector selects
+// (nil: all; only those a policy selects change: hubble-relay shares kube-system with
+// CoreDNS, and a CoreDNS-only policy never reaches it), whether its endpoint
 // has caught up with the agent's policy (realized revision at least the desired one)
 // and what ingress enforcement it realized; pods without an endpoint yet are "absent".
-func (x *Lab) ingressEnforcement(ctx context.Context, ns string) (map[string]string, error) {
-	pods, err := x.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+func (x *Lab) ingressEnforcement(ctx context.Context, ns string, selector map[string]string) (map[string]string, error) {
+	pods, err := x.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: labelsSelector(selector)})
 	if err != nil {
 		return nil, err
 	}
@@ -196,22 +198,23 @@ func (x *Lab) denyIngress(ctx context.Context, ns, name string, selector map[str
 		if err := x.Client.NetworkingV1().NetworkPolicies(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 			return err
 		}
-		return x.WaitIngressEnforcement(ctx, ns, false, 2*time.Minute)
+		return x.WaitIngressEnforcement(ctx, ns, selector, false, 2*time.Minute)
 	}
 	if _, err := x.Client.NetworkingV1().NetworkPolicies(ns).Create(ctx, np, metav1.CreateOptions{}); err != nil {
 		return nil, err
 	}
-	return restore, x.WaitIngressEnforcement(ctx, ns, true, 2*time.Minute)
+	return restore, x.WaitIngressEnforcement(ctx, ns, selector, true, 2*time.Minute)
 }
 
-// WaitIngressEnforcement waits until every pod of a namespace has its endpoint's
+// WaitIngressEnforcement waits until every pod of a namespace that selector selects
+// (nil: all) has its endpoint's
 // ingress policy enforced (enforced=true) or not (false), as its agent realized it: a
 // policy is in effect when the datapath enforces it, not when the API server has it.
-func (x *Lab) WaitIngressEnforcement(ctx context.Context, ns string, enforced bool, timeout time.Duration) error {
+func (x *Lab) WaitIngressEnforcement(ctx context.Context, ns string, selector map[string]string, enforced bool, timeout time.Duration) error {
 	var last map[string]string
 	var lastErr error
 	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		last, lastErr = x.ingressEnforcement(ctx, ns)
+		last, lastErr = x.ingressEnforcement(ctx, ns, selector)
 		if lastErr != nil || len(last) == 0 {
 			return false, nil
 		}
@@ -334,7 +337,11 @@ func (x *Lab) eachAgent(ctx context.Context, fn func(node, out string) error, ar
 		return errors.New("no Cilium agent pods")
 	}
 	for _, a := range agents.Items {
-		out, err := x.kubectl(ctx, "", append([]string{"-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--", "cilium-dbg"}, append(args, "-o", "json")...)...)
+		// An exec that hangs (one did, for its whole two minutes, in a dns control's
+		// wait for its policy) must not use up its caller's polling: 30 s each.
+		actx, cancel := context.WithTimeout(ctx, agentExecTimeout)
+		out, err := x.kubectl(actx, "", append([]string{"-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--", "cilium-dbg"}, append(args, "-o", "json")...)...)
+		cancel()
 		if err != nil {
 			return err
 		}
@@ -344,6 +351,14 @@ func (x *Lab) eachAgent(ctx context.Context, fn func(node, out string) error, ar
 	}
 	return nil
 }
+
+// labelsSelector is a label selector's string form ("" selects everything).
+func labelsSelector(m map[string]string) string {
+	return metav1.FormatLabelSelector(&metav1.LabelSelector{MatchLabels: m})
+}
+
+// agentExecTimeout bounds one cilium-dbg query of one agent.
+const agentExecTimeout = 30 * time.Second
 
 // agentEndpoints is every agent's endpoint list, by node.
 func (x *Lab) agentEndpoints(ctx context.Context) (map[string][]agentEndpoint, error) {

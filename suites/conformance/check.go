@@ -21,6 +21,8 @@ type Result struct {
 	Evidence []reports.Evidence
 	Pcaps    []string
 	Timeline []reports.Event
+	// Disagreements are the probes of which Hubble and the wire tell different stories.
+	Disagreements []reports.Disagreement
 }
 
 // fail records a failed assertion: its kind (what a control declares it must
@@ -113,7 +115,7 @@ type Check struct {
 // disturb the lab most come last.
 func Checks() []Check {
 	// upgrade-disruption first: in an upgrade stage the rest judge the new release.
-	return []Check{upgradeDisruption(), podConnectivity(), dns(), clusterIP(), nodePort(), sessionAffinity(), maglevConsistency(), backendRemoval(), etpLocalWithdrawal(), pmtu(), networkPolicy(), bgpRoutes(), etpLocal(), bfdSessions(), guaEgress(), vipReachability(), l2Announcement(), dsrReturnPath(), ipv4Free(), failover(), l2Failover(), noMasquerade(), noUnexpectedDrops()}
+	return []Check{upgradeDisruption(), podConnectivity(), dns(), clusterIP(), nodePort(), sessionAffinity(), maglevConsistency(), backendRemoval(), etpLocalWithdrawal(), pmtu(), networkPolicy(), hubbleFlows(), bgpRoutes(), etpLocal(), bfdSessions(), guaEgress(), vipReachability(), l2Announcement(), dsrReturnPath(), ipv4Free(), failover(), l2Failover(), noMasquerade(), noUnexpectedDrops()}
 }
 
 // Control says what a check's negative control does.

@@ -314,6 +314,10 @@ func feature(c Check) features.Feature {
 			rec.Control = ctrl
 			rec.Evidence = append(rec.Evidence, metallb...)
 			rec.Pcaps = append(rec.Pcaps, res.Pcaps...)
+			for _, d := range res.Disagreements {
+				d.Control = true
+				rec.Disagreements = append(rec.Disagreements, d)
+			}
 			rec.Captures = append(rec.Captures, x.TakeCaptures()...)
 			for k, v := range res.Figures {
 				if rec.Figures == nil {
@@ -384,6 +388,7 @@ func fill(rec *reports.Check, res Result, err error) {
 		rec.Status = reports.Pass
 	}
 	rec.Reason, rec.Figures, rec.Config, rec.Evidence, rec.Pcaps, rec.Timeline = res.Reason, res.Figures, res.Config, res.Evidence, res.Pcaps, res.Timeline
+	rec.Disagreements = res.Disagreements
 }
 
 func TestConformance(t *testing.T) {

@@ -41,7 +41,7 @@ type Values struct {
 	PMTUDiscovery PMTUDiscovery `json:"pmtuDiscovery"`
 	Envoy         Enabled       `json:"envoy"`
 	L7Proxy       bool          `json:"l7Proxy"`
-	Hubble        Enabled       `json:"hubble"`
+	Hubble        Hubble        `json:"hubble"`
 	Operator      Operator      `json:"operator"`
 	Image         *Image        `json:"image,omitempty"`
 	PreferIPv6    *bool         `json:"preferIpv6,omitempty"`
@@ -81,6 +81,28 @@ type Cgroup struct {
 	AutoMount Enabled `json:"autoMount"`
 	HostRoot  string  `json:"hostRoot"`
 }
+
+// Hubble holds hubble.* values.
+type Hubble struct {
+	Enabled bool `json:"enabled"`
+	// EventBufferCapacity is each agent's flow ring (a power of two less one): room
+	// for the flows of a check between its start and the suite's query of them.
+	EventBufferCapacity int         `json:"eventBufferCapacity"`
+	Relay               HubbleRelay `json:"relay"`
+}
+
+// HubbleRelay holds hubble.relay.* values.
+type HubbleRelay struct {
+	Enabled bool   `json:"enabled"`
+	Image   *Image `json:"image,omitempty"`
+	// Gops is off: its agent writes under $HOME, which the relay's read-only root
+	// (uid 65532, no home) refuses ("mkdir /.config: read-only file system").
+	Gops Enabled `json:"gops"`
+}
+
+// HubbleEventBuffer is the agents' flow ring: 16383 flows (the chart's default 4095
+// holds a few seconds of a failover stream).
+const HubbleEventBuffer = 16383
 
 // Enabled is the chart's common {enabled: bool} block.
 type Enabled struct {
@@ -195,9 +217,12 @@ func ValuesFor(p *plan.Plan, img Images) (Values, error) {
 		BGPControlPlane: BGPControlPlane{Enabled: true},
 		PMTUDiscovery:   PMTUDiscovery{Enabled: true},
 		// Envoy is C++ and not built offline; the lab uses no L7 feature.
-		Envoy:    Enabled{false},
-		L7Proxy:  false,
-		Hubble:   Enabled{false},
+		Envoy:   Enabled{false},
+		L7Proxy: false,
+		// Hubble's observer in every agent (its flows are set against the capture:
+		// hubble.go in the suite) and hubble-relay, which v6lab observe reads; TLS
+		// between them as the chart sets it up (certificates Helm generates).
+		Hubble:   Hubble{Enabled: true, EventBufferCapacity: HubbleEventBuffer, Relay: HubbleRelay{Enabled: true}},
 		Operator: Operator{Replicas: 1},
 		BPF:      BPF{LBAlgorithmAnnotation: true},
 		Cgroup:   Cgroup{AutoMount: Enabled{true}, HostRoot: config.CiliumCgroupRoot},
@@ -239,6 +264,10 @@ func ValuesFor(p *plan.Plan, img Images) (Values, error) {
 	}
 	if img.Agent != "" {
 		v.Image = &Image{Override: img.Agent, PullPolicy: "Never"}
+	}
+	if img.Agent != "" {
+		// The agent image carries hubble-relay (fixtures/images/cilium).
+		v.Hubble.Relay.Image = &Image{Override: img.Agent, PullPolicy: "Never"}
 	}
 	if img.Operator != "" {
 		v.Operator.Image = &Image{Override: img.Operator, PullPolicy: "Never"}

@@ -1,0 +1,94 @@
+package hubble
+
+import (
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// testdata/observe.jsonpb is `hubble observe -o jsonpb --port 9000` from a default lab's
+// agents (Cilium 1.20.2) after hubble-flows ran: a probe to the world host forwarded
+// (to the network), its reply (to the endpoint), and one probe under default deny as a
+// policy verdict and a drop event.
+func flows(t *testing.T) []Flow {
+	t.Helper()
+	data, err := os.ReadFile("testdata/observe.jsonpb")
+	require.NoError(t, err)
+	fs, err := Parse(string(data))
+	require.NoError(t, err)
+	require.Len(t, fs, 4)
+	return fs
+}
+
+var (
+	pod   = netip.MustParseAddr("2001:db8:0:a01:2::9013")
+	world = netip.MustParseAddrPort("[2001:db8:0:e02::2]:9000")
+)
+
+func TestParseReadsAgentOutput(t *testing.T) {
+	fs := flows(t)
+	f := fs[0]
+	assert.Equal(t, Forwarded, f.Verdict)
+	assert.Equal(t, pod, f.Src)
+	assert.Equal(t, world.Addr(), f.Dst)
+	assert.Equal(t, "UDP", f.Proto)
+	assert.Equal(t, world.Port(), f.DstPort)
+	assert.NotZero(t, f.SrcPort)
+	assert.NotZero(t, f.SrcID)
+	assert.Equal(t, uint32(2), f.DstID, "the world host is identity 2 (world)")
+	assert.NotEmpty(t, f.SrcPod)
+	assert.Equal(t, "TO_NETWORK", f.Point)
+	assert.False(t, f.Reply)
+	assert.True(t, fs[1].Reply)
+	for _, d := range fs[2:] {
+		assert.Equal(t, Dropped, d.Verdict)
+		assert.Equal(t, PolicyDenied, d.DropReason)
+	}
+	assert.Empty(t, f.DropReason, "only a drop has a reason")
+}
+
+func TestParseNamesABadLine(t *testing.T) {
+	_, err := Parse("{\"flow\":{}}\nnot json\n")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "line 2")
+}
+
+func TestCompare(t *testing.T) {
+	fs := flows(t)
+	at := func(f Flow) (time.Time, time.Time) { return f.Time.Add(-time.Second), f.Time.Add(time.Second) }
+	fwdFrom, fwdTo := at(fs[0])
+	dropFrom, dropTo := at(fs[2])
+	probe := func(from, to time.Time, sent, delivered int) Probe {
+		return Probe{What: "p", Src: pod, Dst: world, Proto: "UDP", Start: from, End: to, Sent: sent, Delivered: delivered}
+	}
+	for _, tc := range []struct {
+		name     string
+		p        Probe
+		disagree bool
+	}{
+		{"delivered and forwarded", probe(fwdFrom, fwdTo, 5, 5), false},
+		{"lost on the wire and dropped by policy", probe(dropFrom, dropTo, 5, 0), false},
+		{"lost on the wire, Hubble forwarded it", probe(fwdFrom, fwdTo, 5, 0), true},
+		{"delivered, Hubble dropped it", probe(dropFrom, dropTo, 5, 5), true},
+		{"delivered, Hubble saw nothing", probe(fwdTo.Add(time.Hour), fwdTo.Add(2*time.Hour), 5, 5), true},
+		{"never sent, Hubble forwarded it", probe(fwdFrom, fwdTo, 0, 0), true},
+		{"never sent, nothing in Hubble", probe(fwdTo.Add(time.Hour), fwdTo.Add(2*time.Hour), 0, 0), false},
+	} {
+		got := Compare([]Probe{tc.p}, fs)
+		assert.Equal(t, tc.disagree, len(got) == 1, "%s: %v", tc.name, got)
+	}
+	a := For(probe(dropFrom, dropTo, 5, 0), fs)
+	assert.Equal(t, []string{PolicyDenied}, a.DropReasons)
+	assert.Equal(t, "DROPPED ×2 (POLICY_DENIED)", a.String())
+}
+
+func TestObserveArgs(t *testing.T) {
+	since := time.Date(2026, 12, 3, 23, 53, 11, 5e8, time.UTC)
+	args := ObserveArgs(since, since.Add(time.Second), pod)
+	assert.Equal(t, []string{"observe", "--output", "jsonpb", "--ip", pod.String(),
+		"--since", "2026-12-03T23:53:11.5Z", "--until", "2026-12-03T23:53:12.5Z"}, args)
+}

@@ -1,0 +1,190 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/faults"
+	"v6lab.dev/v6lab/labs/hubble"
+	"v6lab.dev/v6lab/labs/verdict"
+	"v6lab.dev/v6lab/reports"
+)
+
+// Hubble's account of a pod's traffic, set against the wire. A pod sends UDP probes to
+// the world host twice: as the lab is, and under a default-deny policy on its
+// application. The captures (the pod's veth, its node's uplink, the world host's link)
+// say which probes left the pod and which arrived; the agent on the pod's node says,
+// through Hubble, what it did with them. They must tell the same story: what arrived
+// was FORWARDED, what the policy stopped was DROPPED with the reason POLICY_DENIED.
+// Every disagreement is in the report (its Hubble section). Control: the world host's
+// router drops the probes (nft, forward hook): the wire loses them where Cilium cannot
+// see, and Hubble's FORWARDED no longer means delivered.
+func hubbleFlows() Check {
+	return Check{
+		Name:     "hubble-flows",
+		Applies:  podsEgressAsThemselves,
+		Breakage: "the world host's router drops UDP to the probe port on its link to the world host (outside Cilium's sight)",
+		Expect:   kindHubbleDisagrees,
+		// The default-deny step drops the probes, in the run and in the control.
+		PassDrops:    []string{reasonPolicyDenied},
+		ControlDrops: []string{reasonPolicyDenied},
+		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
+			w := x.Plan.HostByRole("world")
+			undo, err := faults.Inject(ctx, x.Faults().DropStream(w.Router, w.RouterIface, ProbePort, "v6lab_hubble"))
+			return func(context.Context) error { return undo() }, err
+		},
+		Run: runHubbleFlows,
+	}
+}
+
+// Failure kinds of hubble-flows.
+const (
+	kindHubbleDisagrees = "hubble-disagrees"  // Hubble's verdict on a probe is not what the wire showed
+	kindDropReason      = "drop-reason-wrong" // a probe the policy stopped, dropped by Hubble's account for another reason
+)
+
+func runHubbleFlows(ctx context.Context, x *Lab, control bool) (Result, error) {
+	r := Result{Pass: true, Reason: "ok"}
+	if err := x.StartResponder(ctx); err != nil {
+		return r, err
+	}
+	app := x.Plan.Apps[0]
+	pods, err := x.Pods(ctx, app.Namespace, EchoName)
+	if err != nil {
+		return r, err
+	}
+	pod := onNode(pods, x.Plan.KubeNodes[0].Name)
+	if pod.Name == "" {
+		return r, fmt.Errorf("hubble-flows needs an echo pod of %s on %s", app.Namespace, x.Plan.KubeNodes[0].Name)
+	}
+	ifaces, err := x.PodIfaces(ctx)
+	if err != nil {
+		return r, err
+	}
+	veth, err := podVeth(ifaces, pod)
+	if err != nil {
+		return r, err
+	}
+	world := x.Plan.HostByRole("world")
+	to := netip.AddrPortFrom(world.Address, ProbePort)
+	worldLink, uplink := x.HostLink("world"), x.Uplink(pod.Node)
+	points := []string{veth, uplink, worldLink}
+	probes := []hubble.Probe{
+		{What: "pod → world host, no policy", Src: pod.IP, Dst: to, Proto: "UDP"},
+		{What: "pod → world host, under default deny", Src: pod.IP, Dst: to, Proto: "UDP"},
+	}
+	send := func(p *hubble.Probe) error {
+		p.Start = time.Now()
+		_, err := x.PodProbeUDP(ctx, pod, to, "--count", "5", "--interval", "10ms", "--wait", "300ms")
+		p.End = time.Now()
+		return err
+	}
+	caps, err := x.Capture(ctx, "hubble-flows"+suffix(control), capture.Filter{Proto: "udp", Port: ProbePort}, points, func() error {
+		if err := send(&probes[0]); err != nil {
+			return err
+		}
+		restore, err := x.denyAll(ctx, pod.Namespace, "v6lab-hubble-default-deny", []Pod{pod})
+		if restore != nil {
+			defer func() {
+				if rerr := restore(ctx); rerr != nil && err == nil {
+					err = fmt.Errorf("policy not removed: %w", rerr)
+				}
+			}()
+		}
+		if err != nil {
+			return err
+		}
+		return send(&probes[1])
+	}, silentOK(worldLink))
+	if err != nil {
+		return r, err
+	}
+	r.pcaps(caps)
+	for i := range probes {
+		p := &probes[i]
+		in := func(q *verdict.Packet) bool { return !q.Time.Before(p.Start) && !q.Time.After(p.End) }
+		probe := func(q *verdict.Packet) bool {
+			return q.Src == p.Src && q.Dst == p.Dst.Addr() && q.DstPort == p.Dst.Port() && q.Probe != nil && !q.Probe.Reply
+		}
+		for j := range caps[veth].Packets {
+			if q := &caps[veth].Packets[j]; in(q) && probe(q) {
+				p.Sent++
+			}
+		}
+		for j := range caps[worldLink].Packets {
+			if q := &caps[worldLink].Packets[j]; in(q) && probe(q) {
+				p.Delivered++
+			}
+		}
+	}
+	flows, err := x.hubbleFlows(ctx, pod, probes[0].Start.Add(-time.Second), time.Now())
+	if err != nil {
+		return r, err
+	}
+	for _, p := range probes {
+		a := hubble.For(p, flows)
+		r.Evidence = append(r.Evidence, reports.Evidence{Time: p.Start, Src: p.Src.String(), Dst: p.Dst.String(),
+			Note: fmt.Sprintf("%s: the wire %d sent, %d delivered; Hubble %s%s", p.What, p.Sent, p.Delivered, a, identities(a))})
+	}
+	if probes[0].Sent == 0 || probes[1].Sent == 0 {
+		r.fail(kindNothingSeen, "the pod's veth %s shows no probe leaving (%d, %d): nothing proven", veth, probes[0].Sent, probes[1].Sent)
+	}
+	for _, d := range hubble.Compare(probes, flows) {
+		r.Disagreements = append(r.Disagreements, reports.Disagreement{What: d.What, Wire: d.Wire, Hubble: d.Hubble})
+		r.fail(kindHubbleDisagrees, "%s: the wire %s, Hubble %s", d.What, d.Wire, d.Hubble)
+	}
+	denied := hubble.For(probes[1], flows)
+	for _, why := range denied.DropReasons {
+		if why != hubble.PolicyDenied {
+			r.fail(kindDropReason, "%s: Hubble dropped it for %s, not %s", probes[1].What, why, hubble.PolicyDenied)
+		}
+	}
+	if probes[1].Delivered == 0 && denied.Dropped == 0 && !slices.Contains(r.Failures, kindHubbleDisagrees) {
+		r.fail(kindHubbleDisagrees, "%s: Hubble shows no drop", probes[1].What)
+	}
+	r.figure(reports.HubbleFlowsFigure, float64(len(flows)))
+	r.figure("probes_delivered_no_policy", float64(probes[0].Delivered))
+	r.figure("hubble_policy_drops", float64(denied.Dropped))
+	return r, nil
+}
+
+// identities names the security identities of a probe's flows, for the evidence.
+func identities(a hubble.Account) string {
+	if len(a.Flows) == 0 {
+		return ""
+	}
+	f := a.Flows[0]
+	return fmt.Sprintf(" (identities %d → %d)", f.SrcID, f.DstID)
+}
+
+// hubbleFlows reads, from the Hubble observer of the agent on the pod's node, every
+// flow to or from the pod between since and until. The observer writes a flow as the
+// datapath reports it: the query waits a second past until first.
+func (x *Lab) hubbleFlows(ctx context.Context, p Pod, since, until time.Time) ([]hubble.Flow, error) {
+	if d := time.Until(until.Add(time.Second)); d > 0 {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(d):
+		}
+	}
+	agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium", FieldSelector: "spec.nodeName=" + p.Node})
+	if err != nil {
+		return nil, err
+	}
+	if len(agents.Items) == 0 {
+		return nil, fmt.Errorf("no Cilium agent on %s", p.Node)
+	}
+	out, err := x.kubectl(ctx, "", append([]string{"-n", "kube-system", "exec", agents.Items[0].Name, "-c", "cilium-agent", "--",
+		"hubble"}, append(hubble.ObserveArgs(since, until, p.IP), "--server", hubble.Socket)...)...)
+	if err != nil {
+		return nil, fmt.Errorf("hubble observe on %s: %w", p.Node, err)
+	}
+	return hubble.Parse(out)
+}
