@@ -40,11 +40,14 @@ type Flow struct {
 	Summary          string
 }
 
-// ObserveArgs are the hubble CLI's arguments for every flow to or from ip between
-// since and until, as JSON.
-func ObserveArgs(since, until time.Time, ip netip.Addr) []string {
-	return []string{"observe", "--output", "jsonpb", "--ip", ip.String(),
-		"--since", since.UTC().Format(time.RFC3339Nano), "--until", until.UTC().Format(time.RFC3339Nano)}
+// ObserveArgs are the hubble CLI's arguments for every flow to or from any of ips
+// between since and until, as JSON.
+func ObserveArgs(since, until time.Time, ips ...netip.Addr) []string {
+	args := []string{"observe", "--output", "jsonpb"}
+	for _, ip := range ips {
+		args = append(args, "--ip", ip.String())
+	}
+	return append(args, "--since", since.UTC().Format(time.RFC3339Nano), "--until", until.UTC().Format(time.RFC3339Nano))
 }
 
 type endpoint struct {

@@ -92,3 +92,10 @@ func TestObserveArgs(t *testing.T) {
 	assert.Equal(t, []string{"observe", "--output", "jsonpb", "--ip", pod.String(),
 		"--since", "2026-12-03T23:53:11.5Z", "--until", "2026-12-03T23:53:12.5Z"}, args)
 }
+
+func TestObserveArgsSeveralAddresses(t *testing.T) {
+	since := time.Date(2026, 12, 3, 23, 53, 11, 0, time.UTC)
+	other := netip.MustParseAddr("2001:db8:0:a02::1")
+	args := ObserveArgs(since, since, pod, other)
+	assert.Equal(t, []string{"--ip", pod.String(), "--ip", other.String()}, args[3:7], "hubble ORs repeated --ip filters")
+}

@@ -354,6 +354,9 @@ func (x *Lab) eachAgent(ctx context.Context, fn func(node, out string) error, ar
 
 // labelsSelector is a label selector's string form ("" selects everything).
 func labelsSelector(m map[string]string) string {
+	if len(m) == 0 {
+		return "" // FormatLabelSelector would say "<none>", which selects nothing
+	}
 	return metav1.FormatLabelSelector(&metav1.LabelSelector{MatchLabels: m})
 }
 

@@ -123,19 +123,15 @@ func runHubbleFlows(ctx context.Context, x *Lab, control bool) (Result, error) {
 			}
 		}
 	}
-	flows, err := x.hubbleFlows(ctx, pod, probes[0].Start.Add(-time.Second), time.Now())
+	flows, err := x.hubbleFlows(ctx, []string{pod.Node}, []netip.Addr{pod.IP}, probes[0].Start.Add(-time.Second), time.Now())
 	if err != nil {
 		return r, err
 	}
-	for _, p := range probes {
-		a := hubble.For(p, flows)
-		r.Evidence = append(r.Evidence, reports.Evidence{Time: p.Start, Src: p.Src.String(), Dst: p.Dst.String(),
-			Note: fmt.Sprintf("%s: the wire %d sent, %d delivered; Hubble %s%s", p.What, p.Sent, p.Delivered, a, identities(a))})
-	}
+	disagree := hubbleAccounts(&r, probes, flows)
 	if probes[0].Sent == 0 || probes[1].Sent == 0 {
 		r.fail(kindNothingSeen, "the pod's veth %s shows no probe leaving (%d, %d): nothing proven", veth, probes[0].Sent, probes[1].Sent)
 	}
-	for _, d := range hubble.Compare(probes, flows) {
+	for _, d := range disagree {
 		r.Disagreements = append(r.Disagreements, reports.Disagreement{What: d.What, Wire: d.Wire, Hubble: d.Hubble})
 		r.fail(kindHubbleDisagrees, "%s: the wire %s, Hubble %s", d.What, d.Wire, d.Hubble)
 	}
@@ -148,7 +144,6 @@ func runHubbleFlows(ctx context.Context, x *Lab, control bool) (Result, error) {
 	if probes[1].Delivered == 0 && denied.Dropped == 0 && !slices.Contains(r.Failures, kindHubbleDisagrees) {
 		r.fail(kindHubbleDisagrees, "%s: Hubble shows no drop", probes[1].What)
 	}
-	r.figure(reports.HubbleFlowsFigure, float64(len(flows)))
 	r.figure("probes_delivered_no_policy", float64(probes[0].Delivered))
 	r.figure("hubble_policy_drops", float64(denied.Dropped))
 	return r, nil
@@ -163,10 +158,10 @@ func identities(a hubble.Account) string {
 	return fmt.Sprintf(" (identities %d → %d)", f.SrcID, f.DstID)
 }
 
-// hubbleFlows reads, from the Hubble observer of the agent on the pod's node, every
-// flow to or from the pod between since and until. The observer writes a flow as the
-// datapath reports it: the query waits a second past until first.
-func (x *Lab) hubbleFlows(ctx context.Context, p Pod, since, until time.Time) ([]hubble.Flow, error) {
+// hubbleFlows reads, from the Hubble observers of the agents on nodes (none: every
+// agent), every flow to or from any of ips between since and until. The observer
+// writes a flow as the datapath reports it: the query waits a second past until first.
+func (x *Lab) hubbleFlows(ctx context.Context, nodes []string, ips []netip.Addr, since, until time.Time) ([]hubble.Flow, error) {
 	if d := time.Until(until.Add(time.Second)); d > 0 {
 		select {
 		case <-ctx.Done():
@@ -174,17 +169,44 @@ func (x *Lab) hubbleFlows(ctx context.Context, p Pod, since, until time.Time) ([
 		case <-time.After(d):
 		}
 	}
-	agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium", FieldSelector: "spec.nodeName=" + p.Node})
+	agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
 	if err != nil {
 		return nil, err
 	}
-	if len(agents.Items) == 0 {
-		return nil, fmt.Errorf("no Cilium agent on %s", p.Node)
+	var flows []hubble.Flow
+	asked := 0
+	for _, a := range agents.Items {
+		if len(nodes) > 0 && !slices.Contains(nodes, a.Spec.NodeName) {
+			continue
+		}
+		asked++
+		actx, cancel := context.WithTimeout(ctx, agentExecTimeout)
+		out, err := x.kubectl(actx, "", append([]string{"-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--",
+			"hubble"}, append(hubble.ObserveArgs(since, until, ips...), "--server", hubble.Socket)...)...)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("hubble observe on %s: %w", a.Spec.NodeName, err)
+		}
+		fs, err := hubble.Parse(out)
+		if err != nil {
+			return nil, fmt.Errorf("hubble observe on %s: %w", a.Spec.NodeName, err)
+		}
+		flows = append(flows, fs...)
 	}
-	out, err := x.kubectl(ctx, "", append([]string{"-n", "kube-system", "exec", agents.Items[0].Name, "-c", "cilium-agent", "--",
-		"hubble"}, append(hubble.ObserveArgs(since, until, p.IP), "--server", hubble.Socket)...)...)
-	if err != nil {
-		return nil, fmt.Errorf("hubble observe on %s: %w", p.Node, err)
+	if asked == 0 || (len(nodes) > 0 && asked < len(nodes)) {
+		return nil, fmt.Errorf("no Cilium agent on every one of %v", nodes)
 	}
-	return hubble.Parse(out)
+	return flows, nil
+}
+
+// hubbleAccounts records, as evidence, what Hubble said of each probe, and returns
+// where it and the wire disagree.
+func hubbleAccounts(r *Result, probes []hubble.Probe, flows []hubble.Flow) []hubble.Disagreement {
+	for _, p := range probes {
+		a := hubble.For(p, flows)
+		r.Evidence = append(r.Evidence, reports.Evidence{Time: p.Start, Src: p.Src.String(), Dst: p.Dst.String(),
+			Note: fmt.Sprintf("%s: the wire %d sent, %d delivered; Hubble %s%s", p.What, p.Sent, p.Delivered, a, identities(a))})
+	}
+	r.figure(reports.HubbleFlowsFigure, float64(len(flows)))
+	return hubble.Compare(probes, flows)
 }

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/hubble"
 	"v6lab.dev/v6lab/labs/verdict"
 	"v6lab.dev/v6lab/reports"
 )
@@ -169,6 +171,8 @@ func runNetworkPolicy(ctx context.Context, x *Lab, control bool) (Result, error)
 		return r, err
 	}
 	r.pcaps(caps)
+	var wire []hubble.Probe
+	senders := map[netip.Addr]bool{}
 	for _, s := range steps {
 		for _, p := range s.probes {
 			veth, _ := podVeth(ifaces, p.from)
@@ -178,11 +182,39 @@ func runNetworkPolicy(ctx context.Context, x *Lab, control bool) (Result, error)
 			} else if p.to.Addr() == world {
 				far = caps[x.HostLink("world")]
 			}
-			judgePolicyProbe(s.name, p, caps[veth], caps[x.Uplink(p.from.Node)], far, &r)
+			sent, through, left := judgePolicyProbe(s.name, p, caps[veth], caps[x.Uplink(p.from.Node)], far, &r)
+			if far.File == "" && p.egress {
+				// No capture at the far end (the client) and nothing answers there:
+				// leaving the node is as far as the wire follows an egress probe, and
+				// as far as Cilium's verdict reaches.
+				through += left
+			}
+			proto := "UDP"
+			if p.tcp {
+				proto = "TCP"
+			}
+			wire = append(wire, hubble.Probe{What: s.name + ", " + p.what, Src: p.from.IP, Dst: p.to, Proto: proto,
+				Start: p.start, End: p.end, Sent: sent, Delivered: through})
+			senders[p.from.IP] = true
 		}
 	}
 	veth, _ := podVeth(ifaces, bLocal)
 	judgeNDP(bLocal, caps[veth], ndpFrom, ndpTo, world, &r)
+	// Hubble's account of every probe, from every agent (an ingress probe is dropped
+	// on the target's node), set against the wire: recorded for the report, not
+	// judged here (hubble-flows judges Hubble).
+	var ips []netip.Addr
+	for ip := range senders {
+		ips = append(ips, ip)
+	}
+	slices.SortFunc(ips, func(a, b netip.Addr) int { return a.Compare(b) })
+	flows, err := x.hubbleFlows(ctx, nil, ips, wire[0].Start.Add(-time.Second), time.Now())
+	if err != nil {
+		return r, err
+	}
+	for _, d := range hubbleAccounts(&r, wire, flows) {
+		r.Disagreements = append(r.Disagreements, reports.Disagreement{What: d.What, Wire: d.Wire, Hubble: d.Hubble})
+	}
 	return r, nil
 }
 
@@ -374,7 +406,7 @@ func (x *Lab) applyCNP(ctx context.Context, ns, name string, spec map[string]any
 // target pod, crossing the sender's node uplink, reaching the sender's veth (a packet
 // from outside the node enters the pod without crossing its veth's capture). A dropped
 // egress probe must not show on the sender's node uplink either.
-func judgePolicyProbe(step string, p policyProbe, veth, uplink, far Captured, r *Result) {
+func judgePolicyProbe(step string, p policyProbe, veth, uplink, far Captured, r *Result) (sent, through, left int) {
 	in := func(q *verdict.Packet) bool { return !q.Time.Before(p.start) && !q.Time.After(p.end) }
 	sports := map[uint16]bool{} // the sender's source ports, from its veth
 	answer := func(q *verdict.Packet) bool {
@@ -387,7 +419,7 @@ func judgePolicyProbe(step string, p policyProbe, veth, uplink, far Captured, r 
 		// through or not).
 		return (!p.tcp && q.Probe != nil && q.Probe.Reply) || (p.tcp && q.TCPFlags&verdict.TCPSyn != 0 && q.TCPFlags&verdict.TCPAck != 0)
 	}
-	sent, answered, left := 0, 0, 0
+	answered := 0
 	var first *verdict.Packet
 	var firstFile string
 	for _, c := range []Captured{veth, uplink, far} {
@@ -446,6 +478,7 @@ func judgePolicyProbe(step string, p policyProbe, veth, uplink, far Captured, r 
 		r.figure("probes_as_policy", r.Figures["probes_as_policy"]+1)
 	}
 	r.figure("probes", r.Figures["probes"]+1)
+	return sent, answered, left
 }
 
 // judgeNDP judges the pod's neighbor discovery under default deny: after its cache

@@ -130,3 +130,11 @@ func TestViaOn(t *testing.T) {
 	assert.Equal(t, "fe80::2", viaOn(multi, "eth1"))
 	assert.Equal(t, "fe80::1", viaOn(multi, "eth2"))
 }
+
+// An empty selector selects every pod (a deny-all policy's); FormatLabelSelector's
+// "<none>" would select none, and the wait for the policy would never end.
+func TestLabelsSelector(t *testing.T) {
+	assert.Equal(t, "", labelsSelector(nil))
+	assert.Equal(t, "", labelsSelector(map[string]string{}))
+	assert.Equal(t, "k8s-app=kube-dns", labelsSelector(map[string]string{"k8s-app": "kube-dns"}))
+}
