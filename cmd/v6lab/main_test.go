@@ -320,3 +320,15 @@ func TestImagesBuildCiliumNotServed(t *testing.T) {
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errOut, "--cilium")
 }
+
+// observe takes one lab at most (hubble's own flags go after --) and says when the lab
+// is not up, before running anything.
+func TestObserveBadInput(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errOut := runCLI(t, "observe", "a", "b", "--state-dir", dir)
+	assert.Equal(t, 2, code, errOut)
+	assert.Contains(t, errOut, "hubble's flags go after --")
+	code, _, errOut = runCLI(t, "observe", "--state-dir", dir, "--", "--last", "1")
+	assert.NotEqual(t, 0, code)
+	assert.Contains(t, errOut, "is not up")
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +30,9 @@ type ObserveIO struct {
 // reaches through Cilium's socket load balancer. It ends when the CLI does, or after
 // timeout (the whole kubectl exec process group is killed).
 func Observe(ctx context.Context, p *plan.Plan, kubeconfig string, args []string, timeout time.Duration, io ObserveIO) error {
+	if _, err := os.Stat(kubeconfig); err != nil {
+		return fmt.Errorf("lab %s is not up with Kubernetes (no kubeconfig at %s): v6lab up first", p.Lab, kubeconfig)
+	}
 	c, err := Client(kubeconfig)
 	if err != nil {
 		return err
