@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -187,7 +188,7 @@ func For(p Probe, flows []Flow) Account {
 			a.Forwarded++
 		case Dropped:
 			a.Dropped++
-			if !contains(a.DropReasons, f.DropReason) {
+			if !slices.Contains(a.DropReasons, f.DropReason) {
 				a.DropReasons = append(a.DropReasons, f.DropReason)
 			}
 		}
@@ -234,13 +235,4 @@ func Compare(probes []Probe, flows []Flow) []Disagreement {
 		}
 	}
 	return out
-}
-
-func contains(xs []string, s string) bool {
-	for _, x := range xs {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"v6lab.dev/v6lab/labs/plan"
-	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/xexec"
 )
 
@@ -77,12 +76,16 @@ func observeAgent(ctx context.Context, pods interface {
 	if err != nil {
 		return "", err
 	}
+	server := ""
+	if s := p.Server(); s != nil {
+		server = s.Name
+	}
 	best := ""
 	for _, a := range list.Items {
 		if a.Status.Phase != corev1.PodRunning || a.DeletionTimestamp != nil || !podReady(&a) {
 			continue
 		}
-		if best == "" || isServer(p, a.Spec.NodeName) {
+		if best == "" || a.Spec.NodeName == server {
 			best = a.Name
 		}
 	}
@@ -90,13 +93,4 @@ func observeAgent(ctx context.Context, pods interface {
 		return "", fmt.Errorf("lab %s: no Cilium agent is running and ready", p.Lab)
 	}
 	return best, nil
-}
-
-func isServer(p *plan.Plan, node string) bool {
-	for _, n := range p.KubeNodes {
-		if n.Name == node {
-			return n.Role == spec.RoleServer
-		}
-	}
-	return false
 }

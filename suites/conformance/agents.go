@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -329,6 +330,13 @@ func (x *Lab) PodIfaces(ctx context.Context) (map[netip.Addr]string, error) {
 // eachAgent runs `cilium-dbg ARGS -o json` in every Cilium agent and calls fn with the
 // agent's node and the output; the first error (the agent named) ends it.
 func (x *Lab) eachAgent(ctx context.Context, fn func(node, out string) error, args ...string) error {
+	return x.inAgents(ctx, nil, fn, append(append([]string{"cilium-dbg"}, args...), "-o", "json")...)
+}
+
+// inAgents runs a command in the cilium-agent container of every Cilium agent, or of
+// those on nodes when given (each must have one), and calls fn with the agent's node
+// and the output; the first error (the agent named) ends it.
+func (x *Lab) inAgents(ctx context.Context, nodes []string, fn func(node, out string) error, cmd ...string) error {
 	agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
 	if err != nil {
 		return err
@@ -336,11 +344,16 @@ func (x *Lab) eachAgent(ctx context.Context, fn func(node, out string) error, ar
 	if len(agents.Items) == 0 {
 		return errors.New("no Cilium agent pods")
 	}
+	asked := 0
 	for _, a := range agents.Items {
+		if len(nodes) > 0 && !slices.Contains(nodes, a.Spec.NodeName) {
+			continue
+		}
+		asked++
 		// An exec that hangs (one did, for its whole two minutes, in a dns control's
 		// wait for its policy) must not use up its caller's polling: 30 s each.
 		actx, cancel := context.WithTimeout(ctx, agentExecTimeout)
-		out, err := x.kubectl(actx, "", append([]string{"-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--", "cilium-dbg"}, append(args, "-o", "json")...)...)
+		out, err := x.kubectl(actx, "", append([]string{"-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--"}, cmd...)...)
 		cancel()
 		if err != nil {
 			return err
@@ -348,6 +361,9 @@ func (x *Lab) eachAgent(ctx context.Context, fn func(node, out string) error, ar
 		if err := fn(a.Spec.NodeName, out); err != nil {
 			return fmt.Errorf("agent on %s: %w", a.Spec.NodeName, err)
 		}
+	}
+	if asked < len(nodes) {
+		return fmt.Errorf("no Cilium agent on every one of %v", nodes)
 	}
 	return nil
 }

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/labs/faults"
 	"v6lab.dev/v6lab/labs/hubble"
@@ -132,7 +130,6 @@ func runHubbleFlows(ctx context.Context, x *Lab, control bool) (Result, error) {
 		r.fail(kindNothingSeen, "the pod's veth %s shows no probe leaving (%d, %d): nothing proven", veth, probes[0].Sent, probes[1].Sent)
 	}
 	for _, d := range disagree {
-		r.Disagreements = append(r.Disagreements, reports.Disagreement{What: d.What, Wire: d.Wire, Hubble: d.Hubble})
 		r.fail(kindHubbleDisagrees, "%s: the wire %s, Hubble %s", d.What, d.Wire, d.Hubble)
 	}
 	denied := hubble.For(probes[1], flows)
@@ -169,44 +166,28 @@ func (x *Lab) hubbleFlows(ctx context.Context, nodes []string, ips []netip.Addr,
 		case <-time.After(d):
 		}
 	}
-	agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
-	if err != nil {
-		return nil, err
-	}
 	var flows []hubble.Flow
-	asked := 0
-	for _, a := range agents.Items {
-		if len(nodes) > 0 && !slices.Contains(nodes, a.Spec.NodeName) {
-			continue
-		}
-		asked++
-		actx, cancel := context.WithTimeout(ctx, agentExecTimeout)
-		out, err := x.kubectl(actx, "", append([]string{"-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--",
-			"hubble"}, append(hubble.ObserveArgs(since, until, ips...), "--server", hubble.Socket)...)...)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("hubble observe on %s: %w", a.Spec.NodeName, err)
-		}
+	err := x.inAgents(ctx, nodes, func(_, out string) error {
 		fs, err := hubble.Parse(out)
-		if err != nil {
-			return nil, fmt.Errorf("hubble observe on %s: %w", a.Spec.NodeName, err)
-		}
 		flows = append(flows, fs...)
-	}
-	if asked == 0 || (len(nodes) > 0 && asked < len(nodes)) {
-		return nil, fmt.Errorf("no Cilium agent on every one of %v", nodes)
-	}
-	return flows, nil
+		return err
+	}, append(append([]string{"hubble"}, hubble.ObserveArgs(since, until, ips...)...), "--server", hubble.Socket)...)
+	return flows, err
 }
 
-// hubbleAccounts records, as evidence, what Hubble said of each probe, and returns
-// where it and the wire disagree.
-func hubbleAccounts(r *Result, probes []hubble.Probe, flows []hubble.Flow) []hubble.Disagreement {
+// hubbleAccounts records, as evidence, what Hubble said of each probe, and records
+// and returns where it and the wire disagree (r.Disagreements).
+func hubbleAccounts(r *Result, probes []hubble.Probe, flows []hubble.Flow) []reports.Disagreement {
 	for _, p := range probes {
 		a := hubble.For(p, flows)
 		r.Evidence = append(r.Evidence, reports.Evidence{Time: p.Start, Src: p.Src.String(), Dst: p.Dst.String(),
 			Note: fmt.Sprintf("%s: the wire %d sent, %d delivered; Hubble %s%s", p.What, p.Sent, p.Delivered, a, identities(a))})
 	}
 	r.figure(reports.HubbleFlowsFigure, float64(len(flows)))
-	return hubble.Compare(probes, flows)
+	var out []reports.Disagreement
+	for _, d := range hubble.Compare(probes, flows) {
+		out = append(out, reports.Disagreement{What: d.What, Wire: d.Wire, Hubble: d.Hubble})
+	}
+	r.Disagreements = append(r.Disagreements, out...)
+	return out
 }
