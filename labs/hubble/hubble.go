@@ -156,6 +156,33 @@ type Probe struct {
 	Start, End time.Time
 	Sent       int // seen leaving the sender
 	Delivered  int // seen arriving at the far end
+	// Backends are where a load balancer may send Dst (a Service's backends, at
+	// their target ports): Hubble reports a flow to a VIP as the datapath saw it
+	// past the translation, to the backend.
+	Backends []netip.AddrPort
+	// Replies: Hubble's flows of the replies (from Dst or a backend, to Src) count
+	// as its account too. On a DSR path a backend's node may report only the reply
+	// of an exchange (1.20.2: the request delivered from another node has no
+	// to-endpoint flow), and a forwarded reply says the request arrived.
+	Replies bool
+}
+
+// reply says whether a flow is a reply of the probe's exchange: to its source, from
+// its destination or a backend.
+func (p Probe) reply(f Flow) bool {
+	if !p.Replies || f.Dst != p.Src {
+		return false
+	}
+	from := netip.AddrPortFrom(f.Src, f.SrcPort)
+	return from == p.Dst || slices.Contains(p.Backends, from)
+}
+
+// to says whether a flow's destination is the probe's, or one of its backends.
+func (p Probe) to(f Flow) bool {
+	if f.Dst == p.Dst.Addr() && f.DstPort == p.Dst.Port() {
+		return true
+	}
+	return slices.Contains(p.Backends, netip.AddrPortFrom(f.Dst, f.DstPort))
 }
 
 // Disagreement is one probe of which Hubble and the wire tell different stories.
@@ -174,12 +201,13 @@ type Account struct {
 }
 
 // For is Hubble's account of a probe: the flows from the probe's source to its
-// destination address and port, in its window (replies aside).
+// destination address and port (or a backend's), in its window (replies aside,
+// unless the probe counts them: Replies).
 func For(p Probe, flows []Flow) Account {
 	var a Account
 	for _, f := range flows {
-		if f.Reply || f.Src != p.Src || f.Dst != p.Dst.Addr() || f.DstPort != p.Dst.Port() || f.Proto != p.Proto ||
-			f.Time.Before(p.Start) || f.Time.After(p.End) {
+		request := !f.Reply && f.Src == p.Src && p.to(f)
+		if !(request || p.reply(f)) || f.Proto != p.Proto || f.Time.Before(p.Start) || f.Time.After(p.End) {
 			continue
 		}
 		a.Flows = append(a.Flows, f)

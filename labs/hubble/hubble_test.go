@@ -86,6 +86,39 @@ func TestCompare(t *testing.T) {
 	assert.Equal(t, "DROPPED ×2 (POLICY_DENIED)", a.String())
 }
 
+func TestForBackends(t *testing.T) {
+	fs := flows(t)
+	from, to := fs[0].Time.Add(-time.Second), fs[0].Time.Add(time.Second)
+	vip := netip.AddrPortFrom(netip.MustParseAddr("2001:db8:100::10"), world.Port())
+	p := Probe{What: "to a VIP", Src: pod, Dst: vip, Proto: "UDP", Start: from, End: to, Sent: 5, Delivered: 5}
+	assert.Empty(t, For(p, fs).Flows, "a flow to another address is not the VIP's")
+	p.Backends = []netip.AddrPort{world}
+	assert.Equal(t, 1, For(p, fs).Forwarded, "a flow to a backend of the VIP is the VIP's")
+	p.Backends = []netip.AddrPort{netip.AddrPortFrom(world.Addr(), world.Port()+1)}
+	assert.Empty(t, For(p, fs).Flows, "a backend's other port is not the probe's")
+}
+
+func TestForReplies(t *testing.T) {
+	at := time.Date(2026, 12, 4, 17, 44, 30, 0, time.UTC)
+	client := netip.MustParseAddr("2001:db8:0:e01::2")
+	vip := netip.MustParseAddrPort("[2001:db8:100::10]:9000")
+	backend := netip.MustParseAddrPort("[2001:db8:0:a01::10]:9000")
+	// What an agent reported of a DSR exchange: the backend's reply, twice (from the
+	// pod, and rev-NATed from the VIP), no request.
+	fs := []Flow{
+		{Time: at, Src: backend.Addr(), SrcPort: backend.Port(), Dst: client, DstPort: 39555, Proto: "UDP", Verdict: Forwarded, Reply: true},
+		{Time: at, Src: vip.Addr(), SrcPort: vip.Port(), Dst: client, DstPort: 39555, Proto: "UDP", Verdict: Forwarded, Reply: true},
+		{Time: at, Src: backend.Addr(), SrcPort: 8080, Dst: client, DstPort: 40000, Proto: "UDP", Verdict: Forwarded, Reply: true},
+	}
+	p := Probe{What: "to a VIP", Src: client, Dst: vip, Proto: "UDP", Start: at.Add(-time.Second), End: at.Add(time.Second),
+		Sent: 20, Delivered: 20, Backends: []netip.AddrPort{backend}}
+	assert.Empty(t, For(p, fs).Flows, "replies are not the probe's unless it asks")
+	assert.Len(t, Compare([]Probe{p}, fs), 1)
+	p.Replies = true
+	assert.Equal(t, 2, For(p, fs).Forwarded, "the replies from the backend and the VIP, not from another port")
+	assert.Empty(t, Compare([]Probe{p}, fs))
+}
+
 func TestObserveArgs(t *testing.T) {
 	since := time.Date(2026, 12, 3, 23, 53, 11, 5e8, time.UTC)
 	args := ObserveArgs(since, since.Add(time.Second), pod)

@@ -108,10 +108,10 @@ func XDPSummary(modes map[string]XDPAttach) string {
 	return strings.Join(parts, "; ")
 }
 
-// veth takes a single-buffer XDP program (Cilium's) only up to this MTU with 4 KiB pages
+// VethXDPMaxMTU: veth takes a single-buffer XDP program (Cilium's) only up to this MTU with 4 KiB pages
 // (a page less XDP's headroom, the skb's shared info and the Ethernet header); measured
 // on this project's machine: 3506 attaches, 3507 is refused.
-const vethXDPMaxMTU = 3506
+const VethXDPMaxMTU = 3506
 
 // waitXDP waits until every node's data link has Cilium's XDP program attached
 // (loadBalancer.acceleration asked for it), and says why not where an agent could not
@@ -176,7 +176,7 @@ func xdpRefused(ctx context.Context, c kubernetes.Interface, linkMTU int) error 
 				}
 				why := fmt.Sprintf("Cilium's agent on %s could not attach its XDP program to eth1 and exits: %s", pod.Spec.NodeName, fatalError(line))
 				if strings.Contains(line, "numerical result out of range") {
-					why += fmt.Sprintf(" (the kernel refuses native XDP on a veth whose MTU is over %d with 4 KiB pages; the lab's links are %d: spec.linkMTU %d or less runs with it, acceleration: disabled without)", vethXDPMaxMTU, linkMTU, vethXDPMaxMTU)
+					why += fmt.Sprintf(" (the kernel refuses native XDP on a veth whose MTU is over %d with 4 KiB pages; the lab's links are %d: spec.linkMTU %d or less runs with it, acceleration: disabled without)", VethXDPMaxMTU, linkMTU, VethXDPMaxMTU)
 				}
 				return errors.New(why)
 			}

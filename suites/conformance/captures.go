@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/verdict"
 	"v6lab.dev/v6lab/reports"
 )
@@ -120,13 +121,25 @@ func (x *Lab) TakeCaptures() []reports.Capture {
 }
 
 // Uplink is a node's capture point toward its router.
+// Where the lab asks for XDP acceleration it is the router's end of the link: a
+// frame XDP handles on the node (dropped, sent back out, redirected) never reaches
+// a packet socket on the node's own end, and the wire is the same at the other.
 func (x *Lab) Uplink(node string) string {
 	for _, n := range x.Plan.KubeNodes {
 		if n.Name == node {
+			if x.xdpAsked() {
+				return n.Router + ":" + n.RouterIface
+			}
 			return n.Name + ":" + n.Iface
 		}
 	}
 	return node + ":eth1"
+}
+
+// xdpAsked: the lab's spec asks Cilium for XDP acceleration.
+func (x *Lab) xdpAsked() bool {
+	a := x.Lab.Spec.Spec.LoadBalancer.Acceleration
+	return a != "" && a != spec.AccelerationDisabled
 }
 
 // HostLink is a host's capture point (by role) toward its router.

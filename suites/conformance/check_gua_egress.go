@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"v6lab.dev/v6lab/labs/hubble"
 	"v6lab.dev/v6lab/labs/verdict"
 )
 
@@ -55,6 +58,8 @@ func guaEgress() Check {
 			}
 			world := x.Plan.HostByRole("world")
 			points := x.worldAndUplinks()
+			var wire []hubble.Probe
+			var nodes []string
 			m := verdict.Match{Proto: "udp", DstPort: ProbePort, Dst: world.Address}
 			for _, app := range x.Plan.Apps {
 				pods, err := x.Pods(ctx, app.Namespace, EchoName)
@@ -64,11 +69,26 @@ func guaEgress() Check {
 				if len(pods) == 0 {
 					return r, fmt.Errorf("%s: no echo pod runs", app.Namespace)
 				}
+				start := time.Now()
 				caps, sums, err := x.podsToWorld(ctx, "gua-egress-"+app.Name+suffix(control), pods, points)
 				if err != nil {
 					return r, err
 				}
+				end := time.Now()
 				r.pcaps(caps)
+				// Hubble's account of each pod's probes beside the wire's (sent: on its
+				// node's uplink; delivered: at the world host): recorded, not judged.
+				for _, p := range pods {
+					to := netip.AddrPortFrom(world.Address, ProbePort)
+					pm := verdict.Match{Proto: "udp", Src: p.IP, Dst: world.Address, DstPort: ProbePort}
+					wire = append(wire, hubble.Probe{What: app.Name + ": pod " + p.Name + " → world host", Src: p.IP, Dst: to, Proto: "UDP",
+						Start: start, End: end,
+						Sent:      verdict.Source(caps[x.Uplink(p.Node)].Packets, pm, nil).Matched,
+						Delivered: verdict.Source(caps[points[0]].Packets, pm, nil).Matched})
+					if !slices.Contains(nodes, p.Node) {
+						nodes = append(nodes, p.Node)
+					}
+				}
 				seen := 0
 				for _, pt := range points {
 					c := caps[pt]
@@ -96,6 +116,9 @@ func guaEgress() Check {
 					}
 				}
 				r.figure("packets_"+app.Name, float64(seen))
+			}
+			if _, _, err := x.recordHubble(ctx, &r, wire, nodes); err != nil {
+				return r, err
 			}
 			return r, nil
 		},

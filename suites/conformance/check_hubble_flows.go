@@ -121,11 +121,10 @@ func runHubbleFlows(ctx context.Context, x *Lab, control bool) (Result, error) {
 			}
 		}
 	}
-	flows, err := x.hubbleFlows(ctx, []string{pod.Node}, []netip.Addr{pod.IP}, probes[0].Start.Add(-time.Second), time.Now())
+	flows, disagree, err := x.recordHubble(ctx, &r, probes, []string{pod.Node})
 	if err != nil {
 		return r, err
 	}
-	disagree := hubbleAccounts(&r, probes, flows)
 	if probes[0].Sent == 0 || probes[1].Sent == 0 {
 		r.fail(kindNothingSeen, "the pod's veth %s shows no probe leaving (%d, %d): nothing proven", veth, probes[0].Sent, probes[1].Sent)
 	}
@@ -173,6 +172,32 @@ func (x *Lab) hubbleFlows(ctx context.Context, nodes []string, ips []netip.Addr,
 		return err
 	}, append(append([]string{"hubble"}, hubble.ObserveArgs(since, until, ips...)...), "--server", hubble.Socket)...)
 	return flows, err
+}
+
+// recordHubble reads Hubble's flows of the probes (from their senders, in their
+// windows) from the agents on nodes (none: every agent) and records its account of
+// each beside the wire's (hubbleAccounts). Recorded, not judged: a check that judges
+// Hubble uses the disagreements it returns.
+func (x *Lab) recordHubble(ctx context.Context, r *Result, probes []hubble.Probe, nodes []string) ([]hubble.Flow, []reports.Disagreement, error) {
+	if len(probes) == 0 {
+		return nil, nil, nil
+	}
+	var ips []netip.Addr
+	since := probes[0].Start
+	for _, p := range probes {
+		if !slices.Contains(ips, p.Src) {
+			ips = append(ips, p.Src)
+		}
+		if p.Start.Before(since) {
+			since = p.Start
+		}
+	}
+	slices.SortFunc(ips, func(a, b netip.Addr) int { return a.Compare(b) })
+	flows, err := x.hubbleFlows(ctx, nodes, ips, since.Add(-time.Second), time.Now())
+	if err != nil {
+		return nil, nil, fmt.Errorf("hubble: %w", err)
+	}
+	return flows, hubbleAccounts(r, probes, flows), nil
 }
 
 // hubbleAccounts records, as evidence, what Hubble said of each probe, and records

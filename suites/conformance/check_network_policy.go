@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
@@ -172,7 +171,6 @@ func runNetworkPolicy(ctx context.Context, x *Lab, control bool) (Result, error)
 	}
 	r.pcaps(caps)
 	var wire []hubble.Probe
-	senders := map[netip.Addr]bool{}
 	for _, s := range steps {
 		for _, p := range s.probes {
 			veth, _ := podVeth(ifaces, p.from)
@@ -195,7 +193,6 @@ func runNetworkPolicy(ctx context.Context, x *Lab, control bool) (Result, error)
 			}
 			wire = append(wire, hubble.Probe{What: s.name + ", " + p.what, Src: p.from.IP, Dst: p.to, Proto: proto,
 				Start: p.start, End: p.end, Sent: sent, Delivered: through})
-			senders[p.from.IP] = true
 		}
 	}
 	veth, _ := podVeth(ifaces, bLocal)
@@ -203,16 +200,9 @@ func runNetworkPolicy(ctx context.Context, x *Lab, control bool) (Result, error)
 	// Hubble's account of every probe, from every agent (an ingress probe is dropped
 	// on the target's node), set against the wire: recorded for the report, not
 	// judged here (hubble-flows judges Hubble).
-	var ips []netip.Addr
-	for ip := range senders {
-		ips = append(ips, ip)
-	}
-	slices.SortFunc(ips, func(a, b netip.Addr) int { return a.Compare(b) })
-	flows, err := x.hubbleFlows(ctx, nil, ips, wire[0].Start.Add(-time.Second), time.Now())
-	if err != nil {
+	if _, _, err := x.recordHubble(ctx, &r, wire, nil); err != nil {
 		return r, err
 	}
-	hubbleAccounts(&r, wire, flows)
 	return r, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/hubble"
 	"v6lab.dev/v6lab/reports"
 )
 
@@ -89,6 +90,7 @@ func runPodConnectivity(ctx context.Context, x *Lab, control bool) (Result, erro
 	}
 	r.pcaps(caps)
 	answered := 0
+	var wire []hubble.Probe
 	for _, pp := range pairs {
 		type leg struct {
 			at       string
@@ -103,6 +105,12 @@ func runPodConnectivity(ctx context.Context, x *Lab, control bool) (Result, erro
 				continue
 			}
 			legs = append(legs, leg{pt, req, rep})
+		}
+		if len(legs) > 0 {
+			// For Hubble's account: a reply at the sender's end proves its request
+			// reached the destination (delivered means answered here).
+			wire = append(wire, hubble.Probe{What: pp.name, Src: pp.from.IP, Dst: pp.to, Proto: "UDP",
+				Start: pp.start, End: pp.end, Sent: legs[0].req, Delivered: legs[0].rep})
 		}
 		ok := true
 		for _, l := range legs {
@@ -119,6 +127,11 @@ func runPodConnectivity(ctx context.Context, x *Lab, control bool) (Result, erro
 			answered++
 			r.Evidence = append(r.Evidence, reports.Evidence{Note: fmt.Sprintf("%s: %s -> %s answered, seen at %v", pp.name, pp.from.IP, pp.to, pp.points)})
 		}
+	}
+	// Hubble's account of every pair, from every agent (the control's policy drops
+	// on the destination's node), beside the wire's: recorded, not judged here.
+	if _, _, err := x.recordHubble(ctx, &r, wire, nil); err != nil {
+		return r, err
 	}
 	r.figure("pairs", float64(len(pairs)))
 	r.figure("answered", float64(answered))

@@ -8,7 +8,10 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/gopacket/gopacket/layers"
+
 	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/hubble"
 	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/verdict"
 )
@@ -49,6 +52,7 @@ func vipReachability() Check {
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
 			r := Result{Pass: true, Reason: "ok"}
 			client := x.Plan.HostByRole("client")
+			var wire []hubble.Probe
 			for _, app := range x.Plan.Apps {
 				vip, err := x.VIP(ctx, app.Namespace, EchoName)
 				if err != nil {
@@ -71,12 +75,15 @@ func vipReachability() Check {
 					// it, each waiting out its timeout (30 took 37 s a lab).
 					n = 5
 				}
+				var udpStart, udpEnd time.Time
 				caps, err := x.Capture(ctx, "vip-"+app.Name+suffix(control), capture.Filter{IPv6Only: true}, []string{x.HostLink("client")}, func() error {
 					var err error
 					if hs, err = x.ProbeHTTP(ctx, client.Name, vip, n); err != nil {
 						return err
 					}
+					udpStart = time.Now()
 					ps, err = x.ProbeUDP(ctx, client.Name, netip.AddrPortFrom(vip, ProbePort), "--count", "20", "--interval", "10ms", "--wait", "500ms")
+					udpEnd = time.Now()
 					return err
 				})
 				if err != nil {
@@ -96,6 +103,14 @@ func vipReachability() Check {
 				// another node shows them the entry node instead (by design), so only DSR
 				// labs are held to it.
 				preserved := x.Lab.Spec.Spec.LoadBalancer.Mode == spec.LBModeDSR && x.Lab.Spec.Spec.Datapath == spec.DatapathNative
+				if preserved {
+					// Hubble's account of the UDP probes beside the wire's at the client
+					// (sent: requests to the VIP; delivered: answered), from every agent
+					// (the backends' nodes report the exchange past the translation).
+					// Recorded, not judged; only where the backends see the client's
+					// address, which is what Hubble reports on the backend's node.
+					wire = append(wire, vipProbe(app.Name, c.Packets, client.Address, netip.AddrPortFrom(vip, ProbePort), pods, udpStart, udpEnd))
+				}
 				for cl, n := range hs.Clients {
 					if cl == client.Address.String() {
 						r.figure("client_preserved_"+app.Name, float64(n))
@@ -139,6 +154,9 @@ func vipReachability() Check {
 				r.figure("http_ok_"+app.Name, float64(hs.OK))
 				r.figure("backends_reached_"+app.Name, float64(len(hs.Hosts)))
 			}
+			if _, _, err := x.recordHubble(ctx, &r, wire, nil); err != nil {
+				return r, err
+			}
 			return r, nil
 		},
 	}
@@ -160,4 +178,29 @@ func ownFlows(pkts []verdict.Packet, client, vip netip.Addr) []verdict.Packet {
 		}
 	}
 	return out
+}
+
+// vipProbe is the wire's account of the client's UDP probes to vip, for Hubble's
+// (recordHubble): from the client's capture, requests to the VIP and replies from it
+// in the probes' window. Hubble reports them at the backends, past the translation,
+// and on the DSR path often only the reply (a request delivered from another node
+// has no flow of its own: seen at 1.20.2): its replies count.
+func vipProbe(app string, pkts []verdict.Packet, client netip.Addr, vip netip.AddrPort, backends []Pod, start, end time.Time) hubble.Probe {
+	p := hubble.Probe{What: app + ": the client → its VIP, UDP", Src: client, Dst: vip, Proto: "UDP", Start: start, End: end, Replies: true}
+	for _, b := range backends {
+		p.Backends = append(p.Backends, netip.AddrPortFrom(b.IP, vip.Port()))
+	}
+	for i := range pkts {
+		q := &pkts[i]
+		if q.Time.Before(start) || q.Time.After(end) || q.Proto != layers.IPProtocolUDP {
+			continue
+		}
+		switch {
+		case q.Src == client && q.Dst == vip.Addr() && q.DstPort == vip.Port():
+			p.Sent++
+		case q.Src == vip.Addr() && q.SrcPort == vip.Port() && q.Dst == client:
+			p.Delivered++
+		}
+	}
+	return p
 }

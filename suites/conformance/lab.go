@@ -85,7 +85,7 @@ func Open(l *lab.Lab, o runtime.Options, runDir, kubectl, hostImage string) (*La
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if modes, err := runtime.XDPModes(ctx, l.Plan); err == nil {
-		x.report.Labels["xdp"] = xdpLabel(s.LoadBalancer.Acceleration, modes)
+		x.report.Labels["xdp"] = xdpLabel(s.LoadBalancer.Acceleration, s.LinkMTU, modes)
 	} else {
 		x.report.Labels["xdp"] = "unknown: " + err.Error()
 	}
@@ -96,12 +96,18 @@ func Open(l *lab.Lab, o runtime.Options, runDir, kubectl, hostImage string) (*La
 	return x, nil
 }
 
-// xdpLabel is the report's xdp label: what the spec asked, then what the nodes run.
-func xdpLabel(asked spec.Acceleration, modes map[string]runtime.XDPAttach) string {
+// xdpLabel is the report's xdp label: what the spec asked, then what the nodes run,
+// and, where the spec left XDP off on links the kernel would refuse it on (veth,
+// over VethXDPMaxMTU), why it could not run.
+func xdpLabel(asked spec.Acceleration, linkMTU int, modes map[string]runtime.XDPAttach) string {
 	if asked == "" {
 		asked = spec.AccelerationDisabled
 	}
-	return fmt.Sprintf("acceleration %s; %s", asked, runtime.XDPSummary(modes))
+	s := fmt.Sprintf("acceleration %s; %s", asked, runtime.XDPSummary(modes))
+	if asked == spec.AccelerationDisabled && linkMTU > runtime.VethXDPMaxMTU {
+		s += fmt.Sprintf(" (native XDP cannot run on this lab's %d-byte veth links: the kernel takes it up to %d with 4 KiB pages; embedded:xdp runs it on 3500-byte links)", linkMTU, runtime.VethXDPMaxMTU)
+	}
+	return s
 }
 
 func topology(p *plan.Plan) *reports.Topology {

@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"v6lab.dev/v6lab/labs/faults"
 	"v6lab.dev/v6lab/labs/lab"
+	"v6lab.dev/v6lab/labs/runtime"
+	"v6lab.dev/v6lab/labs/spec"
 )
 
 // What `cilium-dbg bpf ipcache list -o json` printed in a tunnel-mode lab (1.20.2).
@@ -137,4 +139,31 @@ func TestLabelsSelector(t *testing.T) {
 	assert.Equal(t, "", labelsSelector(nil))
 	assert.Equal(t, "", labelsSelector(map[string]string{}))
 	assert.Equal(t, "k8s-app=kube-dns", labelsSelector(map[string]string{"k8s-app": "kube-dns"}))
+}
+
+// An XDP lab's uplink captures are taken at the router's end: what XDP sends back out
+// of a node never reaches a packet socket on the node's own end.
+func TestUplinkInXDPLabs(t *testing.T) {
+	l, err := lab.Load("embedded:default")
+	require.NoError(t, err)
+	x := &Lab{Lab: l, Plan: l.Plan}
+	n := l.Plan.KubeNodes[0]
+	assert.Equal(t, n.Name+":"+n.Iface, x.Uplink(n.Name))
+	l, err = lab.Load("embedded:xdp")
+	require.NoError(t, err)
+	x = &Lab{Lab: l, Plan: l.Plan}
+	n = l.Plan.KubeNodes[0]
+	assert.Equal(t, n.Router+":"+n.RouterIface, x.Uplink(n.Name))
+	assert.NotEqual(t, n.Router, n.Name)
+}
+
+// The report's xdp label says what ran, and why XDP could not where the spec left it
+// off on links too large for it.
+func TestXDPLabel(t *testing.T) {
+	none := map[string]runtime.XDPAttach{"server1": {Mode: "none"}, "agent1": {Mode: "none"}}
+	got := xdpLabel("", spec.MaxLinkMTU, none)
+	assert.Contains(t, got, "acceleration disabled; none on 2 of 2 nodes (native XDP cannot run on this lab's 9500-byte veth links")
+	assert.Equal(t, "acceleration disabled; none on 2 of 2 nodes", xdpLabel(spec.AccelerationDisabled, 3500, none))
+	native := map[string]runtime.XDPAttach{"server1": {Mode: "native", Prog: "cil_xdp_entry"}}
+	assert.Equal(t, "acceleration native; native on 1 of 1 nodes: cil_xdp_entry", xdpLabel(spec.AccelerationNative, 3500, native))
 }

@@ -390,3 +390,24 @@ func TestOwnFlows(t *testing.T) {
 	own := ownFlows(pkts, client, vip)
 	assert.Len(t, own, 3)
 }
+
+// The wire's account of the client's UDP probes to a VIP: requests to the VIP and
+// replies from it, in the window; a backend's address is Hubble's, not the wire's.
+func TestVIPProbe(t *testing.T) {
+	client := netip.MustParseAddrPort("[2001:db8:c::10]:40000")
+	vip := netip.MustParseAddrPort("[2001:db8:100::10]:9000")
+	backend := Pod{Name: "echo-a", IP: netip.MustParseAddr("2001:db8:0:a01::10")}
+	start := time.Now()
+	pkts := []verdict.Packet{
+		segment(client, vip, layers.IPProtocolUDP, 0),
+		segment(client, vip, layers.IPProtocolUDP, 0),
+		segment(vip, client, layers.IPProtocolUDP, 0),
+		segment(client, netip.AddrPortFrom(vip.Addr(), HTTPPort), layers.IPProtocolTCP, verdict.TCPSyn),
+	}
+	p := vipProbe("app-a", pkts, client.Addr(), vip, []Pod{backend}, start, time.Now().Add(time.Second))
+	assert.Equal(t, 2, p.Sent)
+	assert.Equal(t, 1, p.Delivered)
+	assert.Equal(t, []netip.AddrPort{netip.AddrPortFrom(backend.IP, vip.Port())}, p.Backends)
+	p = vipProbe("app-a", pkts, client.Addr(), vip, nil, start.Add(time.Hour), start.Add(2*time.Hour))
+	assert.Zero(t, p.Sent+p.Delivered, "outside the window")
+}
