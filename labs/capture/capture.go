@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	goruntime "runtime"
 	"strconv"
 	"strings"
@@ -56,7 +57,11 @@ type Result struct {
 	Drops   uint
 	First   time.Time
 	Last    time.Time
-	Err     error
+	// Down is how many times the interface went down under the capture (a fault
+	// that sets the captured link down): the socket stays bound and records again
+	// once the link is up.
+	Down int
+	Err  error
 }
 
 // Session is a set of captures running together.
@@ -168,6 +173,17 @@ func (c *running) loop(stop <-chan struct{}, deadline time.Time) {
 		if errors.Is(err, afpacket.ErrTimeout) {
 			continue
 		}
+		if errors.Is(err, afpacket.ErrPoll) {
+			// The interface went down (the kernel set ENETDOWN on the socket, and
+			// poll reports it until it is read): clear it and go on; the kernel
+			// hooks the socket in again when the interface comes up.
+			if cerr := clearSocketError(c.handle); cerr != nil {
+				c.res.Err = fmt.Errorf("%w (clearing the socket's error: %v)", err, cerr)
+				return
+			}
+			c.res.Down++
+			continue
+		}
 		if err != nil {
 			c.res.Err = err
 			return
@@ -189,6 +205,18 @@ func (c *running) loop(stop <-chan struct{}, deadline time.Time) {
 			return
 		}
 	}
+}
+
+// clearSocketError reads, and so clears, the capture socket's pending error.
+// gopacket's TPacket keeps its descriptor unexported: reflection reads it (the pinned
+// version's field "fd", asserted by TestClearSocketError).
+func clearSocketError(h *afpacket.TPacket) error {
+	v := reflect.ValueOf(h).Elem().FieldByName("fd")
+	if !v.IsValid() || v.Kind() != reflect.Int {
+		return errors.New("afpacket.TPacket has no descriptor field fd")
+	}
+	_, err := unix.GetsockoptInt(int(v.Int()), unix.SOL_SOCKET, unix.SO_ERROR)
+	return err
 }
 
 func open(ctx context.Context, dir string, sp Spec) (*running, error) {
