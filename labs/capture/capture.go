@@ -209,7 +209,7 @@ func (c *running) loop(stop <-chan struct{}, deadline time.Time) {
 
 // clearSocketError reads, and so clears, the capture socket's pending error.
 // gopacket's TPacket keeps its descriptor unexported: reflection reads it (the pinned
-// version's field "fd", asserted by TestClearSocketError).
+// version's field "fd"; TestCaptureSurvivesLinkDown fails if it is gone).
 func clearSocketError(h *afpacket.TPacket) error {
 	v := reflect.ValueOf(h).Elem().FieldByName("fd")
 	if !v.IsValid() || v.Kind() != reflect.Int {

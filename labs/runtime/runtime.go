@@ -38,7 +38,6 @@ import (
 	"v6lab.dev/v6lab/labs/render/clab"
 	"v6lab.dev/v6lab/labs/render/node"
 	"v6lab.dev/v6lab/labs/runtime/host"
-	"v6lab.dev/v6lab/labs/spec"
 )
 
 // Options configure the lifecycle.
@@ -405,7 +404,7 @@ func (u *upRun) installCilium(ctx context.Context) (string, error) {
 	}
 	// XDP, where asked: attached on every node, or why not.
 	xdp := ""
-	if a := u.l.Spec.Spec.LoadBalancer.Acceleration; a != "" && a != spec.AccelerationDisabled {
+	if a := u.l.Spec.Spec.LoadBalancer.Acceleration; a.Asked() {
 		// What the nodes' kernels say ran, not what was asked.
 		modes, err := waitXDP(ctx, u.p, u.kubeconfig, 2*time.Minute)
 		if err != nil {

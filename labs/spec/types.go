@@ -200,6 +200,11 @@ const (
 	AccelerationBestEffort Acceleration = "best-effort"
 )
 
+// Asked says whether the spec asks Cilium for XDP (unset is disabled).
+func (a Acceleration) Asked() bool {
+	return a != "" && a != AccelerationDisabled
+}
+
 // BGP holds the session parameters every speaker of the lab uses.
 type BGP struct {
 	// ClusterASN is the ASN of every Kubernetes node's speaker. Default 64512.

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"v6lab.dev/v6lab/labs/capture"
-	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/verdict"
 	"v6lab.dev/v6lab/reports"
 )
@@ -127,19 +126,13 @@ func (x *Lab) TakeCaptures() []reports.Capture {
 func (x *Lab) Uplink(node string) string {
 	for _, n := range x.Plan.KubeNodes {
 		if n.Name == node {
-			if x.xdpAsked() {
+			if x.Lab.Spec.Spec.LoadBalancer.Acceleration.Asked() {
 				return n.Router + ":" + n.RouterIface
 			}
 			return n.Name + ":" + n.Iface
 		}
 	}
 	return node + ":eth1"
-}
-
-// xdpAsked: the lab's spec asks Cilium for XDP acceleration.
-func (x *Lab) xdpAsked() bool {
-	a := x.Lab.Spec.Spec.LoadBalancer.Acceleration
-	return a != "" && a != spec.AccelerationDisabled
 }
 
 // HostLink is a host's capture point (by role) toward its router.

@@ -8,8 +8,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/gopacket/gopacket/layers"
-
 	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/labs/hubble"
 	"v6lab.dev/v6lab/labs/spec"
@@ -182,7 +180,7 @@ func ownFlows(pkts []verdict.Packet, client, vip netip.Addr) []verdict.Packet {
 
 // vipProbe is the wire's account of the client's UDP probes to vip, for Hubble's
 // (recordHubble): from the client's capture, requests to the VIP and replies from it
-// in the probes' window. Hubble reports them at the backends, past the translation,
+// in the probes' window (exchange). Hubble reports them at the backends, past the translation,
 // and on the DSR path often only the reply (a request delivered from another node
 // has no flow of its own: seen at 1.20.2): its replies count.
 func vipProbe(app string, pkts []verdict.Packet, client netip.Addr, vip netip.AddrPort, backends []Pod, start, end time.Time) hubble.Probe {
@@ -190,17 +188,6 @@ func vipProbe(app string, pkts []verdict.Packet, client netip.Addr, vip netip.Ad
 	for _, b := range backends {
 		p.Backends = append(p.Backends, netip.AddrPortFrom(b.IP, vip.Port()))
 	}
-	for i := range pkts {
-		q := &pkts[i]
-		if q.Time.Before(start) || q.Time.After(end) || q.Proto != layers.IPProtocolUDP {
-			continue
-		}
-		switch {
-		case q.Src == client && q.Dst == vip.Addr() && q.DstPort == vip.Port():
-			p.Sent++
-		case q.Src == vip.Addr() && q.SrcPort == vip.Port() && q.Dst == client:
-			p.Delivered++
-		}
-	}
+	p.Sent, p.Delivered = exchange(pkts, vip, start, end)
 	return p
 }

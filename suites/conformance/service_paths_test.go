@@ -398,10 +398,15 @@ func TestVIPProbe(t *testing.T) {
 	vip := netip.MustParseAddrPort("[2001:db8:100::10]:9000")
 	backend := Pod{Name: "echo-a", IP: netip.MustParseAddr("2001:db8:0:a01::10")}
 	start := time.Now()
+	probe := func(src, dst netip.AddrPort, reply bool) verdict.Packet {
+		p := segment(src, dst, layers.IPProtocolUDP, 0)
+		p.Probe = &probewire.Probe{Reply: reply}
+		return p
+	}
 	pkts := []verdict.Packet{
-		segment(client, vip, layers.IPProtocolUDP, 0),
-		segment(client, vip, layers.IPProtocolUDP, 0),
-		segment(vip, client, layers.IPProtocolUDP, 0),
+		probe(client, vip, false),
+		probe(client, vip, false),
+		probe(vip, client, true),
 		segment(client, netip.AddrPortFrom(vip.Addr(), HTTPPort), layers.IPProtocolTCP, verdict.TCPSyn),
 	}
 	p := vipProbe("app-a", pkts, client.Addr(), vip, []Pod{backend}, start, time.Now().Add(time.Second))

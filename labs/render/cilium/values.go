@@ -237,7 +237,7 @@ func ValuesFor(p *plan.Plan, img Images) (Values, error) {
 			},
 		}},
 	}
-	if a := s.LoadBalancer.Acceleration; a != "" && a != spec.AccelerationDisabled {
+	if a := s.LoadBalancer.Acceleration; a.Asked() {
 		v.LoadBalancer.Acceleration = string(a)
 	}
 	if s.LoadBalancer.Mode == spec.LBModeDSR {

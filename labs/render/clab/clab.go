@@ -12,7 +12,6 @@ import (
 
 	"v6lab.dev/v6lab/labs/plan"
 	"v6lab.dev/v6lab/labs/render/frr"
-	"v6lab.dev/v6lab/labs/spec"
 )
 
 // Topology is the subset of containerlab's topology schema that v6lab uses.
@@ -201,7 +200,7 @@ func switchNode(seg *plan.Segment, image string, labels map[string]string) Node 
 // by each such frame, and connections through it were never answered). A router image
 // without ethtool says so and goes on.
 func xdpPeerExec(p *plan.Plan, r plan.Router) []string {
-	if p.Spec.LoadBalancer.Acceleration == spec.AccelerationDisabled || p.Spec.LoadBalancer.Acceleration == "" {
+	if !p.Spec.LoadBalancer.Acceleration.Asked() {
 		return nil
 	}
 	var out []string
