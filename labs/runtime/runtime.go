@@ -6,6 +6,7 @@
 //	render       every config file into the lab's directory; a running lab's are kept
 //	node files   PKI, image archives and node state for the upstream node image
 //	deploy       containerlab deploys the members (routers, hosts, nodes)
+//	xdp peers    XDP_PASS on the routers' ends of node links, where Cilium runs XDP (xdppeer.go)
 //	bgp          every fabric session Established (bgp.go)
 //	kubernetes   every node registered under its planned address
 //	cilium       Cilium installed (Helm SDK), agents ready, node sessions Established
@@ -197,6 +198,7 @@ func (u *upRun) steps() []upStep {
 		{name: "render", run: u.render},
 		{name: "node files", skip: !u.upstream, run: u.nodeFiles},
 		{name: "deploy", run: u.deploy},
+		{name: "xdp peers", skip: !u.nodes || !u.l.Spec.Spec.LoadBalancer.Acceleration.Asked(), run: u.xdpPeers},
 		{name: "bgp", run: u.bgp},
 		{name: "kubernetes", skip: !u.upstream, run: u.kubernetes},
 		{name: "cilium", skip: !u.upstream || u.o.NoCNI, run: u.installCilium},
@@ -366,6 +368,8 @@ func (u *upRun) deploy(ctx context.Context) (string, error) {
 	}
 	return fmt.Sprintf("%d members with %s", len(u.members), d.Name()), nil
 }
+
+func (u *upRun) xdpPeers(ctx context.Context) (string, error) { return attachXDPPeers(ctx, u.p) }
 
 func (u *upRun) bgp(ctx context.Context) (string, error) {
 	n, err := waitBGP(ctx, u.p, u.o.BGPTimeout)

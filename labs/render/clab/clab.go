@@ -108,7 +108,7 @@ func Build(p *plan.Plan, img Images, extras func(plan.KubeNode) NodeExtras) Topo
 				dir + "/start:" + frr.StartPath + ":ro",
 			},
 			Cmd:  "sh " + frr.StartPath,
-			Exec: append([]string{isolateMgmt}, xdpPeerExec(p, r)...),
+			Exec: []string{isolateMgmt},
 			// Routers keep their addresses while a link is down, as hardware routers do
 			// (Linux drops IPv6 addresses on link down by default, and zebra does not put
 			// them back), and use them as soon as the link is back: no duplicate address
@@ -191,25 +191,6 @@ func switchNode(seg *plan.Segment, image string, labels map[string]string) Node 
 	}
 	exec = append(exec, "ip link set br0 up")
 	return Node{Kind: "linux", Image: image, Exec: exec, Labels: labels, Group: "switches"}
-}
-
-// xdpPeerExec turns GRO on for a router's links to nodes whose Cilium runs XDP
-// (loadBalancer.acceleration): a veth hands the frames an XDP program sends back out
-// (XDP_TX, Cilium's forwarding to a backend on another node) only to a peer with NAPI,
-// which GRO enables; without it they are dropped (measured: the node's tx_dropped grew
-// by each such frame, and connections through it were never answered). A router image
-// without ethtool says so and goes on.
-func xdpPeerExec(p *plan.Plan, r plan.Router) []string {
-	if !p.Spec.LoadBalancer.Acceleration.Asked() {
-		return nil
-	}
-	var out []string
-	for _, i := range r.Interfaces {
-		if i.Kind == plan.LinkNode {
-			out = append(out, fmt.Sprintf(`sh -c "ethtool -K %s gro on || echo 'v6lab: no ethtool here: XDP_TX frames from %s will be dropped'"`, i.Name, i.Peer))
-		}
-	}
-	return out
 }
 
 // isolateMgmt removes the default routes docker gives eth0 (IPv6, and IPv4 through the
