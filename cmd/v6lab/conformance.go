@@ -251,7 +251,7 @@ then judges the upgraded lab.`,
 
 // defaultMatrix is what `v6lab conformance` runs without --spec: the embedded labs the
 // offline path can bring up.
-var defaultMatrix = []string{"embedded:default", "embedded:metallb", "embedded:metallb-l2", "embedded:tunnel"}
+var defaultMatrix = []string{"embedded:default", "embedded:metallb", "embedded:metallb-l2", "embedded:tunnel", "embedded:xdp"}
 
 func conformanceCmd(g *globals) *cobra.Command {
 	var f suiteFlags
