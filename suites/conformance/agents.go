@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -335,7 +336,9 @@ func (x *Lab) eachAgent(ctx context.Context, fn func(node, out string) error, ar
 
 // inAgents runs a command in the cilium-agent container of every Cilium agent, or of
 // those on nodes when given (each must have one), and calls fn with the agent's node
-// and the output; the first error (the agent named) ends it.
+// and the output, agent after agent; the first error (the agent named) ends it. The
+// execs run at once (each a kubectl exec of about a second: the suite's checks wait
+// for them often).
 func (x *Lab) inAgents(ctx context.Context, nodes []string, fn func(node, out string) error, cmd ...string) error {
 	agents, err := x.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
 	if err != nil {
@@ -344,26 +347,40 @@ func (x *Lab) inAgents(ctx context.Context, nodes []string, fn func(node, out st
 	if len(agents.Items) == 0 {
 		return errors.New("no Cilium agent pods")
 	}
-	asked := 0
+	var asked []corev1.Pod
 	for _, a := range agents.Items {
-		if len(nodes) > 0 && !slices.Contains(nodes, a.Spec.NodeName) {
-			continue
-		}
-		asked++
-		// An exec that hangs (one did, for its whole two minutes, in a dns control's
-		// wait for its policy) must not use up its caller's polling: 30 s each.
-		actx, cancel := context.WithTimeout(ctx, agentExecTimeout)
-		out, err := x.kubectl(actx, "", append([]string{"-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--"}, cmd...)...)
-		cancel()
-		if err != nil {
-			return err
-		}
-		if err := fn(a.Spec.NodeName, out); err != nil {
-			return fmt.Errorf("agent on %s: %w", a.Spec.NodeName, err)
+		if len(nodes) == 0 || slices.Contains(nodes, a.Spec.NodeName) {
+			asked = append(asked, a)
 		}
 	}
-	if asked < len(nodes) {
+	if len(asked) < len(nodes) {
 		return fmt.Errorf("no Cilium agent on every one of %v", nodes)
+	}
+	type answer struct {
+		out string
+		err error
+	}
+	answers := make([]answer, len(asked))
+	var wg sync.WaitGroup
+	for i, a := range asked {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// An exec that hangs (one did, for its whole two minutes, in a dns control's
+			// wait for its policy) must not use up its caller's polling: 30 s each.
+			actx, cancel := context.WithTimeout(ctx, agentExecTimeout)
+			defer cancel()
+			answers[i].out, answers[i].err = x.kubectl(actx, "", append([]string{"-n", "kube-system", "exec", a.Name, "-c", "cilium-agent", "--"}, cmd...)...)
+		}()
+	}
+	wg.Wait()
+	for i, a := range asked {
+		if answers[i].err != nil {
+			return answers[i].err
+		}
+		if err := fn(a.Spec.NodeName, answers[i].out); err != nil {
+			return fmt.Errorf("agent on %s: %w", a.Spec.NodeName, err)
+		}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/hubble"
 	"v6lab.dev/v6lab/labs/verdict"
 	"v6lab.dev/v6lab/reports"
 )
@@ -48,6 +49,7 @@ func runClusterIP(ctx context.Context, x *Lab, control bool) (Result, error) {
 	if len(x.Plan.Apps) < 2 {
 		return r, fmt.Errorf("clusterip needs two applications (one sends, the other's Service answers)")
 	}
+	var wire []hubble.Probe
 	for i, app := range x.Plan.Apps {
 		// The sender is a pod of another application: never a backend itself (a pod
 		// reaching itself through its Service never leaves its own namespace).
@@ -76,7 +78,12 @@ func runClusterIP(ctx context.Context, x *Lab, control bool) (Result, error) {
 			}
 		}
 		from := senders[0]
-		points := append([]string{}, uplinks...)
+		// The sender's veth shows what it sends (Hubble's account is set against it).
+		sender, err := podVeth(ifaces, from)
+		if err != nil {
+			return r, err
+		}
+		points := append([]string{sender}, uplinks...)
 		for _, p := range pods {
 			if p.Node == from.Node {
 				pt, err := podVeth(ifaces, p)
@@ -92,6 +99,7 @@ func runClusterIP(ctx context.Context, x *Lab, control bool) (Result, error) {
 		}
 		var hs HTTPSummary
 		var ps ProbeSummary
+		var udpStart, udpEnd time.Time
 		// Only what crosses a node's uplink (a remote backend) shows there; the check
 		// judges what must be seen, so no point is required to see something.
 		caps, err := x.Capture(ctx, "clusterip-"+app.Name+suffix(control), capture.Filter{IPv6Only: true}, points, func() error {
@@ -99,7 +107,9 @@ func runClusterIP(ctx context.Context, x *Lab, control bool) (Result, error) {
 			if hs, err = x.PodProbeHTTP(ctx, from, netip.AddrPortFrom(cip, HTTPPort), conns, time.Second); err != nil {
 				return err
 			}
+			udpStart = time.Now()
 			ps, err = x.PodProbeUDP(ctx, from, netip.AddrPortFrom(cip, ProbePort), "--count", fmt.Sprint(udp), "--interval", "10ms", "--wait", "500ms")
+			udpEnd = time.Now()
 			return err
 		}, silentOK(points...))
 		if err != nil {
@@ -107,8 +117,47 @@ func runClusterIP(ctx context.Context, x *Lab, control bool) (Result, error) {
 		}
 		r.pcaps(caps)
 		judgeClusterIP(x, app.Name, from, pods, cip, uplinks, ifaces, caps, hs, ps, &r)
+		wire = append(wire, clusterIPProbe(x, app.Name, from, pods, cip, ifaces, caps, udpStart, udpEnd))
+	}
+	// Hubble's account of the UDP probes beside the wire's: recorded, not judged.
+	if _, _, err := x.recordHubble(ctx, &r, wire, nil); err != nil {
+		return r, err
 	}
 	return r, nil
+}
+
+// clusterIPProbe is the wire's account of one sender's UDP probes to a ClusterIP, for
+// Hubble's (recordHubble): sent, the requests on the sender's veth (socket LB has
+// translated them to a backend already; the control's unheld address is not
+// translated); delivered, the backends' replies where they show (judgeClusterIP's
+// points: a local backend's veth, a remote one's uplink). Hubble reports the flows
+// past the translation, to the backends.
+func clusterIPProbe(x *Lab, app string, from Pod, pods []Pod, cip netip.Addr, ifaces map[netip.Addr]string,
+	caps map[string]Captured, start, end time.Time) hubble.Probe {
+	p := hubble.Probe{What: app + ": pod " + from.Name + " → ClusterIP, UDP", Src: from.IP, Dst: netip.AddrPortFrom(cip, ProbePort),
+		Proto: "UDP", Start: start, End: end, Replies: true}
+	p.Sent = countSent(caps[ifaces[from.IP]].Packets, verdict.Match{Proto: "udp", Src: from.IP, DstPort: ProbePort})
+	for _, b := range pods {
+		p.Backends = append(p.Backends, netip.AddrPortFrom(b.IP, ProbePort))
+		pt := x.Uplink(b.Node)
+		if b.Node == from.Node {
+			pt = ifaces[b.IP]
+		}
+		p.Delivered += countSent(caps[pt].Packets, verdict.Match{Proto: "udp", Src: b.IP, Dst: from.IP, Port: ProbePort})
+	}
+	return p
+}
+
+// countSent counts the packets m matches as their sender sent them (inside VXLAN in
+// tunnel mode).
+func countSent(pkts []verdict.Packet, m verdict.Match) int {
+	n := 0
+	for i := range pkts {
+		if m.Matches(pkts[i].Sent()) {
+			n++
+		}
+	}
+	return n
 }
 
 // judgeClusterIP judges one application's exchange: the range absent from the

@@ -416,3 +416,37 @@ func TestVIPProbe(t *testing.T) {
 	p = vipProbe("app-a", pkts, client.Addr(), vip, nil, start.Add(time.Hour), start.Add(2*time.Hour))
 	assert.Zero(t, p.Sent+p.Delivered, "outside the window")
 }
+
+// clusterIPProbe counts a sender's UDP requests on its veth (to a backend: socket LB
+// translated them; to the ClusterIP itself: the control) and the backends' replies
+// where they show (a remote one's on its uplink, inside VXLAN too; a local one's on
+// its veth); Hubble is to match the backends.
+func TestClusterIPProbe(t *testing.T) {
+	l, err := lab.Load("embedded:default")
+	require.NoError(t, err)
+	x := &Lab{Lab: l, Plan: l.Plan}
+	a, b := l.Plan.KubeNodes[0].Name, l.Plan.KubeNodes[1].Name
+	from := Pod{Name: "echo-b", Node: a, IP: netip.MustParseAddr("2001:db8:0:b01::10")}
+	local := Pod{Name: "echo-a-1", Node: a, IP: netip.MustParseAddr("2001:db8:0:a01::10")}
+	remote := Pod{Name: "echo-a-2", Node: b, IP: netip.MustParseAddr("2001:db8:0:a02::10")}
+	cip := netip.MustParseAddr("fd00:6:96::20")
+	src := netip.AddrPortFrom(from.IP, 41000)
+	to := func(p Pod) netip.AddrPort { return netip.AddrPortFrom(p.IP, ProbePort) }
+	udp := func(s, d netip.AddrPort) verdict.Packet { return segment(s, d, layers.IPProtocolUDP, 0) }
+	inVXLAN := udp(to(remote), src)
+	outer := udp(netip.MustParseAddrPort("[2001:db8:ffff::2]:50000"), netip.MustParseAddrPort("[2001:db8:ffff::1]:8472"))
+	outer.Inner = &inVXLAN
+	ifaces := map[netip.Addr]string{local.IP: a + ":lxc1", from.IP: a + ":lxc2"}
+	caps := map[string]Captured{
+		a + ":lxc2": {Packets: []verdict.Packet{udp(src, to(remote)), udp(src, to(local)), udp(src, netip.AddrPortFrom(cip, ProbePort)),
+			udp(src, netip.AddrPortFrom(remote.IP, 9))}},
+		x.Uplink(a): {Packets: []verdict.Packet{udp(src, to(remote))}},
+		x.Uplink(b): {Packets: []verdict.Packet{udp(to(remote), src), outer}},
+		a + ":lxc1": {Packets: []verdict.Packet{udp(to(local), src), udp(to(local), netip.AddrPortFrom(remote.IP, 9))}},
+	}
+	p := clusterIPProbe(x, "app-a", from, []Pod{local, remote}, cip, ifaces, caps, time.Now(), time.Now())
+	assert.Equal(t, 3, p.Sent, "on the sender's veth: to each backend and to the ClusterIP itself")
+	assert.Equal(t, 3, p.Delivered, "the remote backend's replies (one in VXLAN), the local one's")
+	assert.Equal(t, []netip.AddrPort{to(local), to(remote)}, p.Backends)
+	assert.True(t, p.Replies)
+}
