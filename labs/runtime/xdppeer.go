@@ -114,8 +114,9 @@ func attachXDPPeers(ctx context.Context, p *plan.Plan) (string, error) {
 	}
 	defer prog.Close()
 	var done []string
+	peers := xdpPeerLinks(p)
 	for _, r := range p.Routers {
-		links := xdpPeerLinks(p)[r.Name]
+		links := peers[r.Name]
 		if len(links) == 0 {
 			continue
 		}

@@ -116,8 +116,8 @@ func runClusterIP(ctx context.Context, x *Lab, control bool) (Result, error) {
 			return r, err
 		}
 		r.pcaps(caps)
-		judgeClusterIP(x, app.Name, from, pods, cip, uplinks, ifaces, caps, hs, ps, &r)
-		wire = append(wire, clusterIPProbe(x, app.Name, from, pods, cip, ifaces, caps, udpStart, udpEnd))
+		replies := judgeClusterIP(x, app.Name, from, pods, cip, uplinks, ifaces, caps, hs, ps, &r)
+		wire = append(wire, clusterIPProbe(app.Name, from, pods, cip, ifaces, caps, replies, udpStart, udpEnd))
 	}
 	// Hubble's account of the UDP probes beside the wire's: recorded, not judged.
 	if _, _, err := x.recordHubble(ctx, &r, wire, nil); err != nil {
@@ -129,21 +129,15 @@ func runClusterIP(ctx context.Context, x *Lab, control bool) (Result, error) {
 // clusterIPProbe is the wire's account of one sender's UDP probes to a ClusterIP, for
 // Hubble's (recordHubble): sent, the requests on the sender's veth (socket LB has
 // translated them to a backend already; the control's unheld address is not
-// translated); delivered, the backends' replies where they show (judgeClusterIP's
-// points: a local backend's veth, a remote one's uplink). Hubble reports the flows
-// past the translation, to the backends.
-func clusterIPProbe(x *Lab, app string, from Pod, pods []Pod, cip netip.Addr, ifaces map[netip.Addr]string,
-	caps map[string]Captured, start, end time.Time) hubble.Probe {
+// translated); delivered, the backends' replies judgeClusterIP counted where they
+// show. Hubble reports the flows past the translation, to the backends.
+func clusterIPProbe(app string, from Pod, pods []Pod, cip netip.Addr, ifaces map[netip.Addr]string,
+	caps map[string]Captured, delivered int, start, end time.Time) hubble.Probe {
 	p := hubble.Probe{What: app + ": pod " + from.Name + " → ClusterIP, UDP", Src: from.IP, Dst: netip.AddrPortFrom(cip, ProbePort),
-		Proto: "UDP", Start: start, End: end, Replies: true}
+		Proto: "UDP", Start: start, End: end, Replies: true, Delivered: delivered}
 	p.Sent = countSent(caps[ifaces[from.IP]].Packets, verdict.Match{Proto: "udp", Src: from.IP, DstPort: ProbePort})
 	for _, b := range pods {
 		p.Backends = append(p.Backends, netip.AddrPortFrom(b.IP, ProbePort))
-		pt := x.Uplink(b.Node)
-		if b.Node == from.Node {
-			pt = ifaces[b.IP]
-		}
-		p.Delivered += countSent(caps[pt].Packets, verdict.Match{Proto: "udp", Src: b.IP, Dst: from.IP, Port: ProbePort})
 	}
 	return p
 }
@@ -161,9 +155,10 @@ func countSent(pkts []verdict.Packet, m verdict.Match) int {
 }
 
 // judgeClusterIP judges one application's exchange: the range absent from the
-// uplinks, every backend's answers where they must show, the probe's counts.
+// uplinks, every backend's answers where they must show, the probe's counts. It
+// returns the backends' UDP replies it saw.
 func judgeClusterIP(x *Lab, app string, from Pod, pods []Pod, cip netip.Addr, uplinks []string, ifaces map[netip.Addr]string,
-	caps map[string]Captured, hs HTTPSummary, ps ProbeSummary, r *Result) {
+	caps map[string]Captured, hs HTTPSummary, ps ProbeSummary, r *Result) int {
 	rng := x.Plan.ServiceCIDR
 	onWire := 0
 	for _, pt := range uplinks {
@@ -226,6 +221,7 @@ func judgeClusterIP(x *Lab, app string, from Pod, pods []Pod, cip netip.Addr, up
 	r.figure("tcp_segments_from_backends_"+app, float64(tcpReplies))
 	r.figure("udp_replies_"+app, float64(udpReplies))
 	r.figure("clusterip_on_uplinks_"+app, float64(onWire))
+	return udpReplies
 }
 
 // unheldClusterIP is an address of the ClusterIP range that no Service holds: the

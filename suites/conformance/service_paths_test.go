@@ -418,8 +418,8 @@ func TestVIPProbe(t *testing.T) {
 }
 
 // clusterIPProbe counts a sender's UDP requests on its veth (to a backend: socket LB
-// translated them; to the ClusterIP itself: the control) and the backends' replies
-// where they show (a remote one's on its uplink, inside VXLAN too; a local one's on
+// translated them; to the ClusterIP itself: the control) and takes judgeClusterIP's
+// count of the backends' replies where they show (a remote one's on its uplink, inside VXLAN too; a local one's on
 // its veth); Hubble is to match the backends.
 func TestClusterIPProbe(t *testing.T) {
 	l, err := lab.Load("embedded:default")
@@ -444,7 +444,12 @@ func TestClusterIPProbe(t *testing.T) {
 		x.Uplink(b): {Packets: []verdict.Packet{udp(to(remote), src), outer}},
 		a + ":lxc1": {Packets: []verdict.Packet{udp(to(local), src), udp(to(local), netip.AddrPortFrom(remote.IP, 9))}},
 	}
-	p := clusterIPProbe(x, "app-a", from, []Pod{local, remote}, cip, ifaces, caps, time.Now(), time.Now())
+	var uplinks []string
+	for _, n := range l.Plan.KubeNodes {
+		uplinks = append(uplinks, x.Uplink(n.Name))
+	}
+	replies := judgeClusterIP(x, "app-a", from, []Pod{local, remote}, cip, uplinks, ifaces, caps, HTTPSummary{}, ProbeSummary{}, &Result{Pass: true})
+	p := clusterIPProbe("app-a", from, []Pod{local, remote}, cip, ifaces, caps, replies, time.Now(), time.Now())
 	assert.Equal(t, 3, p.Sent, "on the sender's veth: to each backend and to the ClusterIP itself")
 	assert.Equal(t, 3, p.Delivered, "the remote backend's replies (one in VXLAN), the local one's")
 	assert.Equal(t, []netip.AddrPort{to(local), to(remote)}, p.Backends)
