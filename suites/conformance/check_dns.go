@@ -7,12 +7,15 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/gopacket/gopacket/layers"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	probewire "v6lab.dev/v6lab/fixtures/probe/wire"
 	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/hubble"
 	"v6lab.dev/v6lab/labs/render/kube"
 )
 
@@ -92,6 +95,7 @@ func runDNS(ctx context.Context, x *Lab, control bool) (Result, error) {
 	// queries on the querying pods' veths, the answers on the CoreDNS pods'.
 	var points, serverPoints []string
 	queriers := map[netip.Addr]string{}
+	windows := map[netip.Addr]*dnsWindow{}
 	for _, q := range queries {
 		pt, err := podVeth(ifaces, q.from)
 		if err != nil {
@@ -100,6 +104,11 @@ func runDNS(ctx context.Context, x *Lab, control bool) (Result, error) {
 		if !slices.Contains(points, pt) {
 			points = append(points, pt)
 			queriers[q.from.IP] = pt
+			windows[q.from.IP] = &dnsWindow{from: q.from}
+		}
+		w := windows[q.from.IP]
+		if p := q.proto(); !slices.Contains(w.protos, p) {
+			w.protos = append(w.protos, p)
 		}
 	}
 	for a := range servers {
@@ -117,7 +126,12 @@ func runDNS(ctx context.Context, x *Lab, control bool) (Result, error) {
 			if q.tcp {
 				args = append(args, "--tcp")
 			}
+			w := windows[q.from.IP]
+			if w.start.IsZero() {
+				w.start = time.Now()
+			}
 			out, perr := x.PodExec(ctx, q.from, args...)
+			w.end = time.Now()
 			var s probewire.DNSSummary
 			if err := decodeJSON(out, &s); err != nil {
 				return fmt.Errorf("dns from %s: %w (%v)", q.from.Name, err, perr)
@@ -162,7 +176,64 @@ func runDNS(ctx context.Context, x *Lab, control bool) (Result, error) {
 	}
 	r.figure("queries", float64(len(queries)))
 	r.figure("answered", float64(answered))
+	// Hubble's account of each pod's queries beside the wire's: recorded, not judged
+	// (the control's denied queries must be Hubble's policy drops, or the report
+	// lists a disagreement).
+	if _, _, err := x.recordHubble(ctx, &r, dnsProbes(windows, servers, x.Plan.ClusterDNS, caps, queriers, serverPoints), nil); err != nil {
+		return r, err
+	}
 	return r, nil
+}
+
+// proto is the query's transport, as Hubble names it.
+func (q dnsQuery) proto() string {
+	if q.tcp {
+		return "TCP"
+	}
+	return "UDP"
+}
+
+// dnsWindow is when one pod's queries ran, and over which transports.
+type dnsWindow struct {
+	from       Pod
+	protos     []string
+	start, end time.Time
+}
+
+// dnsProbes are the wire's accounts of each pod's queries, one per transport, for
+// Hubble's (recordHubble): sent, the pod's packets to port 53 of the cluster DNS
+// address or a CoreDNS pod on its own veth (a TCP query's handshake too: a denied
+// one sends only SYNs); delivered, the CoreDNS pods' packets to it on their veths.
+// Hubble reports the queries past socket LB's translation, to a CoreDNS pod.
+func dnsProbes(windows map[netip.Addr]*dnsWindow, servers map[netip.Addr]bool, clusterDNS netip.Addr,
+	caps map[string]Captured, queriers map[netip.Addr]string, serverPoints []string) []hubble.Probe {
+	var backends []netip.AddrPort
+	for a := range servers {
+		backends = append(backends, netip.AddrPortFrom(a, 53))
+	}
+	slices.SortFunc(backends, func(a, b netip.AddrPort) int { return a.Compare(b) })
+	var out []hubble.Probe
+	for ip, w := range windows {
+		for _, proto := range w.protos {
+			p := hubble.Probe{What: w.from.Namespace + ": pod " + w.from.Name + " → cluster DNS, " + proto, Src: ip,
+				Dst: netip.AddrPortFrom(clusterDNS, 53), Proto: proto, Start: w.start, End: w.end, Replies: true, Backends: backends}
+			for _, pk := range caps[queriers[ip]].Packets {
+				if pk.IPv6 && pk.Src == ip && pk.DstPort == 53 && (servers[pk.Dst] || pk.Dst == clusterDNS) && pk.Proto.String() == proto {
+					p.Sent++
+				}
+			}
+			for _, pt := range serverPoints {
+				for _, pk := range caps[pt].Packets {
+					if pk.IPv6 && pk.SrcPort == 53 && servers[pk.Src] && pk.Dst == ip && pk.Proto.String() == proto {
+						p.Delivered++
+					}
+				}
+			}
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b hubble.Probe) int { return strings.Compare(a.What, b.What) })
+	return out
 }
 
 // dnsQueries are the check's queries from one echo pod of each application.

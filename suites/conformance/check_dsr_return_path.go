@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/hubble"
 	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/verdict"
 	"v6lab.dev/v6lab/reports"
@@ -59,6 +61,7 @@ func dsrReturnPath() Check {
 				return r, err
 			}
 			var hs HTTPSummary
+			var start, end time.Time
 			// A node the routers sent no connection through may see nothing; the
 			// backend's node must see the replies. (On a segment the SNAT Service's
 			// connections all enter through the VIP's owner, another node, and go
@@ -72,7 +75,9 @@ func dsrReturnPath() Check {
 			}
 			caps, err := x.Capture(ctx, "dsr"+suffix(control), capture.Filter{Proto: "tcp", Port: HTTPPort}, points, func() error {
 				var err error
+				start = time.Now()
 				hs, err = x.ProbeHTTP(ctx, client.Name, vip, 40)
+				end = time.Now()
 				return err
 			}, silentOK(others...))
 			if err != nil {
@@ -98,9 +103,42 @@ func dsrReturnPath() Check {
 			for f, n := range v.Replies {
 				r.figure("replies_"+strings.TrimSuffix(lastElem(f), ".pcapng"), float64(n))
 			}
+			if control {
+				// The SNAT Service's backend sees the entry node, not the client:
+				// Hubble's record is only where the backend sees the client.
+				return r, nil
+			}
+			// Hubble's account of the connections beside the wire's: recorded, not judged.
+			dsr, err := x.Pods(ctx, ns, DSRName)
+			if err != nil || len(dsr) != 1 {
+				return r, fmt.Errorf("%s: %d %s pods Ready, not one (%v)", ns, len(dsr), DSRName, err)
+			}
+			probe := returnPathProbe("the client → the DSR backend's VIP", v, client.Address, netip.AddrPortFrom(vip, HTTPPort), dsr, start, end)
+			if _, _, err := x.recordHubble(ctx, &r, []hubble.Probe{probe}, nil); err != nil {
+				return r, err
+			}
 			return r, nil
 		},
 	}
+}
+
+// returnPathProbe is the wire's account of the client's TCP connections to a VIP or
+// a NodePort (to), for Hubble's (recordHubble), from the return-path analyzer's
+// counts: sent, the client's segments toward it where they entered; delivered, the
+// segments back from it to the client wherever they left. Hubble reports the exchange
+// at the backends (at their HTTP port), past the translation.
+func returnPathProbe(what string, v verdict.ReturnPathVerdict, client netip.Addr, to netip.AddrPort, backends []Pod, start, end time.Time) hubble.Probe {
+	p := hubble.Probe{What: what + ", TCP", Src: client, Dst: to, Proto: "TCP", Start: start, End: end, Replies: true}
+	for _, b := range backends {
+		p.Backends = append(p.Backends, netip.AddrPortFrom(b.IP, podHTTP))
+	}
+	for _, n := range v.Entries {
+		p.Sent += n
+	}
+	for _, n := range v.Replies {
+		p.Delivered += n
+	}
+	return p
 }
 
 // forwardsWithDSR says why the lab's load balancer does not forward with DSR.

@@ -73,9 +73,10 @@ func vipReachability() Check {
 					// it, each waiting out its timeout (30 took 37 s a lab).
 					n = 5
 				}
-				var udpStart, udpEnd time.Time
+				var httpStart, udpStart, udpEnd time.Time
 				caps, err := x.Capture(ctx, "vip-"+app.Name+suffix(control), capture.Filter{IPv6Only: true}, []string{x.HostLink("client")}, func() error {
 					var err error
+					httpStart = time.Now()
 					if hs, err = x.ProbeHTTP(ctx, client.Name, vip, n); err != nil {
 						return err
 					}
@@ -102,12 +103,14 @@ func vipReachability() Check {
 				// labs are held to it.
 				preserved := x.Lab.Spec.Spec.LoadBalancer.Mode == spec.LBModeDSR && x.Lab.Spec.Spec.Datapath == spec.DatapathNative
 				if preserved {
-					// Hubble's account of the UDP probes beside the wire's at the client
-					// (sent: requests to the VIP; delivered: answered), from every agent
-					// (the backends' nodes report the exchange past the translation).
-					// Recorded, not judged; only where the backends see the client's
-					// address, which is what Hubble reports on the backend's node.
-					wire = append(wire, vipProbe(app.Name, c.Packets, client.Address, netip.AddrPortFrom(vip, ProbePort), pods, udpStart, udpEnd))
+					// Hubble's account of the HTTP connections and the UDP probes beside
+					// the wire's at the client (sent: toward the VIP; delivered: back from
+					// it), from every agent (the backends' nodes report the exchange past
+					// the translation). Recorded, not judged; only where the backends see
+					// the client's address, which is what Hubble reports on the backend's node.
+					wire = append(wire,
+						vipProbe(app.Name, "TCP", c.Packets, client.Address, netip.AddrPortFrom(vip, HTTPPort), podHTTP, pods, httpStart, udpStart),
+						vipProbe(app.Name, "UDP", c.Packets, client.Address, netip.AddrPortFrom(vip, ProbePort), ProbePort, pods, udpStart, udpEnd))
 				}
 				for cl, n := range hs.Clients {
 					if cl == client.Address.String() {
@@ -178,16 +181,22 @@ func ownFlows(pkts []verdict.Packet, client, vip netip.Addr) []verdict.Packet {
 	return out
 }
 
-// vipProbe is the wire's account of the client's UDP probes to vip, for Hubble's
-// (recordHubble): from the client's capture, requests to the VIP and replies from it
-// in the probes' window (exchange). Hubble reports them at the backends, past the translation,
-// and on the DSR path often only the reply (a request delivered from another node
-// has no flow of its own: seen at 1.20.2): its replies count.
-func vipProbe(app string, pkts []verdict.Packet, client netip.Addr, vip netip.AddrPort, backends []Pod, start, end time.Time) hubble.Probe {
-	p := hubble.Probe{What: app + ": the client → its VIP, UDP", Src: client, Dst: vip, Proto: "UDP", Start: start, End: end, Replies: true}
+// vipProbe is the wire's account of the client's exchange with vip over proto (TCP:
+// the HTTP connections, every segment; UDP: the probes), for Hubble's
+// (recordHubble): from the client's capture, its packets to the VIP and the VIP's
+// back in the window (exchange, tcpExchange). Hubble reports them at the backends
+// (at backendPort), past the translation, and on the DSR path often only the reply
+// (a request delivered from another node has no flow of its own: seen at 1.20.2):
+// its replies count.
+func vipProbe(app, proto string, pkts []verdict.Packet, client netip.Addr, vip netip.AddrPort, backendPort uint16, backends []Pod, start, end time.Time) hubble.Probe {
+	p := hubble.Probe{What: app + ": the client → its VIP, " + proto, Src: client, Dst: vip, Proto: proto, Start: start, End: end, Replies: true}
 	for _, b := range backends {
-		p.Backends = append(p.Backends, netip.AddrPortFrom(b.IP, vip.Port()))
+		p.Backends = append(p.Backends, netip.AddrPortFrom(b.IP, backendPort))
 	}
-	p.Sent, p.Delivered = exchange(pkts, vip, start, end)
+	if proto == "TCP" {
+		p.Sent, p.Delivered = tcpExchange(pkts, client, vip, start, end)
+	} else {
+		p.Sent, p.Delivered = exchange(pkts, vip, start, end)
+	}
 	return p
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/labs/spec"
@@ -33,6 +34,27 @@ func exchange(pkts []verdict.Packet, dst netip.AddrPort, from, to time.Time) (re
 		case !p.Probe.Reply && p.Dst == dst.Addr() && p.DstPort == dst.Port():
 			requests++
 		case p.Probe.Reply && p.Src == dst.Addr() && p.SrcPort == dst.Port():
+			replies++
+		}
+	}
+	return requests, replies
+}
+
+// tcpExchange counts, among packets captured in [from, to] (as their senders sent
+// them), the client's TCP segments toward dst and dst's segments back to it.
+func tcpExchange(pkts []verdict.Packet, client netip.Addr, dst netip.AddrPort, from, to time.Time) (requests, replies int) {
+	for i := range pkts {
+		if pkts[i].Time.Before(from) || pkts[i].Time.After(to) {
+			continue
+		}
+		p := pkts[i].Sent()
+		if !p.IPv6 || p.Proto != layers.IPProtocolTCP {
+			continue
+		}
+		switch {
+		case p.Src == client && p.Dst == dst.Addr() && p.DstPort == dst.Port():
+			requests++
+		case p.Dst == client && p.Src == dst.Addr() && p.SrcPort == dst.Port():
 			replies++
 		}
 	}

@@ -391,8 +391,9 @@ func TestOwnFlows(t *testing.T) {
 	assert.Len(t, own, 3)
 }
 
-// The wire's account of the client's UDP probes to a VIP: requests to the VIP and
-// replies from it, in the window; a backend's address is Hubble's, not the wire's.
+// The wire's account of the client's exchange with a VIP: over UDP its probes to the
+// VIP and the replies; over TCP every segment to the VIP's HTTP port and back; in the
+// window; a backend's address (at its own port) is Hubble's, not the wire's.
 func TestVIPProbe(t *testing.T) {
 	client := netip.MustParseAddrPort("[2001:db8:c::10]:40000")
 	vip := netip.MustParseAddrPort("[2001:db8:100::10]:9000")
@@ -409,12 +410,20 @@ func TestVIPProbe(t *testing.T) {
 		probe(vip, client, true),
 		segment(client, netip.AddrPortFrom(vip.Addr(), HTTPPort), layers.IPProtocolTCP, verdict.TCPSyn),
 	}
-	p := vipProbe("app-a", pkts, client.Addr(), vip, []Pod{backend}, start, time.Now().Add(time.Second))
+	p := vipProbe("app-a", "UDP", pkts, client.Addr(), vip, vip.Port(), []Pod{backend}, start, time.Now().Add(time.Second))
 	assert.Equal(t, 2, p.Sent)
 	assert.Equal(t, 1, p.Delivered)
 	assert.Equal(t, []netip.AddrPort{netip.AddrPortFrom(backend.IP, vip.Port())}, p.Backends)
-	p = vipProbe("app-a", pkts, client.Addr(), vip, nil, start.Add(time.Hour), start.Add(2*time.Hour))
+	p = vipProbe("app-a", "UDP", pkts, client.Addr(), vip, vip.Port(), nil, start.Add(time.Hour), start.Add(2*time.Hour))
 	assert.Zero(t, p.Sent+p.Delivered, "outside the window")
+	web := netip.AddrPortFrom(vip.Addr(), HTTPPort)
+	pkts = append(pkts, segment(web, client, layers.IPProtocolTCP, verdict.TCPSyn|verdict.TCPAck), segment(client, web, layers.IPProtocolTCP, verdict.TCPAck),
+		segment(netip.AddrPortFrom(backend.IP, podHTTP), client, layers.IPProtocolTCP, verdict.TCPAck))
+	p = vipProbe("app-a", "TCP", pkts, client.Addr(), web, podHTTP, []Pod{backend}, start, time.Now().Add(time.Second))
+	assert.Equal(t, 2, p.Sent, "the SYN and the ACK")
+	assert.Equal(t, 1, p.Delivered, "the VIP's SYN-ACK; the backend's own address is not the VIP's")
+	assert.Equal(t, "TCP", p.Proto)
+	assert.Equal(t, []netip.AddrPort{netip.AddrPortFrom(backend.IP, podHTTP)}, p.Backends)
 }
 
 // clusterIPProbe counts a sender's UDP requests on its veth (to a backend: socket LB
@@ -453,5 +462,27 @@ func TestClusterIPProbe(t *testing.T) {
 	assert.Equal(t, 3, p.Sent, "on the sender's veth: to each backend and to the ClusterIP itself")
 	assert.Equal(t, 3, p.Delivered, "the remote backend's replies (one in VXLAN), the local one's")
 	assert.Equal(t, []netip.AddrPort{to(local), to(remote)}, p.Backends)
+	assert.True(t, p.Replies)
+}
+
+// The wire's account of a client's connections for Hubble's comes from the
+// return-path analyzer: sent, every request where it entered; delivered, every reply
+// wherever it left (DSR: the backend's node's uplink); the backends at their HTTP port.
+func TestReturnPathProbe(t *testing.T) {
+	client := netip.MustParseAddrPort("[2001:db8:c::10]:40000")
+	vip := netip.MustParseAddrPort("[2001:db8:100::10]:80")
+	backend := Pod{Name: "dsr-echo", IP: netip.MustParseAddr("2001:db8:0:a03::10")}
+	tcp := func(s, d netip.AddrPort, f uint8) verdict.Packet { return segment(s, d, layers.IPProtocolTCP, f) }
+	files := map[string][]verdict.Packet{
+		"entry.pcapng":   {tcp(client, vip, verdict.TCPSyn), tcp(client, vip, verdict.TCPAck)},
+		"backend.pcapng": {tcp(vip, client, verdict.TCPSyn|verdict.TCPAck), tcp(vip, client, verdict.TCPAck), tcp(vip, client, verdict.TCPAck)},
+	}
+	v := verdict.ReturnPath(files, vip.Addr(), client.Addr(), verdict.Match{Proto: "tcp"}, "backend.pcapng")
+	require.True(t, v.Pass, v.Reason)
+	p := returnPathProbe("the client → a VIP", v, client.Addr(), vip, []Pod{backend}, time.Now(), time.Now())
+	assert.Equal(t, 2, p.Sent)
+	assert.Equal(t, 3, p.Delivered)
+	assert.Equal(t, "TCP", p.Proto)
+	assert.Equal(t, []netip.AddrPort{netip.AddrPortFrom(backend.IP, podHTTP)}, p.Backends)
 	assert.True(t, p.Replies)
 }
