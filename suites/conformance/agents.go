@@ -14,8 +14,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"v6lab.dev/v6lab/labs/runtime"
 )
 
 // What the suite reads from the Cilium agents (cilium-dbg JSON): the datapath settled,
@@ -426,4 +430,53 @@ func podVeths(ifaces map[netip.Addr]string, pods []Pod) ([]string, error) {
 		points = append(points, pt)
 	}
 	return points, nil
+}
+
+// restartAgents replaces every Cilium agent at once (their pods deleted together, the
+// DaemonSet creating new ones: a configuration change is read at start) and waits
+// until a new agent, none of the old pods, runs Ready on every node and the lab is
+// ready again (agents, operator, nodes, every BGP session). A rolling restart
+// replaces them one after another: three times the wait on the default lab.
+func (x *Lab) restartAgents(ctx context.Context, timeout time.Duration) error {
+	sel := metav1.ListOptions{LabelSelector: "k8s-app=cilium"}
+	old, err := x.Client.CoreV1().Pods("kube-system").List(ctx, sel)
+	if err != nil {
+		return err
+	}
+	gone := map[types.UID]bool{}
+	for _, p := range old.Items {
+		gone[p.UID] = true
+		if err := x.Client.CoreV1().Pods("kube-system").Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("agent %s: %w", p.Name, err)
+		}
+	}
+	var why string
+	err = wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
+		pods, err := x.Client.CoreV1().Pods("kube-system").List(ctx, sel)
+		if err != nil {
+			why = err.Error()
+			return false, nil
+		}
+		ready := map[string]bool{}
+		for _, p := range pods.Items {
+			if gone[p.UID] {
+				why = "old agent " + p.Name + " still there"
+				return false, nil
+			}
+			if podReady(&p) {
+				ready[p.Spec.NodeName] = true
+			}
+		}
+		for _, n := range x.Plan.KubeNodes {
+			if !ready[n.Name] {
+				why = "no new agent Ready on " + n.Name
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("agents not replaced within %s: %s (%w)", timeout, why, err)
+	}
+	return runtime.WaitReady(ctx, x.Plan, x.Kubeconfig, timeout)
 }

@@ -78,13 +78,8 @@ func guaEgress() Check {
 				r.pcaps(caps)
 				// Hubble's account of each pod's probes beside the wire's (sent: on its
 				// node's uplink; delivered: at the world host): recorded, not judged.
+				wire = append(wire, x.worldProbes(app.Name, pods, caps, start, end)...)
 				for _, p := range pods {
-					to := netip.AddrPortFrom(world.Address, ProbePort)
-					pm := verdict.Match{Proto: "udp", Src: p.IP, Dst: world.Address, DstPort: ProbePort}
-					wire = append(wire, hubble.Probe{What: app.Name + ": pod " + p.Name + " → world host", Src: p.IP, Dst: to, Proto: "UDP",
-						Start: start, End: end,
-						Sent:      verdict.Source(caps[x.Uplink(p.Node)].Packets, pm, nil).Matched,
-						Delivered: verdict.Source(caps[points[0]].Packets, pm, nil).Matched})
 					if !slices.Contains(nodes, p.Node) {
 						nodes = append(nodes, p.Node)
 					}

@@ -15,6 +15,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/hubble"
 	"v6lab.dev/v6lab/labs/spec"
 	"v6lab.dev/v6lab/labs/verdict"
 )
@@ -92,6 +93,24 @@ func (x *Lab) podsToWorld(ctx context.Context, check string, pods []Pod, points 
 		return nil
 	})
 	return caps, sums, err
+}
+
+// worldProbes are the wire's accounts of each pod's probes to the world host
+// (podsToWorld, captured at worldAndUplinks), for Hubble's (recordHubble): sent, the
+// pod's probes on its node's uplink, from its own address; delivered, those at the
+// world host.
+func (x *Lab) worldProbes(app string, pods []Pod, caps map[string]Captured, start, end time.Time) []hubble.Probe {
+	world := x.Plan.HostByRole("world")
+	to := netip.AddrPortFrom(world.Address, ProbePort)
+	var out []hubble.Probe
+	for _, p := range pods {
+		pm := verdict.Match{Proto: "udp", Src: p.IP, Dst: world.Address, DstPort: ProbePort}
+		out = append(out, hubble.Probe{What: app + ": pod " + p.Name + " → world host", Src: p.IP, Dst: to, Proto: "UDP",
+			Start: start, End: end,
+			Sent:      verdict.Source(caps[x.Uplink(p.Node)].Packets, pm, nil).Matched,
+			Delivered: verdict.Source(caps[x.HostLink("world")].Packets, pm, nil).Matched})
+	}
+	return out
 }
 
 func hasHop(hops []string, a netip.Addr) bool {
