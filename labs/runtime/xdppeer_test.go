@@ -2,11 +2,7 @@ package runtime
 
 import (
 	"errors"
-	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	goruntime "runtime"
 	"testing"
 	"time"
 
@@ -14,8 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/ipv6"
-	"golang.org/x/sys/unix"
 
+	"v6lab.dev/v6lab/labs/internal/netnstest"
 	"v6lab.dev/v6lab/labs/plan"
 )
 
@@ -24,102 +20,81 @@ import (
 // path, not beside it. A veth pair in a network namespace of its own; datagrams from vb
 // to all nodes of the link (ff02::1, not looped back) are received only through va.
 func TestXDPPeerProgram(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (a network namespace, BPF)")
-	}
-	type result struct {
-		pass, drop int
-		err        error
-	}
-	done := make(chan result, 1)
-	go func() {
-		goruntime.LockOSThread() // never unlocked: the thread stays in its namespace and ends with the goroutine
-		pass, drop, err := func() (int, int, error) {
-			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-				return 0, 0, err
-			}
-			for _, a := range [][]string{{"link", "add", "va", "type", "veth", "peer", "name", "vb"},
-				{"link", "set", "va", "up"}, {"link", "set", "vb", "up"}} {
-				if b, err := exec.Command("ip", a...).CombinedOutput(); err != nil {
-					return 0, 0, fmt.Errorf("ip %v: %v: %s", a, err, b)
+	var pass, drop int
+	err := netnstest.InVeth(t, func() error {
+		ns, err := netns.Get()
+		if err != nil {
+			return err
+		}
+		defer ns.Close()
+		rx, err := net.ListenPacket("udp6", "[::]:9")
+		if err != nil {
+			return err
+		}
+		defer rx.Close()
+		tx, err := net.ListenPacket("udp6", "[::]:0")
+		if err != nil {
+			return err
+		}
+		defer tx.Close()
+		vb, err := net.InterfaceByName(netnstest.B)
+		if err != nil {
+			return err
+		}
+		pc := ipv6.NewPacketConn(tx)
+		if err := pc.SetMulticastLoopback(false); err != nil {
+			return err
+		}
+		if err := pc.SetMulticastInterface(vb); err != nil {
+			return err
+		}
+		// received sends until one datagram arrives or until the window ends.
+		received := func(window time.Duration) int {
+			n := 0
+			for end := time.Now().Add(window); time.Now().Before(end) && n == 0; {
+				_, _ = tx.WriteTo([]byte("v6lab"), &net.UDPAddr{IP: net.IPv6linklocalallnodes, Zone: netnstest.B, Port: 9})
+				_ = rx.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				if _, _, err := rx.ReadFrom(make([]byte, 64)); err == nil {
+					n++
 				}
 			}
-			ns, err := netns.Get()
+			return n
+		}
+		attach := func(action uint32) error {
+			prog, err := xdpProgram(action)
 			if err != nil {
-				return 0, 0, err
+				return err
 			}
-			defer ns.Close()
-			rx, err := net.ListenPacket("udp6", "[::]:9")
-			if err != nil {
-				return 0, 0, err
-			}
-			defer rx.Close()
-			tx, err := net.ListenPacket("udp6", "[::]:0")
-			if err != nil {
-				return 0, 0, err
-			}
-			defer tx.Close()
-			vb, err := net.InterfaceByName("vb")
-			if err != nil {
-				return 0, 0, err
-			}
-			pc := ipv6.NewPacketConn(tx)
-			if err := pc.SetMulticastLoopback(false); err != nil {
-				return 0, 0, err
-			}
-			if err := pc.SetMulticastInterface(vb); err != nil {
-				return 0, 0, err
-			}
-			// received sends until one datagram arrives or until the window ends.
-			received := func(window time.Duration) int {
-				n := 0
-				for end := time.Now().Add(window); time.Now().Before(end) && n == 0; {
-					_, _ = tx.WriteTo([]byte("v6lab"), &net.UDPAddr{IP: net.IPv6linklocalallnodes, Zone: "vb", Port: 9})
-					_ = rx.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-					if _, _, err := rx.ReadFrom(make([]byte, 64)); err == nil {
-						n++
-					}
-				}
-				return n
-			}
-			attach := func(action uint32) error {
-				prog, err := xdpProgram(action)
-				if err != nil {
-					return err
-				}
-				defer prog.Close() // the link keeps it
-				return attachXDP(ns, prog, []string{"va"})
-			}
-			if err := attach(xdpPass); err != nil {
-				return 0, 0, err
-			}
-			pass := received(5 * time.Second) // vb's link-local address is tentative a while
-			if err := attach(xdpDrop); err != nil {
-				return 0, 0, err
-			}
-			drop := received(time.Second)
-			if err := attach(xdpPass); err != nil {
-				return 0, 0, err
-			}
-			if received(5*time.Second) == 0 {
-				return 0, 0, errors.New("nothing received after XDP_PASS was attached again")
-			}
-			prog, err := xdpProgram(xdpPass)
-			if err != nil {
-				return 0, 0, err
-			}
-			defer prog.Close()
-			if err := attachXDP(ns, prog, []string{"nosuch"}); err == nil {
-				return 0, 0, errors.New("attaching to a link that does not exist gave no error")
-			}
-			return pass, drop, nil
-		}()
-		done <- result{pass, drop, err}
-	}()
-	r := <-done
-	require.NoError(t, r.err)
-	assert.Equal(t, 1, r.pass, "XDP_PASS on va: the datagram arrives")
-	assert.Zero(t, r.drop, "XDP_DROP on va: nothing arrives (the program is on the path)")
+			defer prog.Close() // the link keeps it
+			return attachXDP(ns, prog, []string{netnstest.A})
+		}
+		if err := attach(xdpPass); err != nil {
+			return err
+		}
+		pass = received(5 * time.Second) // vb's link-local address is tentative a while
+		if err := attach(xdpDrop); err != nil {
+			return err
+		}
+		drop = received(time.Second)
+		if err := attach(xdpPass); err != nil {
+			return err
+		}
+		if received(5*time.Second) == 0 {
+			return errors.New("nothing received after XDP_PASS was attached again")
+		}
+		prog, err := xdpProgram(xdpPass)
+		if err != nil {
+			return err
+		}
+		defer prog.Close()
+		if err := attachXDP(ns, prog, []string{"nosuch"}); err == nil {
+			return errors.New("attaching to a link that does not exist gave no error")
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 1, pass, "XDP_PASS on va: the datagram arrives")
+	assert.Zero(t, drop, "XDP_DROP on va: nothing arrives (the program is on the path)")
 }
 
 // Only the routers' ends of links to Kubernetes nodes get the program.
