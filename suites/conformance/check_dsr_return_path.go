@@ -109,11 +109,11 @@ func dsrReturnPath() Check {
 				return r, nil
 			}
 			// Hubble's account of the connections beside the wire's: recorded, not judged.
-			dsr, err := x.Pods(ctx, ns, DSRName)
-			if err != nil || len(dsr) != 1 {
-				return r, fmt.Errorf("%s: %d %s pods Ready, not one (%v)", ns, len(dsr), DSRName, err)
+			dsr, err := x.dsrBackend(ctx)
+			if err != nil {
+				return r, err
 			}
-			probe := returnPathProbe("the client → the DSR backend's VIP", v, client.Address, netip.AddrPortFrom(vip, HTTPPort), dsr, start, end)
+			probe := returnPathProbe("the client → the DSR backend's VIP", v, client.Address, netip.AddrPortFrom(vip, HTTPPort), []Pod{dsr}, start, end)
 			if _, _, err := x.recordHubble(ctx, &r, []hubble.Probe{probe}, nil); err != nil {
 				return r, err
 			}

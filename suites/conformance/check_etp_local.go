@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"v6lab.dev/v6lab/labs/capture"
+	"v6lab.dev/v6lab/labs/hubble"
 	"v6lab.dev/v6lab/reports"
 )
 
@@ -131,7 +132,21 @@ func etpOnTheWire(ctx context.Context, x *Lab, vip netip.Addr, control bool, r *
 		}
 	}
 	r.figure("requests_at_backend", float64(sources[client.Address]))
-	if control || len(others) == 0 {
+	if control {
+		// The SNAT Service's backend sees the entry node, not the client: Hubble's
+		// record is only where the backend sees the client.
+		return nil
+	}
+	// Hubble's account of the client's probes beside the wire's: recorded, not judged.
+	pod, err := x.dsrBackend(ctx)
+	if err != nil {
+		return err
+	}
+	probe := vipProbe("the client → the Local Service's VIP", "UDP", caps[x.HostLink("client")].Packets, client.Address, dst, ProbePort, []Pod{pod}, start, end)
+	if _, _, err := x.recordHubble(ctx, r, []hubble.Probe{probe}, nil); err != nil {
+		return err
+	}
+	if len(others) == 0 {
 		return nil
 	}
 	return forcedThrough(ctx, x, vip, r)

@@ -78,10 +78,10 @@ func runNodePort(ctx context.Context, x *Lab, control bool) (Result, error) {
 	// judged, and only where the backend sees the client (the DSR Service: the SNAT
 	// one's backend sees the entry node, and Hubble reports the exchange under its
 	// address, as vip-reachability's record).
-	var dsr []Pod
+	var dsr Pod
 	if !control {
-		if dsr, err = x.Pods(ctx, ns, DSRName); err != nil || len(dsr) != 1 {
-			return r, fmt.Errorf("%s: %d %s pods Ready, not one (%v)", ns, len(dsr), DSRName, err)
+		if dsr, err = x.dsrBackend(ctx); err != nil {
+			return r, err
 		}
 	}
 	var wire []hubble.Probe
@@ -114,7 +114,7 @@ func runNodePort(ctx context.Context, x *Lab, control bool) (Result, error) {
 		}
 		if !control {
 			w := windows[n.Name]
-			wire = append(wire, returnPathProbe("the client → "+n.Name+"'s NodePort", v, client.Address, to, dsr, w[0], w[1]))
+			wire = append(wire, returnPathProbe("the client → "+n.Name+"'s NodePort", v, client.Address, to, []Pod{dsr}, w[0], w[1]))
 		}
 	}
 	if _, _, err := x.recordHubble(ctx, &r, wire, nil); err != nil {

@@ -109,8 +109,8 @@ func vipReachability() Check {
 					// the translation). Recorded, not judged; only where the backends see
 					// the client's address, which is what Hubble reports on the backend's node.
 					wire = append(wire,
-						vipProbe(app.Name, "TCP", c.Packets, client.Address, netip.AddrPortFrom(vip, HTTPPort), podHTTP, pods, httpStart, udpStart),
-						vipProbe(app.Name, "UDP", c.Packets, client.Address, netip.AddrPortFrom(vip, ProbePort), ProbePort, pods, udpStart, udpEnd))
+						vipProbe(app.Name+": the client → its VIP", "TCP", c.Packets, client.Address, netip.AddrPortFrom(vip, HTTPPort), podHTTP, pods, httpStart, udpStart),
+						vipProbe(app.Name+": the client → its VIP", "UDP", c.Packets, client.Address, netip.AddrPortFrom(vip, ProbePort), ProbePort, pods, udpStart, udpEnd))
 				}
 				for cl, n := range hs.Clients {
 					if cl == client.Address.String() {
@@ -188,8 +188,8 @@ func ownFlows(pkts []verdict.Packet, client, vip netip.Addr) []verdict.Packet {
 // (at backendPort), past the translation, and on the DSR path often only the reply
 // (a request delivered from another node has no flow of its own: seen at 1.20.2):
 // its replies count.
-func vipProbe(app, proto string, pkts []verdict.Packet, client netip.Addr, vip netip.AddrPort, backendPort uint16, backends []Pod, start, end time.Time) hubble.Probe {
-	p := hubble.Probe{What: app + ": the client → its VIP, " + proto, Src: client, Dst: vip, Proto: proto, Start: start, End: end, Replies: true}
+func vipProbe(what, proto string, pkts []verdict.Packet, client netip.Addr, vip netip.AddrPort, backendPort uint16, backends []Pod, start, end time.Time) hubble.Probe {
+	p := hubble.Probe{What: what + ", " + proto, Src: client, Dst: vip, Proto: proto, Start: start, End: end, Replies: true}
 	for _, b := range backends {
 		p.Backends = append(p.Backends, netip.AddrPortFrom(b.IP, backendPort))
 	}

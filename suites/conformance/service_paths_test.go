@@ -410,16 +410,16 @@ func TestVIPProbe(t *testing.T) {
 		probe(vip, client, true),
 		segment(client, netip.AddrPortFrom(vip.Addr(), HTTPPort), layers.IPProtocolTCP, verdict.TCPSyn),
 	}
-	p := vipProbe("app-a", "UDP", pkts, client.Addr(), vip, vip.Port(), []Pod{backend}, start, time.Now().Add(time.Second))
+	p := vipProbe("app-a: the client → its VIP", "UDP", pkts, client.Addr(), vip, vip.Port(), []Pod{backend}, start, time.Now().Add(time.Second))
 	assert.Equal(t, 2, p.Sent)
 	assert.Equal(t, 1, p.Delivered)
 	assert.Equal(t, []netip.AddrPort{netip.AddrPortFrom(backend.IP, vip.Port())}, p.Backends)
-	p = vipProbe("app-a", "UDP", pkts, client.Addr(), vip, vip.Port(), nil, start.Add(time.Hour), start.Add(2*time.Hour))
+	p = vipProbe("app-a: the client → its VIP", "UDP", pkts, client.Addr(), vip, vip.Port(), nil, start.Add(time.Hour), start.Add(2*time.Hour))
 	assert.Zero(t, p.Sent+p.Delivered, "outside the window")
 	web := netip.AddrPortFrom(vip.Addr(), HTTPPort)
 	pkts = append(pkts, segment(web, client, layers.IPProtocolTCP, verdict.TCPSyn|verdict.TCPAck), segment(client, web, layers.IPProtocolTCP, verdict.TCPAck),
 		segment(netip.AddrPortFrom(backend.IP, podHTTP), client, layers.IPProtocolTCP, verdict.TCPAck))
-	p = vipProbe("app-a", "TCP", pkts, client.Addr(), web, podHTTP, []Pod{backend}, start, time.Now().Add(time.Second))
+	p = vipProbe("app-a: the client → its VIP", "TCP", pkts, client.Addr(), web, podHTTP, []Pod{backend}, start, time.Now().Add(time.Second))
 	assert.Equal(t, 2, p.Sent, "the SYN and the ACK")
 	assert.Equal(t, 1, p.Delivered, "the VIP's SYN-ACK; the backend's own address is not the VIP's")
 	assert.Equal(t, "TCP", p.Proto)

@@ -125,6 +125,16 @@ func localService(s *corev1.Service) *corev1.Service {
 
 // DSRNode is the node that holds the DSR check's only backend: the last node, so that
 // connections also enter through the others.
+// dsrBackend is the one pod behind the DSR, SNAT and Local Services (on DSRNode).
+func (x *Lab) dsrBackend(ctx context.Context) (Pod, error) {
+	ns := x.Plan.Apps[0].Namespace
+	pods, err := x.Pods(ctx, ns, DSRName)
+	if err != nil || len(pods) != 1 {
+		return Pod{}, fmt.Errorf("%s: %d %s pods Ready, not one (%v)", ns, len(pods), DSRName, err)
+	}
+	return pods[0], nil
+}
+
 func (x *Lab) DSRNode() string { return x.Plan.KubeNodes[len(x.Plan.KubeNodes)-1].Name }
 
 // Deploy creates the suite's workload (idempotent) and waits until its pods run and
