@@ -50,8 +50,8 @@ func TestUpSteps(t *testing.T) {
 	}
 	all := []string{"host setup", "images", "render", "node files", "deploy", "bgp", "kubernetes", "cilium", "dns"}
 	assert.Equal(t, all, run("", Options{}))
-	assert.Equal(t, []string{"host setup", "images", "render", "node files", "deploy", "bgp", "kubernetes", "cilium", "metallb", "dns"},
-		run("embedded:metallb", Options{}))
+	assert.Equal(t, []string{"host setup", "images", "render", "node files", "deploy", "xdp peers", "bgp", "kubernetes", "cilium", "metallb", "dns"},
+		run("embedded:metallb", Options{}), "the seed's MetalLB lab asks for XDP acceleration")
 	assert.Equal(t, []string{"host setup", "images", "render", "deploy", "bgp"}, run("", Options{UnderlayOnly: true}))
 	assert.Equal(t, all[:len(all)-2], run("", Options{NoCNI: true}))
 

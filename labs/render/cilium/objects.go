@@ -186,6 +186,11 @@ const (
 	PoolAnnotation = "ipam.cilium.io/ip-pool"
 	// HostnameLabel selects one node.
 	HostnameLabel = "kubernetes.io/hostname"
+	// ConnectRetrySeconds is how long a node's BGP speaker (Cilium's, MetalLB's) waits
+	// between attempts to open a lost session: GoBGP's and FRR's default is 120 s, and
+	// MetalLB's FRR does not listen (the router cannot reopen it), so a session a
+	// failover fault shut would stay down two minutes after the fault is undone.
+	ConnectRetrySeconds = 5
 )
 
 // everything selects every object: Cilium treats an empty selector as "none", so its
@@ -228,7 +233,7 @@ func Objects(p *plan.Plan) []any {
 		TypeMeta: TypeMeta{"cilium.io/v2", "CiliumBGPPeerConfig"},
 		Metadata: Meta{Name: PeerConfigName},
 		Spec: BGPPeerConfigSpec{
-			Timers: BGPTimers{ConnectRetryTimeSeconds: 5, HoldTimeSeconds: s.BGP.HoldSeconds,
+			Timers: BGPTimers{ConnectRetryTimeSeconds: ConnectRetrySeconds, HoldTimeSeconds: s.BGP.HoldSeconds,
 				KeepAliveTimeSeconds: s.BGP.KeepaliveSeconds},
 			Families: []BGPFamily{{AFI: "ipv6", SAFI: "unicast", Advertisements: &metav1.LabelSelector{
 				MatchLabels: map[string]string{AdvertiseLabel: "bgp"}}}},

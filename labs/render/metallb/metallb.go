@@ -55,6 +55,7 @@ type BGPPeerSpec struct {
 	RouterID      string                 `json:"routerID"`
 	HoldTime      string                 `json:"holdTime"`
 	KeepaliveTime string                 `json:"keepaliveTime"`
+	ConnectTime   string                 `json:"connectTime"`
 	NodeSelectors []metav1.LabelSelector `json:"nodeSelectors"`
 	BFDProfile    string                 `json:"bfdProfile,omitempty"`
 }
@@ -155,6 +156,7 @@ func Objects(p *plan.Plan) []any {
 				RouterID:      p.KubeNodes[0].SpeakerRouterID.String(),
 				HoldTime:      (time.Duration(s.BGP.HoldSeconds) * time.Second).String(),
 				KeepaliveTime: (time.Duration(s.BGP.KeepaliveSeconds) * time.Second).String(),
+				ConnectTime:   (cilium.ConnectRetrySeconds * time.Second).String(),
 				NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{cilium.HostnameLabel: n.Name}}},
 				BFDProfile:    bfd,
 			},
