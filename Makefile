@@ -89,7 +89,7 @@ test: build tools k8s metallb ## everything CI runs: host setup, vet, unit, gold
 	@# holds one upgrade step, not the chain (each stage is a suite run, ~8 min).
 	@# hubble-flows runs once, in the metallb lab's suite below (the nightly: everywhere).
 	$(BIN) conformance --matrix embedded:default --upgrade $(subst $() ,$(comma),$(strip $(TEST_CILIUM))) --downgrade=false --skip '^hubble-flows$$' --runs $${TMPDIR:-/tmp}/v6lab-test-runs
-	@# MetalLB mode at the default release, run by a test that reads v6lab conformance's
+	@# MetalLB mode (XDP acceleration on, as the seed asks) at the default release, run by a test that reads v6lab conformance's
 	@# output as CI does (no terminal) and asserts the lines stream as the lab comes up
 	@# and each check and control finishes (cmd/v6lab TestConformanceStreams).
 	V6LAB_STREAM_MATRIX=embedded:metallb V6LAB_STREAM_RUNS=$${TMPDIR:-/tmp}/v6lab-test-runs \
