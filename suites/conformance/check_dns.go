@@ -17,6 +17,7 @@ import (
 	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/labs/hubble"
 	"v6lab.dev/v6lab/labs/render/kube"
+	"v6lab.dev/v6lab/labs/verdict"
 )
 
 // Service-to-service over DNS, as the seed's applications find each other: from a pod
@@ -94,19 +95,18 @@ func runDNS(ctx context.Context, x *Lab, control bool) (Result, error) {
 	// A veth shows what its pod sends (Cilium delivers to a pod past its veth): the
 	// queries on the querying pods' veths, the answers on the CoreDNS pods'.
 	var points, serverPoints []string
-	queriers := map[netip.Addr]string{}
-	windows := map[netip.Addr]*dnsWindow{}
+	queriers := map[netip.Addr]*dnsQuerier{}
 	for _, q := range queries {
-		pt, err := podVeth(ifaces, q.from)
-		if err != nil {
-			return r, err
-		}
-		if !slices.Contains(points, pt) {
+		w := queriers[q.from.IP]
+		if w == nil {
+			pt, err := podVeth(ifaces, q.from)
+			if err != nil {
+				return r, err
+			}
 			points = append(points, pt)
-			queriers[q.from.IP] = pt
-			windows[q.from.IP] = &dnsWindow{from: q.from}
+			w = &dnsQuerier{from: q.from, point: pt}
+			queriers[q.from.IP] = w
 		}
-		w := windows[q.from.IP]
 		if p := q.proto(); !slices.Contains(w.protos, p) {
 			w.protos = append(w.protos, p)
 		}
@@ -126,7 +126,7 @@ func runDNS(ctx context.Context, x *Lab, control bool) (Result, error) {
 			if q.tcp {
 				args = append(args, "--tcp")
 			}
-			w := windows[q.from.IP]
+			w := queriers[q.from.IP]
 			if w.start.IsZero() {
 				w.start = time.Now()
 			}
@@ -147,31 +147,16 @@ func runDNS(ctx context.Context, x *Lab, control bool) (Result, error) {
 		return r, err
 	}
 	r.pcaps(caps)
-	// On the wire: each querying pod's queries on port 53 to a CoreDNS pod (or the
-	// cluster DNS address itself, where a packet is translated after the veth), and
-	// the CoreDNS pods' answers to it.
-	answers := map[netip.Addr]int{}
-	for _, pt := range serverPoints {
-		for _, p := range caps[pt].Packets {
-			if p.IPv6 && p.SrcPort == 53 && servers[p.Src] && queriers[p.Dst] != "" && (p.Proto != layers.IPProtocolTCP || p.Payload > 0) {
-				answers[p.Dst]++
-			}
-		}
-	}
-	for ip, pt := range queriers {
-		q := 0
-		for _, p := range caps[pt].Packets {
-			if p.IPv6 && p.Src == ip && p.DstPort == 53 && (servers[p.Dst] || p.Dst == x.Plan.ClusterDNS) && (p.Proto != layers.IPProtocolTCP || p.Payload > 0) {
-				q++
-			}
-		}
+	countDNS(queriers, servers, x.Plan.ClusterDNS, caps, serverPoints)
+	for _, w := range queriers {
+		pt, q, a := w.point, w.queries, w.answers
 		r.figure("wire_queries_"+pt, float64(q))
-		r.figure("wire_answers_"+pt, float64(answers[ip]))
+		r.figure("wire_answers_"+pt, float64(a))
 		if q == 0 {
 			r.fail(kindDNSNotSeen, "%s: no query to the cluster DNS on the wire", pt)
 		}
-		if !control && answers[ip] < q {
-			r.fail(kindDNSNotSeen, "%s: %d queries to the cluster DNS on the wire, %d answers from a CoreDNS pod (%v)", pt, q, answers[ip], slices.Collect(maps.Keys(servers)))
+		if !control && a < q {
+			r.fail(kindDNSNotSeen, "%s: %d queries to the cluster DNS on the wire, %d answers from a CoreDNS pod (%v)", pt, q, a, slices.Collect(maps.Keys(servers)))
 		}
 	}
 	r.figure("queries", float64(len(queries)))
@@ -179,7 +164,7 @@ func runDNS(ctx context.Context, x *Lab, control bool) (Result, error) {
 	// Hubble's account of each pod's queries beside the wire's: recorded, not judged
 	// (the control's denied queries must be Hubble's policy drops, or the report
 	// lists a disagreement).
-	if _, _, err := x.recordHubble(ctx, &r, dnsProbes(windows, servers, x.Plan.ClusterDNS, caps, queriers, serverPoints), nil); err != nil {
+	if _, _, err := x.recordHubble(ctx, &r, dnsProbes(queriers, servers, x.Plan.ClusterDNS), nil); err != nil {
 		return r, err
 	}
 	return r, nil
@@ -193,43 +178,66 @@ func (q dnsQuery) proto() string {
 	return "UDP"
 }
 
-// dnsWindow is when one pod's queries ran, and over which transports.
-type dnsWindow struct {
+// dnsQuerier is one querying pod: its veth, when its queries ran and over which
+// transports, and what the wire showed of them (countDNS).
+type dnsQuerier struct {
 	from       Pod
+	point      string
 	protos     []string
 	start, end time.Time
+	// queries and answers: the packets carrying one (a TCP segment with payload).
+	queries, answers int
+	// sent and delivered, by transport: every packet of the exchange (a TCP
+	// handshake too: a denied TCP query sends only SYNs).
+	sent, delivered map[string]int
 }
 
-// dnsProbes are the wire's accounts of each pod's queries, one per transport, for
-// Hubble's (recordHubble): sent, the pod's packets to port 53 of the cluster DNS
-// address or a CoreDNS pod on its own veth (a TCP query's handshake too: a denied
-// one sends only SYNs); delivered, the CoreDNS pods' packets to it on their veths.
-// Hubble reports the queries past socket LB's translation, to a CoreDNS pod.
-func dnsProbes(windows map[netip.Addr]*dnsWindow, servers map[netip.Addr]bool, clusterDNS netip.Addr,
-	caps map[string]Captured, queriers map[netip.Addr]string, serverPoints []string) []hubble.Probe {
+// countDNS counts, on the wire, each querying pod's packets to port 53 of a CoreDNS pod
+// or of the cluster DNS address itself (translated after the veth) on its own veth,
+// and the CoreDNS pods' packets back to it on theirs.
+func countDNS(queriers map[netip.Addr]*dnsQuerier, servers map[netip.Addr]bool, clusterDNS netip.Addr,
+	caps map[string]Captured, serverPoints []string) {
+	carries := func(p *verdict.Packet) bool { return p.Proto != layers.IPProtocolTCP || p.Payload > 0 }
+	for ip, w := range queriers {
+		w.sent, w.delivered = map[string]int{}, map[string]int{}
+		for i := range caps[w.point].Packets {
+			p := &caps[w.point].Packets[i]
+			if p.IPv6 && p.Src == ip && p.DstPort == 53 && (servers[p.Dst] || p.Dst == clusterDNS) {
+				w.sent[p.Proto.String()]++
+				if carries(p) {
+					w.queries++
+				}
+			}
+		}
+	}
+	for _, pt := range serverPoints {
+		for i := range caps[pt].Packets {
+			p := &caps[pt].Packets[i]
+			if w := queriers[p.Dst]; w != nil && p.IPv6 && p.SrcPort == 53 && servers[p.Src] {
+				w.delivered[p.Proto.String()]++
+				if carries(p) {
+					w.answers++
+				}
+			}
+		}
+	}
+}
+
+// dnsProbes are the wire's accounts of each pod's queries (countDNS), one per
+// transport, for Hubble's (recordHubble). Hubble reports the queries past socket LB's
+// translation, to a CoreDNS pod.
+func dnsProbes(queriers map[netip.Addr]*dnsQuerier, servers map[netip.Addr]bool, clusterDNS netip.Addr) []hubble.Probe {
 	var backends []netip.AddrPort
 	for a := range servers {
 		backends = append(backends, netip.AddrPortFrom(a, 53))
 	}
 	slices.SortFunc(backends, func(a, b netip.AddrPort) int { return a.Compare(b) })
 	var out []hubble.Probe
-	for ip, w := range windows {
+	for ip, w := range queriers {
 		for _, proto := range w.protos {
-			p := hubble.Probe{What: w.from.Namespace + ": pod " + w.from.Name + " → cluster DNS, " + proto, Src: ip,
-				Dst: netip.AddrPortFrom(clusterDNS, 53), Proto: proto, Start: w.start, End: w.end, Replies: true, Backends: backends}
-			for _, pk := range caps[queriers[ip]].Packets {
-				if pk.IPv6 && pk.Src == ip && pk.DstPort == 53 && (servers[pk.Dst] || pk.Dst == clusterDNS) && pk.Proto.String() == proto {
-					p.Sent++
-				}
-			}
-			for _, pt := range serverPoints {
-				for _, pk := range caps[pt].Packets {
-					if pk.IPv6 && pk.SrcPort == 53 && servers[pk.Src] && pk.Dst == ip && pk.Proto.String() == proto {
-						p.Delivered++
-					}
-				}
-			}
-			out = append(out, p)
+			out = append(out, hubble.Probe{What: w.from.Namespace + ": pod " + w.from.Name + " → cluster DNS, " + proto, Src: ip,
+				Dst: netip.AddrPortFrom(clusterDNS, 53), Proto: proto, Start: w.start, End: w.end, Replies: true, Backends: backends,
+				Sent: w.sent[proto], Delivered: w.delivered[proto]})
 		}
 	}
 	slices.SortFunc(out, func(a, b hubble.Probe) int { return strings.Compare(a.What, b.What) })

@@ -48,7 +48,7 @@ func TestJudgeAnswer(t *testing.T) {
 	assert.True(t, r.Pass, r.Reason)
 }
 
-// The wire's account of a pod's queries, per transport: its packets to port 53 of the
+// The wire's account of a pod's queries (countDNS), per transport: its packets to port 53 of the
 // cluster DNS address or a CoreDNS pod on its veth (a TCP handshake's too), the
 // CoreDNS pods' packets back to it on theirs; another pod's and other ports' aside.
 func TestDNSProbes(t *testing.T) {
@@ -65,8 +65,13 @@ func TestDNSProbes(t *testing.T) {
 		"n2:lxc9": {Packets: []verdict.Packet{segment(to(server), q, udp, 0), segment(to(server), q, tcp, verdict.TCPSyn|verdict.TCPAck),
 			segment(to(server), netip.AddrPortFrom(other, 1), udp, 0)}},
 	}
-	windows := map[netip.Addr]*dnsWindow{from.IP: {from: from, protos: []string{"UDP", "TCP"}, start: time.Now(), end: time.Now()}}
-	ps := dnsProbes(windows, map[netip.Addr]bool{server: true}, cdns, caps, map[netip.Addr]string{from.IP: "n1:lxc1"}, []string{"n2:lxc9"})
+	w := &dnsQuerier{from: from, point: "n1:lxc1", protos: []string{"UDP", "TCP"}, start: time.Now(), end: time.Now()}
+	queriers := map[netip.Addr]*dnsQuerier{from.IP: w}
+	servers := map[netip.Addr]bool{server: true}
+	countDNS(queriers, servers, cdns, caps, []string{"n2:lxc9"})
+	assert.Equal(t, 2, w.queries, "the two UDP queries; TCP segments without payload carry none")
+	assert.Equal(t, 1, w.answers, "the UDP answer")
+	ps := dnsProbes(queriers, servers, cdns)
 	require.Len(t, ps, 2)
 	byProto := map[string]hubble.Probe{ps[0].Proto: ps[0], ps[1].Proto: ps[1]}
 	assert.Equal(t, 2, byProto["UDP"].Sent, "to the cluster DNS address and to the CoreDNS pod")

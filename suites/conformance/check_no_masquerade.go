@@ -60,16 +60,14 @@ func noMasqueradeOnce(ctx context.Context, x *Lab, control bool) (Result, error)
 	points := x.worldAndUplinks()
 	pools := []netip.Prefix{x.Plan.Pods.Block}
 	var pods []Pod
-	apps := map[Pod]string{}
-	for _, app := range x.Plan.Apps {
+	byApp := make([][]Pod, len(x.Plan.Apps))
+	for i, app := range x.Plan.Apps {
 		p, err := x.Pods(ctx, app.Namespace, EchoName)
 		if err != nil {
 			return r, err
 		}
 		pods = append(pods, p...)
-		for _, q := range p {
-			apps[q] = app.Name
-		}
+		byApp[i] = p
 	}
 	start := time.Now()
 	caps, sums, err := x.podsToWorld(ctx, "no-masquerade"+suffix(control), pods, points)
@@ -108,8 +106,8 @@ func noMasqueradeOnce(ctx context.Context, x *Lab, control bool) (Result, error)
 	// masquerading the wire shows no probe leaving with the pod's address, while
 	// Hubble forwards it (a control disagreement, as it must be).
 	var wire []hubble.Probe
-	for _, p := range pods {
-		wire = append(wire, x.worldProbes(apps[p], []Pod{p}, caps, start, end)...)
+	for i, app := range x.Plan.Apps {
+		wire = append(wire, x.worldProbes(app.Name, byApp[i], caps, start, end)...)
 	}
 	if _, _, err := x.recordHubble(ctx, &r, wire, nil); err != nil {
 		return r, err

@@ -123,8 +123,6 @@ func localService(s *corev1.Service) *corev1.Service {
 	return s
 }
 
-// DSRNode is the node that holds the DSR check's only backend: the last node, so that
-// connections also enter through the others.
 // dsrBackend is the one pod behind the DSR, SNAT and Local Services (on DSRNode).
 func (x *Lab) dsrBackend(ctx context.Context) (Pod, error) {
 	ns := x.Plan.Apps[0].Namespace
@@ -135,6 +133,8 @@ func (x *Lab) dsrBackend(ctx context.Context) (Pod, error) {
 	return pods[0], nil
 }
 
+// DSRNode is the node that holds the DSR check's only backend: the last node, so that
+// connections also enter through the others.
 func (x *Lab) DSRNode() string { return x.Plan.KubeNodes[len(x.Plan.KubeNodes)-1].Name }
 
 // Deploy creates the suite's workload (idempotent) and waits until its pods run and
