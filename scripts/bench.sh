@@ -2,7 +2,8 @@
 # make bench: wall-clock and memory figures of the lab lifecycle on this machine
 # (printed, never asserted). Uses its own lab names and state directory; removes what
 # it creates. BENCH_COLD_IMAGES=0 skips the cold image build; BENCH_NODES="3 4 6" the
-# lab sizes `up` is measured at; BENCH_CYCLES=5 the up/down cycles of the memory figure.
+# lab sizes `up` is measured at; BENCH_CYCLES=5 the up/down cycles of the memory figure;
+# BENCH_SUITE=0 skips the suite's figure (v6lab test on a default lab).
 set -euo pipefail
 bin=$1
 state=$(mktemp -d)
@@ -74,6 +75,18 @@ if [ -x "$(dirname "$bin")/k8s/kubelet" ]; then
     "$bin" --state-dir "$state" down bench >/dev/null
     printf 'cycle %d: lab %5s MiB; host memory in use after down %6s MiB\n' "$i" "$used_up" "$(free -m | awk '/^Mem:/{print $3}')"
   done
+fi
+# The suite's figure: v6lab test on a running default lab (3 nodes): the workload,
+# then every check with its negative control (up and down not counted).
+if [ "${BENCH_SUITE:-1}" = 1 ] && [ -x "$(dirname "$bin")/v6lab-conformance.test" ] && [ -x "$(dirname "$bin")/k8s/kubelet" ]; then
+  f=$(spec benchs 3)
+  "$bin" --state-dir "$state" --spec "$f" up >/dev/null
+  start=$(date +%s.%N)
+  "$bin" --state-dir "$state" test benchs -o "$state/runs" >"$state/suite.out" 2>&1 || true
+  printf 'suite of the default lab %6.1f s  (v6lab test on the running lab: the workload, every check with its control; %s)\n' \
+    "$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" "$(grep -ao '[0-9]* passed, [0-9]* failed, [0-9]* skipped' "$state/suite.out" | tail -1)"
+  grep -a ' concurrent ' "$state/suite.out" | sed 's/^[0-9:]* */  /' || true
+  "$bin" --state-dir "$state" down benchs >/dev/null
 fi
 f=$(spec benchu 3)
 for i in 1 2 3; do

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"v6lab.dev/v6lab/labs/capture"
@@ -93,28 +94,52 @@ func (x *Lab) Capture(ctx context.Context, check string, f capture.Filter, point
 			bad = append(bad, points[i]+" saw no packet")
 		}
 	}
-	x.recordCaptures(check, out)
+	x.recordCaptures(ctx, check, out)
 	if len(bad) > 0 {
 		return out, fmt.Errorf("%w: %s", ErrEvidenceIncomplete, strings.Join(bad, "; "))
 	}
 	return out, nil
 }
 
+// captureLog holds the sanity figures of one check's captures: checks that run
+// concurrently each keep their own (WithCaptureLog), so a record gets only its check's.
+type captureLog struct {
+	mu   sync.Mutex
+	list []reports.Capture
+}
+
+type captureLogKey struct{}
+
+// WithCaptureLog gives the captures made under ctx a log of their own, which
+// TakeCaptures(ctx) empties; captures made under a context without one go to the lab's.
+func WithCaptureLog(ctx context.Context) context.Context {
+	return context.WithValue(ctx, captureLogKey{}, &captureLog{})
+}
+
 // recordCaptures keeps every capture's sanity figures for the report.
-func (x *Lab) recordCaptures(check string, caps map[string]Captured) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
+func (x *Lab) recordCaptures(ctx context.Context, check string, caps map[string]Captured) {
+	mu, list := x.captureList(ctx)
+	mu.Lock()
+	defer mu.Unlock()
 	for _, c := range caps {
-		x.captures = append(x.captures, reports.Capture{Name: check, Point: c.Point, File: c.File, Packets: len(c.Packets), Drops: int(c.Drops)})
+		*list = append(*list, reports.Capture{Name: check, Point: c.Point, File: c.File, Packets: len(c.Packets), Drops: int(c.Drops)})
 	}
 }
 
-// TakeCaptures returns the captures recorded since the last call.
-func (x *Lab) TakeCaptures() []reports.Capture {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	out := x.captures
-	x.captures = nil
+func (x *Lab) captureList(ctx context.Context) (*sync.Mutex, *[]reports.Capture) {
+	if l, ok := ctx.Value(captureLogKey{}).(*captureLog); ok {
+		return &l.mu, &l.list
+	}
+	return &x.mu, &x.captures
+}
+
+// TakeCaptures returns the captures recorded (under ctx's log) since the last call.
+func (x *Lab) TakeCaptures(ctx context.Context) []reports.Capture {
+	mu, list := x.captureList(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	out := *list
+	*list = nil
 	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
 	return out
 }

@@ -105,6 +105,16 @@ type Check struct {
 	Variant string
 	// Expect is the failure kind the control must produce.
 	Expect string
+	// Concurrent: the check runs together with the suite's other concurrent checks
+	// (its control too, when that is a variant; a control that breaks the lab runs
+	// alone, later). It says that neither its run nor its variant disturbs what
+	// another concurrent check looks at, and that its verdicts and Hubble records
+	// count only its own traffic (its own Service, addresses and ports). Of the
+	// checks that steer a VIP with static routes on the routers (etp-local,
+	// maglev-consistency), one at most is concurrent: run together, one's routes
+	// moved the other's flows (measured: etp-local's forced requests reached the
+	// backend's node, maglev-consistency's connections stalled after a move).
+	Concurrent bool
 	// PassDrops and ControlDrops are the drop reasons (as the agents' metrics name
 	// them) that the check's run and its control, restore included, may make Cilium
 	// count: no-unexpected-drops fails on any other in their windows.

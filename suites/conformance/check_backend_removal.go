@@ -33,10 +33,11 @@ import (
 // unready pod, 1.18.4 none.)
 func backendRemoval() Check {
 	return Check{
-		Name:    "backend-removal",
-		Applies: routedVIPs,
-		Variant: "the flow's backend is left in place (nothing removes it, as a datapath that ignored the removal would): new connections still reach it",
-		Expect:  kindReachedRemoved,
+		Name:       "backend-removal",
+		Concurrent: true,
+		Applies:    routedVIPs,
+		Variant:    "the flow's backend is left in place (nothing removes it, as a datapath that ignored the removal would): new connections still reach it",
+		Expect:     kindReachedRemoved,
 		// The stream still sent to the deleted backend's address (Stale or unroutable IP);
 		// its replacement pod starting.
 		PassDrops: append([]string{reasonStaleIP}, podStartDrops...),
@@ -193,7 +194,9 @@ func judgeRemoval(x *Lab, ev string, b Pod, vip netip.Addr, gone time.Time, atCl
 		r.figure("kept_stream_on_backend_ms_"+ev, float64(stayed.Sub(gone).Milliseconds()))
 	}
 	client := x.Plan.HostByRole("client").Address
-	v, err := verdict.OutageOf(verdict.Slice(caps[atClient].Packets), verdict.Match{Proto: "udp", Port: ProbePort}, verdict.OutageOptions{Client: client, MaxLost: -1})
+	// The stream's packets only (to the VIP and back): the client sends other checks'
+	// probes to the same port while this one runs (Check.Concurrent).
+	v, err := verdict.OutageOf(verdict.Slice(withAddr(caps[atClient].Packets, vip)), verdict.Match{Proto: "udp", Port: ProbePort}, verdict.OutageOptions{Client: client, MaxLost: -1})
 	switch {
 	case err != nil:
 		r.fail(kindNothingSeen, "%s: the client's capture: %v", ev, err)

@@ -25,11 +25,12 @@ import (
 // no Service holds: nothing translates it, and it leaves the node as it was sent.
 func clusterIP() Check {
 	return Check{
-		Name:    "clusterip",
-		Applies: always,
-		Variant: "the probes go to an address of the ClusterIP range that no Service holds: nothing translates it",
-		Expect:  kindClusterIPOnWire,
-		Run:     runClusterIP,
+		Name:       "clusterip",
+		Concurrent: true,
+		Applies:    always,
+		Variant:    "the probes go to an address of the ClusterIP range that no Service holds: nothing translates it",
+		Expect:     kindClusterIPOnWire,
+		Run:        runClusterIP,
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/sync/errgroup"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	probewire "v6lab.dev/v6lab/fixtures/probe/wire"
@@ -30,6 +31,7 @@ import (
 func dns() Check {
 	return Check{
 		Name:         "dns",
+		Concurrent:   true,
 		Applies:      always,
 		Breakage:     "a NetworkPolicy denies every ingress to the CoreDNS pods (UDP and TCP 53), in effect in their agents",
 		Expect:       kindNoAnswer,
@@ -48,6 +50,9 @@ const (
 	kindResolvConf  = "resolv-conf"  // the pod's nameserver is not the cluster DNS
 	kindDNSNotSeen  = "dns-not-seen" // the wire does not show the exchange with a CoreDNS pod
 )
+
+// dnsParallel is how many queries run at once (each a kubectl exec).
+const dnsParallel = 4
 
 // dnsQuery is one query of the check and the addresses it must get ([]: none).
 type dnsQuery struct {
@@ -121,23 +126,36 @@ func runDNS(ctx context.Context, x *Lab, control bool) (Result, error) {
 	answered := 0
 	// A CoreDNS pod the queries' hash did not pick may see nothing.
 	caps, err := x.Capture(ctx, "dns"+suffix(control), capture.Filter{IPv6Only: true}, append(append([]string{}, points...), serverPoints...), func() error {
-		for _, q := range queries {
-			args := []string{"v6lab-probe", "dns", "--name", q.name, "--type", q.typ, "--timeout", "2s"}
-			if q.tcp {
-				args = append(args, "--tcp")
+		// The queries run together (an unanswered one waits out its timeout): the wire
+		// tells them apart by querier and transport, each answer is judged in the
+		// queries' order.
+		sums, errs := make([]probewire.DNSSummary, len(queries)), make([]error, len(queries))
+		start := time.Now()
+		var g errgroup.Group
+		g.SetLimit(dnsParallel)
+		for i, q := range queries {
+			g.Go(func() error {
+				args := []string{"v6lab-probe", "dns", "--name", q.name, "--type", q.typ, "--timeout", "2s"}
+				if q.tcp {
+					args = append(args, "--tcp")
+				}
+				out, perr := x.PodExec(ctx, q.from, args...)
+				if err := decodeJSON(out, &sums[i]); err != nil {
+					errs[i] = fmt.Errorf("dns from %s: %w (%v)", q.from.Name, err, perr)
+				}
+				return nil
+			})
+		}
+		_ = g.Wait()
+		end := time.Now()
+		for i, q := range queries {
+			if errs[i] != nil {
+				return errs[i]
 			}
 			w := queriers[q.from.IP]
-			if w.start.IsZero() {
-				w.start = time.Now()
-			}
-			out, perr := x.PodExec(ctx, q.from, args...)
-			w.end = time.Now()
-			var s probewire.DNSSummary
-			if err := decodeJSON(out, &s); err != nil {
-				return fmt.Errorf("dns from %s: %w (%v)", q.from.Name, err, perr)
-			}
-			judgeAnswer(x, q, s, &r)
-			if s.RCode != "" {
+			w.start, w.end = start, end
+			judgeAnswer(x, q, sums[i], &r)
+			if sums[i].RCode != "" {
 				answered++
 			}
 		}

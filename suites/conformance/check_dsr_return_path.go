@@ -22,10 +22,11 @@ import (
 // the check's own Services, each with a VIP another node than B owns.
 func dsrReturnPath() Check {
 	return Check{
-		Name:    "dsr-return-path",
-		Applies: forwardsWithDSR,
-		Variant: "the same backend behind a Service in SNAT forwarding mode (service.cilium.io/forwarding-mode: snat): its replies go back through the entry node",
-		Expect:  kindReplyOnEntryNode,
+		Name:       "dsr-return-path",
+		Concurrent: true,
+		Applies:    forwardsWithDSR,
+		Variant:    "the same backend behind a Service in SNAT forwarding mode (service.cilium.io/forwarding-mode: snat): its replies go back through the entry node",
+		Expect:     kindReplyOnEntryNode,
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
 			r := Result{Pass: true, Reason: "ok"}
 			ns := x.Plan.Apps[0].Namespace

@@ -118,11 +118,16 @@ func etpOnTheWire(ctx context.Context, x *Lab, vip netip.Addr, control bool, r *
 		}
 	}
 	// At the backend's node, every request of the client's stream (to the VIP, or
-	// already translated to the backend pod) comes from the client's own address.
+	// already translated to the backend pod) comes from the client's own address
+	// (the requests of this stream: to the VIP, or to the backend pod).
+	pod, err := x.dsrBackend(ctx)
+	if err != nil {
+		return err
+	}
 	sources := map[netip.Addr]int{}
 	for _, p := range caps[x.Uplink(backend)].Packets {
 		s := p.Sent()
-		if s.IPv6 && s.Probe != nil && !s.Probe.Reply && s.DstPort == ProbePort {
+		if s.IPv6 && s.Probe != nil && !s.Probe.Reply && s.DstPort == ProbePort && (s.Dst == vip || s.Dst == pod.IP) {
 			sources[s.Src]++
 		}
 	}
@@ -138,10 +143,6 @@ func etpOnTheWire(ctx context.Context, x *Lab, vip netip.Addr, control bool, r *
 		return nil
 	}
 	// Hubble's account of the client's probes beside the wire's: recorded, not judged.
-	pod, err := x.dsrBackend(ctx)
-	if err != nil {
-		return err
-	}
 	probe := vipProbe("the client → the Local Service's VIP", "UDP", caps[x.HostLink("client")].Packets, client.Address, dst, ProbePort, []Pod{pod}, start, end)
 	if _, _, err := x.recordHubble(ctx, r, []hubble.Probe{probe}, nil); err != nil {
 		return err

@@ -22,10 +22,11 @@ import (
 func guaEgress() Check {
 	const wrongPod = "wrong-pool"
 	return Check{
-		Name:     "gua-egress",
-		Applies:  podsEgressAsThemselves,
-		Breakage: "a pod of the first application takes its address from the second application's pool (ipam.cilium.io/ip-pool)",
-		Expect:   kindSourceOutsidePool,
+		Name:       "gua-egress",
+		Concurrent: true,
+		Applies:    podsEgressAsThemselves,
+		Breakage:   "a pod of the first application takes its address from the second application's pool (ipam.cilium.io/ip-pool)",
+		Expect:     kindSourceOutsidePool,
 		// The pod drawing from the wrong pool starts.
 		ControlDrops: podStartDrops,
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {

@@ -26,7 +26,8 @@ import (
 // every node picks a backend of its own.
 func maglevConsistency() Check {
 	return Check{
-		Name: "maglev-consistency",
+		Name:       "maglev-consistency",
+		Concurrent: true,
 		Applies: func(x *Lab) string {
 			if why := routedVIPs(x); why != "" {
 				return why
@@ -137,7 +138,7 @@ func runMaglev(ctx context.Context, x *Lab, control bool) (Result, error) {
 	if err := judgeEntries(x, caps, phases, client.Address, vip); err != nil {
 		return r, err
 	}
-	judgeMaglev(pods, veths, caps, phases, client.Address, &r)
+	judgeMaglev(pods, veths, caps, phases, client.Address, x.Plan.Pods.Block, &r)
 	if withTCP {
 		if err := judgeMovedTCP(caps[clientPt], vip, client.Address, moved, &r); err != nil {
 			return r, err
@@ -156,7 +157,7 @@ func judgeEntries(x *Lab, caps map[string]Captured, phases []maglevPhase, client
 		for _, n := range x.Plan.KubeNodes {
 			seen := 0
 			for _, p := range caps[x.Uplink(n.Name)].Packets {
-				if p.IPv6 && p.Src == client && p.Dst == vip && p.Proto == layers.IPProtocolUDP && !p.Time.Before(ph.start) && !p.Time.After(ph.end) {
+				if p.IPv6 && p.Src == client && p.Dst == vip && p.Proto == layers.IPProtocolUDP && p.SrcPort >= maglevSport && p.SrcPort < maglevSport+maglevFlows && !p.Time.Before(ph.start) && !p.Time.After(ph.end) {
 					seen++
 				}
 			}
@@ -172,8 +173,10 @@ func judgeEntries(x *Lab, caps map[string]Captured, phases []maglevPhase, client
 }
 
 // judgeMaglev finds each flow's backend in each phase — the pod whose veth shows the
-// flow's probes while it ran — and fails when a flow's backends differ between phases.
-func judgeMaglev(pods []Pod, veths []string, caps map[string]Captured, phases []maglevPhase, client netip.Addr, r *Result) {
+// flow's replies while it ran (a veth shows what its pod sends; a pod's own probes,
+// and its replies to pods of podBlock, are other checks') — and fails when a flow's
+// backends differ between phases.
+func judgeMaglev(pods []Pod, veths []string, caps map[string]Captured, phases []maglevPhase, client netip.Addr, podBlock netip.Prefix, r *Result) {
 	consistent := 0
 	for f := range maglevFlows {
 		var picked []string // the backend's node in each phase
@@ -184,7 +187,7 @@ func judgeMaglev(pods []Pod, veths []string, caps map[string]Captured, phases []
 				for j := range c.Packets {
 					q := &c.Packets[j]
 					s := q.Sent()
-					if s.Probe == nil || q.Time.Before(ph.flows[f][0]) || q.Time.After(ph.flows[f][1]) {
+					if s.Probe == nil || !s.Probe.Reply || podBlock.Contains(s.Dst) || q.Time.Before(ph.flows[f][0]) || q.Time.After(ph.flows[f][1]) {
 						continue
 					}
 					at = append(at, p.Node)

@@ -110,8 +110,9 @@ func runPMTU(ctx context.Context, x *Lab, control bool) (Result, error) {
 		}
 		tcpStart = time.Now()
 		// Writes of 64 KiB: every segment as large as the MSS allows, both ways. A
-		// connection that stalls fails in the probe; the wire judges it.
-		_, _ = x.ProbeTCP(ctx, client.Name, netip.AddrPortFrom(vip, TCPPort), "--conns", "1", "--size", "65536", "--interval", "100ms", "--duration", "1s")
+		// connection that stalls fails in the probe (a second past the writes: a
+		// black hole stalls it for good), and the wire judges it.
+		_, _ = x.ProbeTCP(ctx, client.Name, netip.AddrPortFrom(vip, TCPPort), "--conns", "1", "--size", "65536", "--interval", "100ms", "--duration", "1s", "--grace", "1s")
 		tcpEnd = time.Now()
 		return nil
 	}, silentOK(x.Uplink(entry.Name), x.Uplink(x.DSRNode())))

@@ -19,11 +19,12 @@ import (
 // connections spread over several backends.
 func sessionAffinity() Check {
 	return Check{
-		Name:    "session-affinity",
-		Applies: always,
-		Variant: "the same backends behind the application's echo Service, which has no session affinity",
-		Expect:  kindSeveralBackends,
-		Run:     runSessionAffinity,
+		Name:       "session-affinity",
+		Concurrent: true,
+		Applies:    always,
+		Variant:    "the same backends behind the application's echo Service, which has no session affinity",
+		Expect:     kindSeveralBackends,
+		Run:        runSessionAffinity,
 	}
 }
 
@@ -52,13 +53,15 @@ func runSessionAffinity(ctx context.Context, x *Lab, control bool) (Result, erro
 		return r, err
 	}
 	r.pcaps(caps)
-	judgeAffinity(pods, points, caps, hs, vip, &r)
+	judgeAffinity(pods, points, caps, hs, vip, x.Plan.Pods.Block, &r)
 	return r, nil
 }
 
 // judgeAffinity counts, on each backend's veth (points[i] for pods[i]), the SYN-ACKs
-// that show it accepted a connection: one backend must have accepted them all.
-func judgeAffinity(pods []Pod, points []string, caps map[string]Captured, hs HTTPSummary, vip netip.Addr, r *Result) {
+// that show it accepted a connection from outside the cluster (not to an address of
+// podBlock: other checks' pods reach the same backends meanwhile): one backend must
+// have accepted them all.
+func judgeAffinity(pods []Pod, points []string, caps map[string]Captured, hs HTTPSummary, vip netip.Addr, podBlock netip.Prefix, r *Result) {
 	if hs.OK != hs.Requests || hs.Requests == 0 {
 		r.fail(kindUnanswered, "%d of %d connections to %s answered", hs.OK, hs.Requests, vip)
 	}
@@ -68,7 +71,7 @@ func judgeAffinity(pods []Pod, points []string, caps map[string]Captured, hs HTT
 		n := 0
 		for j := range c.Packets {
 			q := c.Packets[j].Sent()
-			if q.Src == p.IP && q.SrcPort == podHTTP && q.TCPFlags&verdict.TCPSyn != 0 && q.TCPFlags&verdict.TCPAck != 0 {
+			if q.Src == p.IP && q.SrcPort == podHTTP && !podBlock.Contains(q.Dst) && q.TCPFlags&verdict.TCPSyn != 0 && q.TCPFlags&verdict.TCPAck != 0 {
 				n++
 				if n == 1 {
 					r.Evidence = append(r.Evidence, reports.Evidence{File: c.File, Frame: c.Packets[j].Index, Time: c.Packets[j].Time, Src: q.Src.String(), Dst: q.Dst.String(),

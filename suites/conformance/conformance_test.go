@@ -58,6 +58,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	// The concurrent checks run as parallel features (testenv.TestInParallel); the
+	// rest, one after another.
+	cfg.WithParallelTestEnabled()
 	if testing.Short() {
 		skipAll = "integration suite (-short)"
 		os.Exit(m.Run())
@@ -247,16 +250,19 @@ func colonOr(s string) string {
 
 // feature makes an e2e-framework feature of a check: an assessment on the lab as it
 // is, then its negative control on the lab broken on purpose. The report gets the
-// check's verdict with its control's; a check that does not apply is skipped, with
-// the reason in the report.
-func feature(c Check) features.Feature {
-	var rec reports.Check
+// check's verdict with its control's (rec, which controlFeature completes when the
+// control runs later); a check that does not apply is skipped, with the reason in the
+// report. together: the check runs in the concurrent phase (Check.Concurrent): its
+// window of Cilium's drop counters and of MetalLB's metrics is the phase's
+// (concurrentPhase), and a control that breaks the lab is left to controlFeature,
+// which runs it alone, in the check's place in the suite's order.
+func feature(c Check, rec *reports.Check, together bool) features.Feature {
 	b := features.New(c.Name).
 		WithLabel("check", c.Name).
 		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			x := theLab
 			s := x.Lab.Spec.Spec
-			rec = reports.Check{Name: c.Name, Labels: map[string]string{
+			*rec = reports.Check{Name: c.Name, Labels: map[string]string{
 				"datapath": string(s.Datapath), "lb": string(s.LoadBalancer.Announcer), "cilium": s.Versions.Cilium}}
 			return ctx
 		}).
@@ -264,71 +270,97 @@ func feature(c Check) features.Feature {
 			x := theLab
 			if why := c.Applies(x); why != "" {
 				rec.Status, rec.Reason = reports.Skip, why
-				x.Record(rec)
+				x.Record(*rec)
 				announce("%-18s skip  %s", c.Name, why)
 				t.Skip(why)
 			}
-			x.TakeCaptures() // only this check's captures go into its record
+			ctx = WithCaptureLog(ctx) // only this check's captures go into its record
 			start := time.Now()
 			res, err := c.Run(ctx, x, false)
-			x.markDrops(ctx, c.Name, c.PassDrops)
-			fill(&rec, res, err)
-			rec.Evidence = append(rec.Evidence, x.markMetalLB(ctx, "the run")...)
+			if !together {
+				x.markDrops(ctx, c.Name, c.PassDrops)
+			}
+			fill(rec, res, err)
+			if !together {
+				rec.Evidence = append(rec.Evidence, x.markMetalLB(ctx, "the run")...)
+			}
 			rec.Seconds = time.Since(start).Seconds()
-			rec.Captures = x.TakeCaptures()
-			x.Record(rec)
+			rec.Captures = x.TakeCaptures(ctx)
+			x.Record(*rec)
 			announce("%-18s %-5s %s%s", c.Name, rec.Status, reports.Human(time.Since(start)), colonOr(rec.Headline()))
 			if rec.Status != reports.Pass {
 				t.Errorf("%s failed: %s", c.Name, rec.Reason)
 			}
 			t.Logf("%s: %s %v", c.Name, rec.Reason, rec.Figures)
 			return ctx
-		}).
-		Assess("negative control fails", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			x := theLab
-			if rec.Status == reports.Skip {
-				t.Skip(rec.Reason)
-			}
-			start := time.Now()
-			ctrl, res := runControl(ctx, x, c)
-			x.markDrops(ctx, c.Name+" control", c.ControlDrops)
-			metallb := x.markMetalLB(ctx, "the control")
-			ctrl.Seconds = time.Since(start).Seconds()
-			verdict := "failed as it must (" + c.Expect + ")"
-			switch {
-			case ctrl.RestoreError != "":
-				verdict = "NOT RESTORED: " + ctrl.RestoreError
-			case ctrl.Status != reports.Fail:
-				verdict = fmt.Sprintf("%s: expected %s, observed %v: %s", strings.ToUpper(string(ctrl.Status)), c.Expect, ctrl.Observed, ctrl.Reason)
-			}
-			announce("%-18s control %s %s", c.Name, reports.Human(time.Since(start)), verdict)
-			switch ctrl.Status {
-			case reports.Fail:
-				t.Logf("%s control failed as it must (%s): %s", c.Name, c.Expect, res.Reason)
-			default:
-				t.Errorf("%s: negative control %s: %s", c.Name, ctrl.Status, ctrl.Reason)
-			}
-			if ctrl.RestoreError != "" {
-				t.Errorf("restoring the lab after %s's control: %s", c.Name, ctrl.RestoreError)
-			}
-			rec.Control = ctrl
-			rec.Evidence = append(rec.Evidence, metallb...)
-			rec.Pcaps = append(rec.Pcaps, res.Pcaps...)
-			for _, d := range res.Disagreements {
-				d.Control = true
-				rec.Disagreements = append(rec.Disagreements, d)
-			}
-			rec.Captures = append(rec.Captures, x.TakeCaptures()...)
-			for k, v := range res.Figures {
-				if rec.Figures == nil {
-					rec.Figures = map[string]float64{}
-				}
-				rec.Figures["control_"+k] = v
-			}
-			x.Record(rec)
+		})
+	if !together || c.Break == nil {
+		b = b.Assess("negative control fails", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			assessControl(ctx, t, c, rec, together)
 			return ctx
 		})
+	}
 	return b.Feature()
+}
+
+// controlFeature is the feature of a concurrent check's control that breaks the lab:
+// it runs alone, after the concurrent phase, and completes the check's record.
+func controlFeature(c Check, rec *reports.Check) features.Feature {
+	return features.New(c.Name).
+		WithLabel("check", c.Name).
+		Assess("negative control fails", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			assessControl(ctx, t, c, rec, false)
+			return ctx
+		}).Feature()
+}
+
+// assessControl runs a check's negative control and records it with the check.
+func assessControl(ctx context.Context, t *testing.T, c Check, rec *reports.Check, together bool) {
+	x := theLab
+	if rec.Status == reports.Skip || rec.Name == "" {
+		t.Skip(rec.Reason)
+	}
+	ctx = WithCaptureLog(ctx)
+	start := time.Now()
+	ctrl, res := runControl(ctx, x, c)
+	var metallb []reports.Evidence
+	if !together {
+		x.markDrops(ctx, c.Name+" control", c.ControlDrops)
+		metallb = x.markMetalLB(ctx, "the control")
+	}
+	ctrl.Seconds = time.Since(start).Seconds()
+	verdict := "failed as it must (" + c.Expect + ")"
+	switch {
+	case ctrl.RestoreError != "":
+		verdict = "NOT RESTORED: " + ctrl.RestoreError
+	case ctrl.Status != reports.Fail:
+		verdict = fmt.Sprintf("%s: expected %s, observed %v: %s", strings.ToUpper(string(ctrl.Status)), c.Expect, ctrl.Observed, ctrl.Reason)
+	}
+	announce("%-18s control %s %s", c.Name, reports.Human(time.Since(start)), verdict)
+	switch ctrl.Status {
+	case reports.Fail:
+		t.Logf("%s control failed as it must (%s): %s", c.Name, c.Expect, res.Reason)
+	default:
+		t.Errorf("%s: negative control %s: %s", c.Name, ctrl.Status, ctrl.Reason)
+	}
+	if ctrl.RestoreError != "" {
+		t.Errorf("restoring the lab after %s's control: %s", c.Name, ctrl.RestoreError)
+	}
+	rec.Control = ctrl
+	rec.Evidence = append(rec.Evidence, metallb...)
+	rec.Pcaps = append(rec.Pcaps, res.Pcaps...)
+	for _, d := range res.Disagreements {
+		d.Control = true
+		rec.Disagreements = append(rec.Disagreements, d)
+	}
+	rec.Captures = append(rec.Captures, x.TakeCaptures(ctx)...)
+	for k, v := range res.Figures {
+		if rec.Figures == nil {
+			rec.Figures = map[string]float64{}
+		}
+		rec.Figures["control_"+k] = v
+	}
+	x.Record(*rec)
 }
 
 // runControl runs a check's negative control: it breaks the lab (or, for a variant,
@@ -398,11 +430,98 @@ func TestConformance(t *testing.T) {
 		}
 		t.Skip(skipAll)
 	}
-	var fs []features.Feature
-	for _, c := range Checks() {
-		fs = append(fs, feature(c))
+	checks := Checks()
+	recs := make([]reports.Check, len(checks))
+	var before, together, after []features.Feature
+	p := planPhases(checks)
+	for _, s := range p.before {
+		before = append(before, feature(checks[s.check], &recs[s.check], false))
 	}
-	testenv.Test(t, fs...)
+	for _, i := range p.together {
+		together = append(together, feature(checks[i], &recs[i], true))
+	}
+	for _, s := range p.after {
+		if s.controlOnly {
+			after = append(after, controlFeature(checks[s.check], &recs[s.check]))
+		} else {
+			after = append(after, feature(checks[s.check], &recs[s.check], false))
+		}
+	}
+	testenv.Test(t, before...)
+	concurrentPhase(checks, recs, func() { testenv.TestInParallel(t, together...) })
+	testenv.Test(t, after...)
+}
+
+// phases is the suite's order: the checks before the first concurrent one
+// (upgrade-disruption, first, judges the upgrade the rest then judge), the concurrent
+// checks together, then the rest one at a time, where a concurrent check's control
+// that breaks the lab keeps the check's place.
+type phases struct {
+	before   []phaseStep
+	together []int // indexes of the checks
+	after    []phaseStep
+}
+
+type phaseStep struct {
+	check       int  // index of the check
+	controlOnly bool // its control alone (its run was concurrent)
+}
+
+func planPhases(checks []Check) phases {
+	var p phases
+	for i, c := range checks {
+		switch {
+		case c.Concurrent:
+			p.together = append(p.together, i)
+			if c.Break != nil {
+				p.after = append(p.after, phaseStep{check: i, controlOnly: true})
+			}
+		case len(p.together) == 0:
+			p.before = append(p.before, phaseStep{check: i})
+		default:
+			p.after = append(p.after, phaseStep{check: i})
+		}
+	}
+	return p
+}
+
+// concurrentPhase runs the concurrent checks and gives those that ran one window of
+// Cilium's drop counters, labelled with their names and allowing what any of them
+// allows, and one of MetalLB's metrics, whose evidence goes to each of them.
+func concurrentPhase(checks []Check, recs []reports.Check, run func()) {
+	start := time.Now()
+	run()
+	x := theLab
+	if x == nil {
+		return
+	}
+	ctx := context.Background()
+	var names, allowed []string
+	var ran []int
+	for i, c := range checks {
+		if !c.Concurrent || recs[i].Name == "" || recs[i].Status == reports.Skip {
+			continue
+		}
+		ran = append(ran, i)
+		names = append(names, c.Name)
+		allowed = append(allowed, c.PassDrops...)
+		if c.Break == nil {
+			allowed = append(allowed, c.ControlDrops...)
+		}
+	}
+	if len(ran) == 0 {
+		return
+	}
+	slices.Sort(allowed)
+	label := "concurrent checks (" + strings.Join(names, ", ") + ")"
+	x.markDrops(ctx, label, slices.Compact(allowed))
+	if ev := x.markMetalLB(ctx, label); len(ev) > 0 {
+		for _, i := range ran {
+			recs[i].Evidence = append(recs[i].Evidence, ev...)
+			x.Record(recs[i])
+		}
+	}
+	announce("%-18s %s ran together in %s", "concurrent", strings.Join(names, ", "), reports.Human(time.Since(start)))
 }
 
 // Every check is complete: a name, a control that either breaks the lab (with what

@@ -41,6 +41,17 @@ func exchange(pkts []verdict.Packet, dst netip.AddrPort, from, to time.Time) (re
 	return requests, replies
 }
 
+// withAddr is the packets to or from a.
+func withAddr(pkts []verdict.Packet, a netip.Addr) []verdict.Packet {
+	var out []verdict.Packet
+	for i := range pkts {
+		if pkts[i].Src == a || pkts[i].Dst == a {
+			out = append(out, pkts[i])
+		}
+	}
+	return out
+}
+
 // tcpExchange counts, among packets captured in [from, to] (as their senders sent
 // them), the client's TCP segments toward dst and dst's segments back to it.
 func tcpExchange(pkts []verdict.Packet, client netip.Addr, dst netip.AddrPort, from, to time.Time) (requests, replies int) {

@@ -110,19 +110,29 @@ func TestJudgeAffinity(t *testing.T) {
 		return out
 	}
 	hs := HTTPSummary{Requests: 4, OK: 4}
+	block := netip.MustParsePrefix("2001:db8:0:a00::/56")
 	r := Result{Pass: true}
-	judgeAffinity(pods, points, caps(1, 1, 1, 1), hs, vip, &r)
+	judgeAffinity(pods, points, caps(1, 1, 1, 1), hs, vip, block, &r)
 	assert.True(t, r.Pass, r.Reason)
 	assert.Equal(t, 1.0, r.Figures["backends_reached"])
 
 	r = Result{Pass: true}
-	judgeAffinity(pods, points, caps(0, 1, 1, 2), hs, vip, &r)
+	judgeAffinity(pods, points, caps(0, 1, 1, 2), hs, vip, block, &r)
 	assert.Equal(t, []string{kindSeveralBackends}, r.Failures, r.Reason)
 	assert.Equal(t, 3.0, r.Figures["backends_reached"])
 
 	r = Result{Pass: true}
-	judgeAffinity(pods, points, caps(1, 1), hs, vip, &r)
+	judgeAffinity(pods, points, caps(1, 1), hs, vip, block, &r)
 	assert.Equal(t, []string{kindNothingSeen}, r.Failures, "fewer SYN-ACKs than connections prove nothing: %s", r.Reason)
+
+	// Another check's pod connecting to a second backend meanwhile is not the client.
+	r = Result{Pass: true}
+	c := caps(1, 1, 1, 1)
+	other := c[points[0]]
+	other.Packets = append(other.Packets, segment(netip.AddrPortFrom(pods[0].IP, podHTTP), netip.AddrPortFrom(pods[2].IP, 41000), layers.IPProtocolTCP, verdict.TCPSyn|verdict.TCPAck))
+	c[points[0]] = other
+	judgeAffinity(pods, points, c, hs, vip, block, &r)
+	assert.True(t, r.Pass, r.Reason)
 }
 
 // A new connection that reaches a removed backend after the budget fails; the
@@ -182,9 +192,10 @@ func maglevCaps(pods []Pod, veths []string, phases []maglevPhase, client netip.A
 			b := pods[pick(i, f)]
 			pt := veths[pick(i, f)]
 			c := caps[pt]
-			p := segment(netip.AddrPortFrom(client, uint16(maglevSport+f)), netip.AddrPortFrom(b.IP, ProbePort), layers.IPProtocolUDP, 0)
+			// A veth shows what its pod sends: the backend's reply.
+			p := segment(netip.AddrPortFrom(b.IP, ProbePort), netip.AddrPortFrom(client, uint16(maglevSport+f)), layers.IPProtocolUDP, 0)
 			p.Time = ph.flows[f][0].Add(time.Millisecond)
-			p.Probe = &probewire.Probe{Seq: 1}
+			p.Probe = &probewire.Probe{Seq: 1, Reply: true}
 			c.Packets = append(c.Packets, p)
 			caps[pt] = c
 		}
@@ -207,7 +218,29 @@ func TestJudgeMaglev(t *testing.T) {
 	}
 
 	r := Result{Pass: true}
-	judgeMaglev(pods, veths, maglevCaps(pods, veths, phases, client, func(_, f int) int { return f % 3 }), phases, client, &r)
+	block := x.Plan.Pods.Block
+	judgeMaglev(pods, veths, maglevCaps(pods, veths, phases, client, func(_, f int) int { return f % 3 }), phases, client, block, &r)
+	assert.True(t, r.Pass, r.Reason)
+
+	// Other checks' traffic at other backends meanwhile — a backend's reply to a pod,
+	// a backend's own probe to the world host — is not the flows'.
+	r = Result{Pass: true}
+	caps := maglevCaps(pods, veths, phases, client, func(_, f int) int { return f % 3 })
+	world := netip.MustParseAddrPort("[2001:db8:0:f01::2]:9000")
+	for i, ph := range phases {
+		pt := veths[(i+1)%3]
+		c := caps[pt]
+		reply := segment(netip.AddrPortFrom(pods[(i+1)%3].IP, ProbePort), netip.AddrPortFrom(pods[i%3].IP, 42000), layers.IPProtocolUDP, 0)
+		reply.Probe = &probewire.Probe{Seq: 1, Reply: true}
+		own := segment(netip.AddrPortFrom(pods[(i+1)%3].IP, 42001), world, layers.IPProtocolUDP, 0)
+		own.Probe = &probewire.Probe{Seq: 1}
+		for _, p := range []verdict.Packet{reply, own} {
+			p.Time = ph.flows[0][0].Add(time.Millisecond)
+			c.Packets = append(c.Packets, p)
+		}
+		caps[pt] = c
+	}
+	judgeMaglev(pods, veths, caps, phases, client, block, &r)
 	assert.True(t, r.Pass, r.Reason)
 	assert.Equal(t, float64(maglevFlows), r.Figures["flows_same_backend"])
 
@@ -218,14 +251,14 @@ func TestJudgeMaglev(t *testing.T) {
 			return (f + 1) % 3
 		}
 		return f % 3
-	}), phases, client, &r)
+	}), phases, client, block, &r)
 	assert.False(t, r.Pass)
 	assert.Equal(t, []string{kindBackendsDiffer}, r.Failures)
 	assert.Equal(t, float64(maglevFlows-1), r.Figures["flows_same_backend"])
 
 	// Nothing on the veths proves nothing.
 	r = Result{Pass: true}
-	judgeMaglev(pods, veths, map[string]Captured{}, phases, client, &r)
+	judgeMaglev(pods, veths, map[string]Captured{}, phases, client, block, &r)
 	assert.Contains(t, r.Failures, kindNothingSeen)
 }
 

@@ -1,0 +1,94 @@
+package conformance
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The suite's phases: upgrade-disruption (and whatever precedes the first concurrent
+// check) first, the concurrent checks together, then the rest in the suite's order,
+// where a concurrent check's control that breaks the lab keeps the check's place; every
+// check runs once and every control once.
+func TestPlanPhases(t *testing.T) {
+	checks := Checks()
+	p := planPhases(checks)
+	name := func(i int) string { return checks[i].Name }
+	require.NotEmpty(t, p.before)
+	assert.Equal(t, "upgrade-disruption", name(p.before[0].check), "the upgrade first: the rest judge the new release")
+	require.NotEmpty(t, p.together, "no check runs concurrently")
+	runs, controls := map[string]int{}, map[string]int{}
+	for _, s := range append(append([]phaseStep{}, p.before...), p.after...) {
+		assert.False(t, checks[s.check].Concurrent && !s.controlOnly, "%s: concurrent, but run alone", name(s.check))
+		if s.controlOnly {
+			assert.NotNil(t, checks[s.check].Break, "%s: a variant control runs with its check", name(s.check))
+			controls[name(s.check)]++
+			continue
+		}
+		runs[name(s.check)]++
+		controls[name(s.check)]++
+	}
+	for _, i := range p.together {
+		assert.True(t, checks[i].Concurrent, name(i))
+		runs[name(i)]++
+		if checks[i].Break == nil {
+			controls[name(i)]++
+		}
+	}
+	for _, c := range checks {
+		assert.Equal(t, 1, runs[c.Name], "%s: runs", c.Name)
+		assert.Equal(t, 1, controls[c.Name], "%s: controls", c.Name)
+	}
+	// The order of the rest is the suite's: indexes grow.
+	var order []int
+	for _, s := range p.after {
+		order = append(order, s.check)
+	}
+	assert.True(t, slices.IsSorted(order), "after the concurrent phase, the suite's order: %v", order)
+	// Two checks that steer VIPs with static routes never run together.
+	steering := 0
+	for _, i := range p.together {
+		if name(i) == "etp-local" || name(i) == "maglev-consistency" {
+			steering++
+		}
+	}
+	assert.LessOrEqual(t, steering, 1, "etp-local and maglev-consistency both steer VIPs through the routers")
+}
+
+// Captures made under a check's capture log go to that log only, whatever runs
+// meanwhile; captures under a context without one go to the lab's.
+func TestCaptureLogs(t *testing.T) {
+	x := &Lab{}
+	a, b := WithCaptureLog(context.Background()), WithCaptureLog(context.Background())
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			x.recordCaptures(a, "a", map[string]Captured{"p": {Point: "n:eth1", File: "a.pcapng"}})
+		}()
+		go func() {
+			defer wg.Done()
+			x.recordCaptures(b, "b", map[string]Captured{"p": {Point: "n:eth1", File: "b.pcapng"}})
+			if i == 0 {
+				x.recordCaptures(context.Background(), "lab", map[string]Captured{"p": {File: "lab.pcapng"}})
+			}
+		}()
+	}
+	wg.Wait()
+	ga, gb, gl := x.TakeCaptures(a), x.TakeCaptures(b), x.TakeCaptures(context.Background())
+	require.Len(t, ga, 50)
+	require.Len(t, gb, 50)
+	require.Len(t, gl, 1)
+	for _, c := range ga {
+		assert.Equal(t, "a", c.Name)
+	}
+	for _, c := range gb {
+		assert.Equal(t, "b", c.Name)
+	}
+	assert.Empty(t, x.TakeCaptures(a), "taken: the log is empty")
+}
