@@ -53,6 +53,17 @@ const maglevFlows = 4
 // maglevSport is the first flow's source port.
 const maglevSport = 41001
 
+// maglevTCPLimit bounds the moved TCP connections' life: they are stopped when the last
+// phase is over, long before it (each phase takes 1.5 s, or as long as its probes).
+const maglevTCPLimit = 30 * time.Second
+
+// stopTCP interrupts the client's `v6lab-probe tcp` to vip (SIGINT: the probe stops
+// writing, waits for the echo of what is in flight and closes its connections cleanly).
+// Only this check opens TCP connections to that VIP from the client while it runs.
+func stopTCP(ctx context.Context, x *Lab, client string, vip netip.Addr) {
+	_, _ = x.Exec(ctx, client, "pkill", "-INT", "-f", tcpProbePattern(netip.AddrPortFrom(vip, TCPPort)))
+}
+
 // maglevPhase is one entry node's turn: when it began and ended, and when each flow
 // ran in it.
 type maglevPhase struct {
@@ -86,6 +97,17 @@ func runMaglev(ctx context.Context, x *Lab, control bool) (Result, error) {
 		defer func() { _ = undo() }()
 		var wg sync.WaitGroup
 		var tcpErr error
+		var tcpStart time.Time
+		// The connections run until the last phase is over (its probes take as long as
+		// the lab is busy: with the concurrent checks, each phase took 3 s for its
+		// 1.5), then the probe is interrupted: it stops writing, lets the echo of what
+		// is in flight come back and closes the connections cleanly. On any exit.
+		defer func() {
+			if !tcpStart.IsZero() {
+				stopTCP(context.WithoutCancel(ctx), x, client.Name, vip)
+				wg.Wait()
+			}
+		}()
 		for i, n := range x.Plan.KubeNodes {
 			// The previous steering goes first: two nodes behind one ToR share the
 			// edge's route.
@@ -102,15 +124,18 @@ func runMaglev(ctx context.Context, x *Lab, control bool) (Result, error) {
 			ph := maglevPhase{node: n.Name, start: time.Now()}
 			if i == 0 && withTCP {
 				// Opened through the first node, they run through every phase.
-				total := time.Duration(len(x.Plan.KubeNodes))*1500*time.Millisecond + time.Second
+				tcpStart = time.Now()
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					_, tcpErr = x.ProbeTCP(ctx, client.Name, netip.AddrPortFrom(vip, TCPPort), "--conns", "4", "--interval", "50ms", "--duration", total.String())
+					_, tcpErr = x.ProbeTCP(ctx, client.Name, netip.AddrPortFrom(vip, TCPPort), "--conns", "4", "--interval", "50ms", "--duration", maglevTCPLimit.String())
 				}()
 			}
 			if i > 0 {
 				moved = ph.start
+			}
+			if withTCP && time.Since(tcpStart) > maglevTCPLimit-2*time.Second {
+				return fmt.Errorf("the phases outlasted the TCP connections (%s): no connection moved to %s is measured", maglevTCPLimit, n.Name)
 			}
 			for f := range maglevFlows {
 				ph.flows[f][0] = time.Now()
@@ -123,7 +148,11 @@ func runMaglev(ctx context.Context, x *Lab, control bool) (Result, error) {
 			ph.end = time.Now()
 			phases = append(phases, ph)
 		}
-		wg.Wait()
+		if withTCP {
+			stopTCP(ctx, x, client.Name, vip)
+			wg.Wait()
+			tcpStart = time.Time{}
+		}
 		if err := undo(); err != nil {
 			return err
 		}

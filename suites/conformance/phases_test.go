@@ -2,7 +2,10 @@ package conformance
 
 import (
 	"context"
+	"net/netip"
+	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -91,4 +94,24 @@ func TestCaptureLogs(t *testing.T) {
 		assert.Equal(t, "b", c.Name)
 	}
 	assert.Empty(t, x.TakeCaptures(a), "taken: the log is empty")
+}
+
+// The maglev check stops its own TCP probe (pkill -f) while other checks' probes run on
+// the client: the pattern matches its command line, whatever follows the destination,
+// and no other probe's.
+func TestTCPProbePattern(t *testing.T) {
+	vip := netip.MustParseAddrPort("[2001:db8:0:e01::2]:9001")
+	re := regexp.MustCompile(tcpProbePattern(vip))
+	cmd := func(to netip.AddrPort, opts ...string) string { return strings.Join(tcpProbeArgs(to, opts...), " ") }
+	assert.True(t, re.MatchString(cmd(vip, "--conns", "4", "--interval", "50ms", "--duration", "30s")))
+	assert.True(t, re.MatchString(cmd(vip)))
+	for _, other := range []string{
+		cmd(netip.MustParseAddrPort("[2001:db8:0:e01::20]:9001"), "--conns", "4"), // an address the VIP's is a prefix of
+		cmd(netip.MustParseAddrPort("[2001:db8:0:e01::2]:9000")),
+		cmd(netip.MustParseAddrPort("[2001:db8:0:e01::3]:9001"), "--conns", "16"),
+		"v6lab-probe send --to [2001:db8:0:e01::2]:9001",
+		"sh -c v6lab-probe tcp --to [2001:db8:0:e01::2]:9001",
+	} {
+		assert.False(t, re.MatchString(other), other)
+	}
 }

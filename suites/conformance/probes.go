@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strings"
 	"time"
 
@@ -80,11 +81,22 @@ type TCPSummary = probewire.TCPSummary
 // --duration); a failed connection is in the summary (the wire judges it), not an error.
 func (x *Lab) ProbeTCP(ctx context.Context, member string, to netip.AddrPort, opts ...string) (TCPSummary, error) {
 	var ts TCPSummary
-	out, err := x.Exec(ctx, member, append([]string{"v6lab-probe", "tcp", "--to", to.String()}, opts...)...)
+	out, err := x.Exec(ctx, member, tcpProbeArgs(to, opts...)...)
 	if jerr := decodeJSON(out, &ts); jerr != nil {
 		return ts, fmt.Errorf("tcp: %w (%v)", jerr, err)
 	}
 	return ts, nil
+}
+
+// tcpProbeArgs is the command line of `v6lab-probe tcp` to a destination.
+func tcpProbeArgs(to netip.AddrPort, opts ...string) []string {
+	return append([]string{"v6lab-probe", "tcp", "--to", to.String()}, opts...)
+}
+
+// tcpProbePattern matches the command line (pkill -f) of every `v6lab-probe tcp` to a
+// destination, and of no other.
+func tcpProbePattern(to netip.AddrPort) string {
+	return "^" + regexp.QuoteMeta(strings.Join(tcpProbeArgs(to), " ")) + "( |$)"
 }
 
 func decodeJSON(out string, v any) error {
