@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/afpacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -149,11 +150,36 @@ func RequireTraffic(results []Result) error {
 	return errors.Join(errs...)
 }
 
+// frame is one frame read, on its way to the file.
+type frame struct {
+	ci   gopacket.CaptureInfo
+	data []byte
+}
+
+// loop reads the socket's ring until stop (then what the kernel had already handed
+// over, up to the moment of stop), the deadline or the packet limit. The file is written
+// by a goroutine of its own: a write held up by the disk (a host busy writing) never
+// holds up the reading, which must keep up with the kernel or lose frames.
 func (c *running) loop(stop <-chan struct{}, deadline time.Time) {
 	defer c.handle.Close()
 	defer c.out.Close()
+	frames := make(chan frame, 1<<14)
+	wrote := make(chan error, 1)
+	go func() {
+		var err error
+		for f := range frames {
+			if err == nil {
+				err = c.ng.WritePacket(f.ci, f.data)
+			}
+		}
+		if err == nil {
+			err = c.ng.Flush()
+		}
+		wrote <- err
+	}()
 	defer func() {
-		if err := c.ng.Flush(); err != nil && c.res.Err == nil {
+		close(frames)
+		if err := <-wrote; err != nil && c.res.Err == nil {
 			c.res.Err = err
 		}
 		// The kernel counts the frames it had no room for in the version's own
@@ -165,17 +191,31 @@ func (c *running) loop(stop <-chan struct{}, deadline time.Time) {
 			c.res.Err = fmt.Errorf("reading the socket's drop count: %w", err)
 		}
 	}()
+	// stopped: when Stop came or the deadline passed; frames up to it are still read.
+	// settled: from then on, a read that finds nothing ends the loop. Stop's caller
+	// waited for the traffic's last frames to be handed over; at the deadline, the
+	// block open then is handed over within the block timeout.
+	var stopped, settled time.Time
 	for {
-		select {
-		case <-stop:
-			return
-		default:
+		if stopped.IsZero() {
+			select {
+			case <-stop:
+				stopped = time.Now()
+				settled = stopped
+			default:
+				if now := time.Now(); now.After(deadline) {
+					stopped, settled = deadline, now.Add(ring.blockTimeout)
+				}
+			}
 		}
-		if time.Now().After(deadline) {
+		if !stopped.IsZero() && time.Since(settled) > time.Second {
 			return
 		}
-		data, ci, err := c.handle.ZeroCopyReadPacketData()
+		data, ci, err := c.handle.ReadPacketData()
 		if errors.Is(err, afpacket.ErrTimeout) {
+			if !stopped.IsZero() && time.Now().After(settled) {
+				return // nothing more handed over
+			}
 			continue
 		}
 		if errors.Is(err, afpacket.ErrPoll) {
@@ -193,14 +233,11 @@ func (c *running) loop(stop <-chan struct{}, deadline time.Time) {
 			c.res.Err = err
 			return
 		}
-		if ci.Timestamp.After(deadline) {
+		if ci.Timestamp.After(deadline) || (!stopped.IsZero() && ci.Timestamp.After(stopped)) {
 			return
 		}
 		ci.InterfaceIndex = 0
-		if err := c.ng.WritePacket(ci, data); err != nil {
-			c.res.Err = err
-			return
-		}
+		frames <- frame{ci: ci, data: data}
 		if c.res.Packets == 0 {
 			c.res.First = ci.Timestamp
 		}
@@ -225,12 +262,18 @@ func clearSocketError(h *afpacket.TPacket) error {
 }
 
 // ring is each capture socket's ring (TPACKET_V3): blocks the kernel fills and hands
-// over when full or after 10 ms. Many small blocks rather than a few large ones: a
-// reader held up (2 cores shared with a lab's agents, dozens of captures at once) loses
-// nothing while the ring has blocks left, and at a light rate each block carries 10 ms:
-// 64 of them hold 640 ms of it (8 of 1 MiB held 80 ms; a concurrent run lost frames so,
-// uncounted until the drops were read from the V3 statistics). 8 MiB a socket either way.
-var ring = struct{ blocks, blockSize int }{blocks: 64, blockSize: 128 << 10}
+// over when full or after blockTimeout. Many small blocks rather than a few large ones:
+// a reader held up (2 cores shared with a lab's agents, dozens of captures at once)
+// loses nothing while the ring has blocks left, and at a light rate each block carries
+// blockTimeout of traffic: 64 of 100 ms hold 6.4 s of it. 8 MiB a socket. (8 blocks of
+// 1 MiB, 10 ms, held 80 ms: a concurrent run lost frames so, uncounted until the drops
+// were read from the V3 statistics; 64 blocks of 10 ms still lost 425 frames in one,
+// and up to 1384 on each link under the rollout of every agent.) Capture waits 200 ms
+// past its traffic before it stops: every block it filled has been handed over.
+var ring = struct {
+	blocks, blockSize int
+	blockTimeout      time.Duration
+}{blocks: 64, blockSize: 128 << 10, blockTimeout: 100 * time.Millisecond}
 
 func open(ctx context.Context, dir string, sp Spec) (*running, error) {
 	prog, err := sp.Filter.Program()
@@ -241,7 +284,7 @@ func open(ctx context.Context, dir string, sp Spec) (*running, error) {
 	newHandle := func() error {
 		h, err := afpacket.NewTPacket(afpacket.OptInterface(sp.Iface),
 			afpacket.OptFrameSize(1<<16), afpacket.OptBlockSize(ring.blockSize), afpacket.OptNumBlocks(ring.blocks),
-			afpacket.OptBlockTimeout(10*time.Millisecond), afpacket.OptPollTimeout(50*time.Millisecond))
+			afpacket.OptBlockTimeout(ring.blockTimeout), afpacket.OptPollTimeout(50*time.Millisecond))
 		if err != nil {
 			return fmt.Errorf("capture on %s: %w", sp.Iface, err)
 		}
