@@ -113,7 +113,8 @@ fuzz: ## fuzz the spec decoder, the planner, the capture reader and the frame de
 	$(GO) test ./labs/verdict -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 
 .PHONY: bench
-bench: build tools ## print figures: analysis throughput (1M packets, vs tshark), cold/warm image build, up, the suite, down
+bench: build tools k8s metallb ## print figures: analysis throughput (1M packets, vs tshark), cold/warm image build, up, the suite, down
+	@$(MAKE) --no-print-directory cilium CILIUM_VERSIONS="$(DEFAULT_CILIUM)"
 	@command -v tshark >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null)
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./labs/verdict
 	@scripts/bench.sh $(BIN)

@@ -167,7 +167,7 @@ func (b *Builder) binariesKey(r Recipe) (string, error) {
 		p := filepath.Join(binDir, filepath.FromSlash(rel))
 		target, err := filepath.EvalSymlinks(p)
 		if err != nil {
-			return "", fmt.Errorf("image %s carries %s, built by make k8s: %w", r.Name, rel, err)
+			return "", fmt.Errorf("image %s carries %s, built by %s: %w", r.Name, rel, buildHint(rel), err)
 		}
 		st, err := os.Stat(target)
 		if err != nil {
@@ -326,6 +326,20 @@ func (b *Builder) dockerBuild(ctx context.Context, name, ref, base, binKey strin
 	_, err = xexec.Run(ctx, xexec.Cmd{Name: "docker", Env: []string{"DOCKER_BUILDKIT=0"}, Timeout: 30 * time.Minute,
 		Args: append(args, dir)})
 	return err
+}
+
+// buildHint names the make command that builds a third-party binary (a path under the
+// bin directory).
+func buildHint(rel string) string {
+	switch dir, rest, _ := strings.Cut(rel, "/"); dir {
+	case "metallb":
+		return "make metallb"
+	case "cilium":
+		v, _, _ := strings.Cut(rest, "/")
+		return "make cilium CILIUM_VERSIONS=" + v
+	default: // k8s/, coredns/
+		return "make k8s"
+	}
 }
 
 // copyBinary puts a binary built by make (a path under the bin directory) into a build

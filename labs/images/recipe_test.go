@@ -177,3 +177,15 @@ func TestMountsUnder(t *testing.T) {
 	assert.Equal(t, []string{"/tmp/v6lab-rootfs-1/proc/sys/fs/binfmt_misc", "/tmp/v6lab-rootfs-1/with space",
 		"/tmp/v6lab-rootfs-1/dev/pts", "/tmp/v6lab-rootfs-1/proc"}, got)
 }
+
+// An image whose binary is missing names the make command that builds it.
+func TestBuildHint(t *testing.T) {
+	for rel, want := range map[string]string{
+		"k8s/kubelet":                           "make k8s",
+		"coredns/coredns":                       "make k8s",
+		"metallb/controller":                    "make metallb",
+		"cilium/1.20.2/cilium-operator-generic": "make cilium CILIUM_VERSIONS=1.20.2",
+	} {
+		assert.Equal(t, want, buildHint(rel), rel)
+	}
+}
