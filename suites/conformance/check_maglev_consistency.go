@@ -101,13 +101,10 @@ func runMaglev(ctx context.Context, x *Lab, control bool) (Result, error) {
 		// The connections run until the last phase is over (its probes take as long as
 		// the lab is busy: with the concurrent checks, each phase took 3 s for its
 		// 1.5), then the probe is interrupted: it stops writing, lets the echo of what
-		// is in flight come back and closes the connections cleanly. On any exit.
-		defer func() {
-			if !tcpStart.IsZero() {
-				stopTCP(context.WithoutCancel(ctx), x, client.Name, vip)
-				wg.Wait()
-			}
-		}()
+		// is in flight come back and closes the connections cleanly. On any exit;
+		// before the steering is undone when the phases ran to the end.
+		endConns := func() {}
+		defer func() { endConns() }()
 		for i, n := range x.Plan.KubeNodes {
 			// The previous steering goes first: two nodes behind one ToR share the
 			// edge's route.
@@ -125,6 +122,10 @@ func runMaglev(ctx context.Context, x *Lab, control bool) (Result, error) {
 			if i == 0 && withTCP {
 				// Opened through the first node, they run through every phase.
 				tcpStart = time.Now()
+				endConns = sync.OnceFunc(func() {
+					stopTCP(context.WithoutCancel(ctx), x, client.Name, vip)
+					wg.Wait()
+				})
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -148,11 +149,7 @@ func runMaglev(ctx context.Context, x *Lab, control bool) (Result, error) {
 			ph.end = time.Now()
 			phases = append(phases, ph)
 		}
-		if withTCP {
-			stopTCP(ctx, x, client.Name, vip)
-			wg.Wait()
-			tcpStart = time.Time{}
-		}
+		endConns()
 		if err := undo(); err != nil {
 			return err
 		}
