@@ -432,12 +432,13 @@ func podVeths(ifaces map[netip.Addr]string, pods []Pod) ([]string, error) {
 	return points, nil
 }
 
-// restartAgents replaces every Cilium agent at once (their pods deleted together, the
-// DaemonSet creating new ones: a configuration change is read at start) and waits
-// until a new agent, none of the old pods, runs Ready on every node and the lab is
-// ready again (agents, operator, nodes, every BGP session). A rolling restart
-// replaces them one after another: three times the wait on the default lab.
-func (x *Lab) restartAgents(ctx context.Context, timeout time.Duration) error {
+// restartAgents replaces the Cilium agents of the nodes named (every node's when none
+// is) at once (their pods deleted together, the DaemonSet creating new ones: a
+// configuration change is read at start) and waits until a new agent, none of the old
+// pods, runs Ready on every node and the lab is ready again (agents, operator, nodes,
+// every BGP session). A rolling restart replaces them one after another: three times
+// the wait on the default lab.
+func (x *Lab) restartAgents(ctx context.Context, timeout time.Duration, nodes ...string) error {
 	sel := metav1.ListOptions{LabelSelector: "k8s-app=cilium"}
 	old, err := x.Client.CoreV1().Pods("kube-system").List(ctx, sel)
 	if err != nil {
@@ -445,6 +446,9 @@ func (x *Lab) restartAgents(ctx context.Context, timeout time.Duration) error {
 	}
 	gone := map[types.UID]bool{}
 	for _, p := range old.Items {
+		if len(nodes) > 0 && !slices.Contains(nodes, p.Spec.NodeName) {
+			continue
+		}
 		gone[p.UID] = true
 		if err := x.Client.CoreV1().Pods("kube-system").Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("agent %s: %w", p.Name, err)

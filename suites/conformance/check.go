@@ -105,21 +105,34 @@ type Check struct {
 	Variant string
 	// Expect is the failure kind the control must produce.
 	Expect string
-	// Concurrent: the check runs together with the suite's other concurrent checks
-	// (its control too, when that is a variant; a control that breaks the lab runs
-	// alone, later). It says that neither its run nor its variant disturbs what
-	// another concurrent check looks at, and that its verdicts and Hubble records
-	// count only its own traffic (its own Service, addresses and ports). Of the
-	// checks that steer a VIP with static routes on the routers (etp-local,
-	// maglev-consistency), one at most is concurrent: run together, one's routes
-	// moved the other's flows (measured: etp-local's forced requests reached the
-	// backend's node, maglev-consistency's connections stalled after a move).
-	Concurrent bool
+	// Concurrent: the group of checks the check runs together with (0: alone). The
+	// checks of a group run at once (their controls too, when variants; a control that
+	// breaks the lab runs alone, later), where the group's first check stands in the
+	// suite's order. It says that neither its run nor its variant disturbs what another
+	// check of its group looks at, and that its verdicts and Hubble records count only
+	// its own traffic (its own Service, addresses and ports). Of the checks that steer
+	// a VIP with static routes on the routers (etp-local, maglev-consistency), one at
+	// most is in a group with the other: run together, one's routes moved the other's
+	// flows (measured: etp-local's forced requests reached the backend's node,
+	// maglev-consistency's connections stalled after a move).
+	Concurrent int
 	// PassDrops and ControlDrops are the drop reasons (as the agents' metrics name
 	// them) that the check's run and its control, restore included, may make Cilium
 	// count: no-unexpected-drops fails on any other in their windows.
 	PassDrops, ControlDrops []string
 }
+
+// The groups of checks that run together (Check.Concurrent).
+const (
+	// withServices: checks that probe Services, pods and the world host of their own
+	// (dns, clusterip, session-affinity, maglev-consistency, backend-removal,
+	// gua-egress, dsr-return-path).
+	withServices = 1
+	// withPolicies: network-policy, whose policies select the applications' echo
+	// pods, beside checks on pods none of them selects (the DSR backend: nodeport;
+	// the removal pods: etp-local-withdrawal).
+	withPolicies = 2
+)
 
 // Checks are the suite's checks, in the order they run: the ones whose controls
 // disturb the lab most come last.

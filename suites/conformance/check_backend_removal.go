@@ -34,7 +34,7 @@ import (
 func backendRemoval() Check {
 	return Check{
 		Name:       "backend-removal",
-		Concurrent: true,
+		Concurrent: withServices,
 		Applies:    routedVIPs,
 		Variant:    "the flow's backend is left in place (nothing removes it, as a datapath that ignored the removal would): new connections still reach it",
 		Expect:     kindReachedRemoved,

@@ -26,7 +26,7 @@ import (
 func clusterIP() Check {
 	return Check{
 		Name:       "clusterip",
-		Concurrent: true,
+		Concurrent: withServices,
 		Applies:    always,
 		Variant:    "the probes go to an address of the ClusterIP range that no Service holds: nothing translates it",
 		Expect:     kindClusterIPOnWire,

@@ -31,7 +31,7 @@ import (
 func dns() Check {
 	return Check{
 		Name:         "dns",
-		Concurrent:   true,
+		Concurrent:   withServices,
 		Applies:      always,
 		Breakage:     "a NetworkPolicy denies every ingress to the CoreDNS pods (UDP and TCP 53), in effect in their agents",
 		Expect:       kindNoAnswer,

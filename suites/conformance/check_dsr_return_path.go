@@ -23,7 +23,7 @@ import (
 func dsrReturnPath() Check {
 	return Check{
 		Name:       "dsr-return-path",
-		Concurrent: true,
+		Concurrent: withServices,
 		Applies:    forwardsWithDSR,
 		Variant:    "the same backend behind a Service in SNAT forwarding mode (service.cilium.io/forwarding-mode: snat): its replies go back through the entry node",
 		Expect:     kindReplyOnEntryNode,

@@ -90,11 +90,12 @@ func runFailover(ctx context.Context, x *Lab, control bool) (Result, error) {
 // one whose outage of 0 ms the entry node's uplink does not show crossing that node up
 // to the fault, or one a stopped node cost nothing, left its node: another is tried.
 func measureFailure(ctx context.Context, x *Lab, f failure, r *Result) error {
-	// A stream that enters through the backend's node costs ~2 s; where half the paths
-	// lead there (one leaf serves only that node), 16 of them in a row happen once in
-	// 65,536 faults.
+	// An attempt whose streams all enter through the backend's node costs ~2 s; where
+	// half the paths lead there (one leaf serves only that node), one in eight
+	// attempts does, and 16 in a row never in practice ((1/8)^16).
 	const maxAttempts = 16
 	r.config("budget_ms_"+f.name, float64(f.budgetFor(x).Milliseconds()))
+	r.config("kept_ms_"+f.name, float64(f.keepFor(time.Duration(x.Lab.Spec.Spec.BGP.HoldSeconds)*time.Second).Milliseconds()))
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
 		run, err := failoverOnce(ctx, x, f, attempt)
 		if err != nil {
@@ -118,7 +119,8 @@ func measureFailure(ctx context.Context, x *Lab, f failure, r *Result) error {
 func judgeOutage(x *Lab, f failure, run failoverRun, attempt int, r *Result) (measured bool, err error) {
 	client := x.Plan.HostByRole("client")
 	c := run.caps[x.HostLink("client")]
-	v, err := verdict.OutageOf(verdict.Slice(c.Packets), verdict.Match{Proto: "udp", Port: ProbePort},
+	// The measured stream alone (its source port: the others ran beside it).
+	v, err := verdict.OutageOf(verdict.Slice(c.Packets), verdict.Match{Proto: "udp", Port: run.port},
 		verdict.OutageOptions{Client: client.Address, MaxLost: -1})
 	if err != nil {
 		return false, err
@@ -135,7 +137,7 @@ func judgeOutage(x *Lab, f failure, run failoverRun, attempt int, r *Result) (me
 		// No outage at all: proven only if the stream crossed the faulted node up to
 		// the fault (else the routers had moved it off that node before), and a node
 		// stopped under the stream always loses probes until a timer finds it.
-		if f.timed || !crossedUntil(run.caps[x.Uplink(run.entry)].Packets, client.Address, run.vip, run.faultAt) {
+		if f.timed || !crossedUntil(run.caps[x.Uplink(run.entry)].Packets, client.Address, run.vip, run.port, run.faultAt) {
 			slog.Info("failover: the stream lost nothing, and the entry node's uplink does not show it crossing that node up to the fault: another flow",
 				"fault", f.name, "attempt", attempt, "entry", run.entry)
 			return false, nil

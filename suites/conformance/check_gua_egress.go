@@ -23,7 +23,7 @@ func guaEgress() Check {
 	const wrongPod = "wrong-pool"
 	return Check{
 		Name:       "gua-egress",
-		Concurrent: true,
+		Concurrent: withServices,
 		Applies:    podsEgressAsThemselves,
 		Breakage:   "a pod of the first application takes its address from the second application's pool (ipam.cilium.io/ip-pool)",
 		Expect:     kindSourceOutsidePool,

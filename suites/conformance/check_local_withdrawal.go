@@ -27,11 +27,12 @@ import (
 // Service in front of the same pods, which every node keeps announcing.
 func etpLocalWithdrawal() Check {
 	return Check{
-		Name:    "etp-local-withdrawal",
-		Applies: routedVIPs,
-		Variant: "the same pod made unready behind the externalTrafficPolicy Cluster Service in front of the same pods, which every node keeps announcing",
-		Expect:  kindNotWithdrawn,
-		Run:     runLocalWithdrawal,
+		Name:       "etp-local-withdrawal",
+		Concurrent: withPolicies,
+		Applies:    routedVIPs,
+		Variant:    "the same pod made unready behind the externalTrafficPolicy Cluster Service in front of the same pods, which every node keeps announcing",
+		Expect:     kindNotWithdrawn,
+		Run:        runLocalWithdrawal,
 	}
 }
 

@@ -27,7 +27,7 @@ import (
 func maglevConsistency() Check {
 	return Check{
 		Name:       "maglev-consistency",
-		Concurrent: true,
+		Concurrent: withServices,
 		Applies: func(x *Lab) string {
 			if why := routedVIPs(x); why != "" {
 				return why
@@ -199,9 +199,11 @@ func judgeEntries(x *Lab, caps map[string]Captured, phases []maglevPhase, client
 }
 
 // judgeMaglev finds each flow's backend in each phase — the pod whose veth shows the
-// flow's replies while it ran (a veth shows what its pod sends; a pod's own probes,
-// and its replies to pods of podBlock, are other checks') — and fails when a flow's
-// backends differ between phases.
+// flow's replies (to its port) while it ran (a veth shows what its pod sends; a pod's
+// own probes, and its replies to pods of podBlock, are other checks'; a reply to the
+// flow before, late under load, is that flow's: measured, one 500 ms after its
+// request, in the next flow's window) — and fails when a flow's backends differ
+// between phases.
 func judgeMaglev(pods []Pod, veths []string, caps map[string]Captured, phases []maglevPhase, client netip.Addr, podBlock netip.Prefix, r *Result) {
 	consistent := 0
 	for f := range maglevFlows {
@@ -213,7 +215,7 @@ func judgeMaglev(pods []Pod, veths []string, caps map[string]Captured, phases []
 				for j := range c.Packets {
 					q := &c.Packets[j]
 					s := q.Sent()
-					if s.Probe == nil || !s.Probe.Reply || podBlock.Contains(s.Dst) || q.Time.Before(ph.flows[f][0]) || q.Time.After(ph.flows[f][1]) {
+					if s.Probe == nil || !s.Probe.Reply || podBlock.Contains(s.Dst) || s.DstPort != uint16(maglevSport+f) || q.Time.Before(ph.flows[f][0]) || q.Time.After(ph.flows[f][1]) {
 						continue
 					}
 					at = append(at, p.Node)

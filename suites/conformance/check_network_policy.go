@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/labs/hubble"
@@ -27,6 +28,7 @@ import (
 func networkPolicy() Check {
 	return Check{
 		Name:         "network-policy",
+		Concurrent:   withPolicies,
 		Applies:      always,
 		Variant:      "the same allow rules with enableDefaultDeny false for ingress and egress: they allow, and no longer drop the rest",
 		Expect:       kindNotDropped,
@@ -250,23 +252,29 @@ func (x *Lab) policyStep(ctx context.Context, s *policyStep, control bool) (err 
 	if err != nil {
 		return fmt.Errorf("policy %s: %w", name, err)
 	}
+	// The step's probes run at once: each has a sender, destination and protocol of its
+	// own in the step, by which its packets are told apart in overlapping windows.
+	var g errgroup.Group
 	for i := range s.probes {
 		p := &s.probes[i]
-		p.start = time.Now()
-		var err error
-		if p.tcp {
-			_, err = x.PodProbeHTTP(ctx, p.from, p.to, 1, time.Second)
-		} else {
-			_, err = x.PodProbeUDP(ctx, p.from, p.to, "--count", "3", "--interval", "10ms", "--wait", "300ms")
-		}
-		if err != nil && !p.tcp {
-			return err
-		}
-		// A TCP probe to the kubelet fails at the HTTP level (it speaks TLS), and a
-		// dropped one times out: the wire judges the handshake.
-		p.end = time.Now()
+		g.Go(func() error {
+			p.start = time.Now()
+			var err error
+			if p.tcp {
+				_, err = x.PodProbeHTTP(ctx, p.from, p.to, 1, time.Second)
+			} else {
+				_, err = x.PodProbeUDP(ctx, p.from, p.to, "--count", "3", "--interval", "10ms", "--wait", "300ms")
+			}
+			if err != nil && !p.tcp {
+				return err
+			}
+			// A TCP probe to the kubelet fails at the HTTP level (it speaks TLS), and a
+			// dropped one times out: the wire judges the handshake.
+			p.end = time.Now()
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
 }
 
 // policyRevisions reads, for each pod (by address), the policy revision its endpoint
@@ -422,8 +430,11 @@ func judgePolicyProbe(step string, p policyProbe, veth, uplink, far Captured, r 
 				sports[q.SrcPort] = true
 			case c.File == uplink.File && q.Dst == p.to.Addr() && q.DstPort == p.to.Port() && q.Proto != layers.IPProtocolICMPv6:
 				left++
-			case c.File == far.File && q.Dst == p.to.Addr() && q.DstPort == p.to.Port() && q.Proto != layers.IPProtocolICMPv6:
-				// Arrived (its source may be the node's in tunnel mode, masqueraded).
+			case c.File == far.File && q.Dst == p.to.Addr() && q.DstPort == p.to.Port() && q.Proto != layers.IPProtocolICMPv6 &&
+				(q.Src == p.from.IP || p.egress):
+				// Arrived: from the sender (the probes of a step run at once, several
+				// to one pod), or, out of the cluster, from its node (tunnel mode
+				// masquerades; a step's egress probes each go somewhere else).
 				answered++
 				if first == nil {
 					first, firstFile = &c.Packets[i], c.File

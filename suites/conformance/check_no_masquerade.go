@@ -2,11 +2,9 @@ package conformance
 
 import (
 	"context"
-	"fmt"
+	"encoding/json"
 	"net/netip"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"v6lab.dev/v6lab/labs/hubble"
 	"v6lab.dev/v6lab/labs/verdict"
@@ -14,30 +12,41 @@ import (
 
 // Every echo pod on every node talks to the world host; no packet leaves any node, or
 // arrives at the world host, with a source outside the pod pools. Control: Cilium's own
-// IPv6 masquerading switched on (every agent replaced with it, then without it again).
+// IPv6 masquerading switched on for the first node (a CiliumNodeConfig, the per-node
+// configuration operators use) and that node's agent replaced, then the object removed
+// and the agent replaced again. One node is enough to break the property, and one
+// agent comes back sooner than three (measured on the default lab: 10.9 s, against
+// 15.9 s for all three at once).
 func noMasquerade() Check {
 	return Check{
 		Name:         "no-masquerade",
 		Applies:      podsEgressAsThemselves,
-		Breakage:     "Cilium's IPv6 masquerading enabled (enable-ipv6-masquerade, enable-bpf-masquerade) and every agent replaced at once",
+		Breakage:     "Cilium's IPv6 masquerading enabled on the first node (enable-ipv6-masquerade, enable-bpf-masquerade in a CiliumNodeConfig) and its agent replaced",
 		Expect:       kindSourceTranslated,
 		ControlDrops: agentRestartDrops,
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
-			set := func(ctx context.Context, on bool) error {
-				cm, err := x.Client.CoreV1().ConfigMaps("kube-system").Get(ctx, "cilium-config", metav1.GetOptions{})
-				if err != nil {
+			node := x.Plan.KubeNodes[0].Name
+			restore := func(ctx context.Context) error {
+				if _, err := x.kubectl(ctx, "", "-n", "kube-system", "delete", "ciliumnodeconfig", masqueradeConfig, "--ignore-not-found", "--wait"); err != nil {
 					return err
 				}
-				v := fmt.Sprint(on)
-				cm.Data["enable-ipv6-masquerade"] = v
-				cm.Data["enable-bpf-masquerade"] = v
-				if _, err := x.Client.CoreV1().ConfigMaps("kube-system").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
-					return err
-				}
-				return x.restartAgents(ctx, 5*time.Minute)
+				return x.restartAgents(ctx, 5*time.Minute, node)
 			}
-			restore := func(ctx context.Context) error { return set(ctx, false) }
-			return restore, set(ctx, true)
+			doc, err := json.Marshal(map[string]any{
+				"apiVersion": "cilium.io/v2", "kind": "CiliumNodeConfig",
+				"metadata": map[string]any{"name": masqueradeConfig, "namespace": "kube-system"},
+				"spec": map[string]any{
+					"nodeSelector": matchLabels(map[string]string{"kubernetes.io/hostname": node}),
+					"defaults":     map[string]string{"enable-ipv6-masquerade": "true", "enable-bpf-masquerade": "true"},
+				},
+			})
+			if err != nil {
+				return nil, err
+			}
+			if _, err := x.kubectl(ctx, string(doc), "apply", "-f", "-"); err != nil {
+				return restore, err
+			}
+			return restore, x.restartAgents(ctx, 5*time.Minute, node)
 		},
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
 			if !control {
@@ -50,6 +59,9 @@ func noMasquerade() Check {
 		},
 	}
 }
+
+// masqueradeConfig is the CiliumNodeConfig of no-masquerade's control.
+const masqueradeConfig = "v6lab-masquerade"
 
 func noMasqueradeOnce(ctx context.Context, x *Lab, control bool) (Result, error) {
 	r := Result{Pass: true, Reason: "ok"}

@@ -22,11 +22,12 @@ import (
 // SNAT Service on its NodePort, whose replies go back through the node entered.
 func nodePort() Check {
 	return Check{
-		Name:    "nodeport",
-		Applies: forwardsWithDSR,
-		Variant: "the same backend's Service in SNAT forwarding mode, on its own NodePort: its replies go back through the node entered",
-		Expect:  kindReplyOnEntryNode,
-		Run:     runNodePort,
+		Name:       "nodeport",
+		Concurrent: withPolicies,
+		Applies:    forwardsWithDSR,
+		Variant:    "the same backend's Service in SNAT forwarding mode, on its own NodePort: its replies go back through the node entered",
+		Expect:     kindReplyOnEntryNode,
+		Run:        runNodePort,
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 func sessionAffinity() Check {
 	return Check{
 		Name:       "session-affinity",
-		Concurrent: true,
+		Concurrent: withServices,
 		Applies:    always,
 		Variant:    "the same backends behind the application's echo Service, which has no session affinity",
 		Expect:     kindSeveralBackends,

@@ -252,7 +252,7 @@ func colonOr(s string) string {
 // is, then its negative control on the lab broken on purpose. The report gets the
 // check's verdict with its control's (rec, which controlFeature completes when the
 // control runs later); a check that does not apply is skipped, with the reason in the
-// report. together: the check runs in the concurrent phase (Check.Concurrent): its
+// report. together: the check runs in its concurrent group (Check.Concurrent): its
 // window of Cilium's drop counters and of MetalLB's metrics is the phase's
 // (concurrentPhase), and a control that breaks the lab is left to controlFeature,
 // which runs it alone, in the check's place in the suite's order.
@@ -432,34 +432,29 @@ func TestConformance(t *testing.T) {
 	}
 	checks := Checks()
 	recs := make([]reports.Check, len(checks))
-	var before, together, after []features.Feature
-	p := planPhases(checks)
-	for _, s := range p.before {
-		before = append(before, feature(checks[s.check], &recs[s.check], false))
-	}
-	for _, i := range p.together {
-		together = append(together, feature(checks[i], &recs[i], true))
-	}
-	for _, s := range p.after {
-		if s.controlOnly {
-			after = append(after, controlFeature(checks[s.check], &recs[s.check]))
+	for _, p := range planPhases(checks) {
+		if len(p.together) > 0 {
+			var together []features.Feature
+			for _, i := range p.together {
+				together = append(together, feature(checks[i], &recs[i], true))
+			}
+			concurrentPhase(checks, recs, p.together, func() { testenv.TestInParallel(t, together...) })
+			continue
+		}
+		c := checks[p.step.check]
+		if p.step.controlOnly {
+			testenv.Test(t, controlFeature(c, &recs[p.step.check]))
 		} else {
-			after = append(after, feature(checks[s.check], &recs[s.check], false))
+			testenv.Test(t, feature(c, &recs[p.step.check], false))
 		}
 	}
-	testenv.Test(t, before...)
-	concurrentPhase(checks, recs, func() { testenv.TestInParallel(t, together...) })
-	testenv.Test(t, after...)
 }
 
-// phases is the suite's order: the checks before the first concurrent one
-// (upgrade-disruption, first, judges the upgrade the rest then judge), the concurrent
-// checks together, then the rest one at a time, where a concurrent check's control
-// that breaks the lab keeps the check's place.
-type phases struct {
-	before   []phaseStep
-	together []int // indexes of the checks
-	after    []phaseStep
+// phase is one step of the suite's order: the checks of one concurrent group together,
+// or one check alone (or a concurrent check's control that breaks the lab).
+type phase struct {
+	together []int // indexes of the checks of the group
+	step     phaseStep
 }
 
 type phaseStep struct {
@@ -467,28 +462,35 @@ type phaseStep struct {
 	controlOnly bool // its control alone (its run was concurrent)
 }
 
-func planPhases(checks []Check) phases {
-	var p phases
+// planPhases orders the suite: the checks in the suite's order, where a concurrent
+// group runs where its first check stands (upgrade-disruption, first, judges the
+// upgrade the rest then judge) and a concurrent check's control that breaks the lab
+// keeps the check's place, after its group.
+func planPhases(checks []Check) []phase {
+	var out []phase
+	group := map[int]int{} // Check.Concurrent -> its phase
 	for i, c := range checks {
-		switch {
-		case c.Concurrent:
-			p.together = append(p.together, i)
-			if c.Break != nil {
-				p.after = append(p.after, phaseStep{check: i, controlOnly: true})
-			}
-		case len(p.together) == 0:
-			p.before = append(p.before, phaseStep{check: i})
-		default:
-			p.after = append(p.after, phaseStep{check: i})
+		if c.Concurrent == 0 {
+			out = append(out, phase{step: phaseStep{check: i}})
+			continue
+		}
+		if k, ok := group[c.Concurrent]; ok {
+			out[k].together = append(out[k].together, i)
+		} else {
+			group[c.Concurrent] = len(out)
+			out = append(out, phase{together: []int{i}})
+		}
+		if c.Break != nil {
+			out = append(out, phase{step: phaseStep{check: i, controlOnly: true}})
 		}
 	}
-	return p
+	return out
 }
 
-// concurrentPhase runs the concurrent checks and gives those that ran one window of
-// Cilium's drop counters, labelled with their names and allowing what any of them
+// concurrentPhase runs a concurrent group's checks and gives those that ran one window
+// of Cilium's drop counters, labelled with their names and allowing what any of them
 // allows, and one of MetalLB's metrics, whose evidence goes to each of them.
-func concurrentPhase(checks []Check, recs []reports.Check, run func()) {
+func concurrentPhase(checks []Check, recs []reports.Check, group []int, run func()) {
 	start := time.Now()
 	run()
 	x := theLab
@@ -498,8 +500,9 @@ func concurrentPhase(checks []Check, recs []reports.Check, run func()) {
 	ctx := context.Background()
 	var names, allowed []string
 	var ran []int
-	for i, c := range checks {
-		if !c.Concurrent || recs[i].Name == "" || recs[i].Status == reports.Skip {
+	for _, i := range group {
+		c := checks[i]
+		if recs[i].Name == "" || recs[i].Status == reports.Skip {
 			continue
 		}
 		ran = append(ran, i)

@@ -92,21 +92,47 @@ func edgeUplink(x *Lab, n *kubeNode) (edge, iface string) {
 	return "", ""
 }
 
+// eventHold is how long a failure the routers see at once is kept: three times its
+// budget, so that an outage it caused would exceed the budget by seconds, and the
+// stream shows its new path for seconds before the restore. Configuration.
+const eventHold = 3 * eventBudget
+
+// keepFor is how long the failure is kept, hold being the BGP hold time. One only a
+// timer finds (timed), and the control, whose budget is the detection time, are kept
+// for the hold time and two seconds more, so that the timer fires within it (the
+// control one more, so that it outlasts its budget); one the routers see at once for
+// eventHold.
+func (f failure) keepFor(hold time.Duration) time.Duration {
+	switch {
+	case f.budget != nil:
+		return hold + 3*time.Second
+	case f.timed:
+		return hold + 2*time.Second
+	}
+	return eventHold
+}
+
+// after is how long the stream runs on after the failure is undone: five seconds for
+// the node's path to come back and move the flows it takes; two for the control, whose
+// failure moved no route (BGP stayed up), so the stream is seen to come back.
+func (f failure) after() time.Duration {
+	if f.budget != nil {
+		return 2 * time.Second
+	}
+	return 5 * time.Second
+}
+
 // inject injects a failure, measures the withdrawal at the node's router (when the
-// failure withdraws), keeps the failure for the detection time plus two seconds (plus
-// one for the control, which must outlast it), and undoes it — always: a failed or
-// half-done injection, and an interrupted run (ctx cancelled), are undone too (see
-// faults.Inject), and the undo verifies the restore.
+// failure withdraws), keeps the failure for its keepFor, and undoes it — always: a
+// failed or half-done injection, and an interrupted run (ctx cancelled), are undone
+// too (see faults.Inject), and the undo verifies the restore.
 func inject(ctx context.Context, x *Lab, f failure, n *kubeNode, hold time.Duration) (at, restored time.Time, withdrawn time.Duration, err error) {
 	undo, err := faults.Inject(ctx, f.fault(x, n))
 	if err != nil {
 		return time.Time{}, time.Time{}, -1, err
 	}
 	at = time.Now()
-	keep := hold + 2*time.Second
-	if f.budget != nil {
-		keep += time.Second
-	}
+	keep := f.keepFor(hold)
 	withdrawn = -1
 	var werr error
 	if f.withdraws {

@@ -2,9 +2,12 @@ package conformance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,6 +20,7 @@ import (
 type failoverRun struct {
 	entry               string // "": the stream measured nothing about the failure
 	vip, tcpVIP         netip.Addr
+	port                uint16 // the measured stream's source port at the client
 	faultAt, restoredAt time.Time
 	withdrawn           time.Duration
 	total               time.Duration // how long the stream ran
@@ -28,11 +32,19 @@ type failoverRun struct {
 // (3/4)^16 = 1 % of the runs.
 const tcpConns = 16
 
-// failoverOnce runs one stream with the failure; the UDP stream goes to the DSR VIP
+// udpStreams is how many UDP streams start together: each its own socket, so its own
+// ECMP path; the first that enters through one node other than the backend's is the
+// one measured. Where half the paths lead to the backend's node, one stream alone
+// wasted 9 of 15 attempts (~2 s each) in one run of the check; all three streams lead
+// there once in eight attempts.
+const udpStreams = 3
+
+// failoverOnce runs one stream with the failure; the UDP streams go to the DSR VIP
 // (one backend) and the TCP connections to the echo VIP (a backend on every node),
-// from the client, captured on the client's link and every node's uplink. A stream
-// that entered through the backend's node, through more than one node, or through a
-// node the failure cannot hit is stopped at once and measured nothing (entry "").
+// from the client, captured on the client's link and every node's uplink. The first
+// UDP stream (by source port) that entered through one node, not the backend's, that
+// the failure can hit is the one measured (run.port); when none did, every stream is
+// stopped at once and the run measured nothing (entry "").
 func failoverOnce(ctx context.Context, x *Lab, f failure, attempt int) (failoverRun, error) {
 	run := failoverRun{withdrawn: -1}
 	ns := x.Plan.Apps[0].Namespace
@@ -45,7 +57,8 @@ func failoverOnce(ctx context.Context, x *Lab, f failure, attempt int) (failover
 	}
 	client := x.Plan.HostByRole("client")
 	hold := time.Duration(x.Lab.Spec.Spec.BGP.HoldSeconds) * time.Second
-	total := hold + 8*time.Second
+	// A second to find the entry node, the failure, and the time after its restore.
+	total := f.keepFor(hold) + time.Second + f.after()
 	run.total = total
 	name := fmt.Sprintf("failover-%s-%d", f.name, attempt)
 	clientPt := x.HostLink("client")
@@ -57,16 +70,25 @@ func failoverOnce(ctx context.Context, x *Lab, f failure, attempt int) (failover
 	filter := capture.Filter{IPv6Only: true}
 	run.caps, err = x.Capture(ctx, name, filter, append([]string{clientPt}, uplinks...), func() error {
 		var wg sync.WaitGroup
+		var mu sync.Mutex
 		var udpErr, tcpErr error
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			_, udpErr = x.ProbeUDP(ctx, client.Name, netip.AddrPortFrom(run.vip, ProbePort), "--interval", probeInterval.String(), "--duration", total.String(), "--wait", "500ms")
-		}()
+		wg.Add(udpStreams + 1)
+		for range udpStreams {
+			go func() {
+				defer wg.Done()
+				_, err := x.ProbeUDP(ctx, client.Name, netip.AddrPortFrom(run.vip, ProbePort), "--interval", probeInterval.String(), "--duration", total.String(), "--wait", "500ms")
+				mu.Lock()
+				udpErr = errors.Join(udpErr, err)
+				mu.Unlock()
+			}()
+		}
 		go func() {
 			defer wg.Done()
 			var sum TCPSummary
-			sum, tcpErr = x.ProbeTCP(ctx, client.Name, netip.AddrPortFrom(run.tcpVIP, TCPPort), "--conns", fmt.Sprint(tcpConns), "--interval", "100ms", "--duration", total.String())
+			// Two seconds for the last echoes: a connection still stalled then has
+			// shown whether it survived (data after the restore, five seconds before
+			// the end); one whose backend was on the failed node waits no longer.
+			sum, tcpErr = x.ProbeTCP(ctx, client.Name, netip.AddrPortFrom(run.tcpVIP, TCPPort), "--conns", fmt.Sprint(tcpConns), "--interval", "100ms", "--duration", total.String(), "--grace", "2s")
 			slog.Debug("failover: tcp", "fault", f.name, "summary", sum)
 		}()
 		wait := func() error {
@@ -91,29 +113,41 @@ func failoverOnce(ctx context.Context, x *Lab, f failure, attempt int) (failover
 			_ = stop()
 			return err
 		}
-		var entries []string
+		// Each stream's entry nodes, by its source port.
+		entries := map[uint16][]string{}
 		for _, n := range x.Plan.KubeNodes {
+			seen := map[uint16]bool{}
 			for _, p := range probe[x.Uplink(n.Name)].Packets {
-				if p.IPv6 && p.Dst == run.vip {
-					entries = append(entries, n.Name)
-					break
+				if p.IPv6 && p.Dst == run.vip && p.Src == client.Address && !seen[p.SrcPort] {
+					seen[p.SrcPort] = true
+					entries[p.SrcPort] = append(entries[p.SrcPort], n.Name)
 				}
 			}
 		}
-		var skip string
+		ports := slices.Sorted(maps.Keys(entries))
 		n := (*kubeNode)(nil)
-		if len(entries) == 1 && entries[0] != x.DSRNode() {
-			n = x.node(entries[0])
+		var skips []string
+		for _, port := range ports {
+			e := entries[port]
+			if len(e) != 1 || e[0] == x.DSRNode() {
+				continue
+			}
+			if f.applies != nil {
+				if why := f.applies(x, x.node(e[0])); why != "" {
+					skips = append(skips, why)
+					continue
+				}
+			}
+			n, run.port = x.node(e[0]), port
+			break
 		}
-		if n != nil && f.applies != nil {
-			skip = f.applies(x, n)
-		}
-		if n == nil || skip != "" {
-			// Through two nodes: the routers moved the flow while the entry was
-			// captured; a failure of either node would not measure this stream. Or
-			// the failure cannot hit this entry node (another entry may do).
-			slog.Info("failover: the stream entered through the backend's node, through more than one node, was not seen, or through a node the failure cannot hit; another flow",
-				"fault", f.name, "attempt", attempt, "entries", entries, "why", skip)
+		if n == nil {
+			// Through the backend's node, or two nodes (the routers moved the flow
+			// while the entry was captured: a failure of either node would not
+			// measure it), or through a node the failure cannot hit (another entry
+			// may do).
+			slog.Info("failover: no stream entered through one node other than the backend's that the failure can hit; other flows",
+				"fault", f.name, "attempt", attempt, "entries", entries, "why", skips)
 			return stop()
 		}
 		run.entry = n.Name
@@ -132,12 +166,12 @@ func failoverOnce(ctx context.Context, x *Lab, f failure, attempt int) (failover
 }
 
 // crossedUntil reports whether the entry node's uplink shows requests of the stream
-// (client -> VIP) within three probe intervals before the fault: an outage of 0 ms is
-// proven only for a stream that was crossing the faulted node when it failed.
-func crossedUntil(pkts []verdict.Packet, client, vip netip.Addr, at time.Time) bool {
+// (client, from port, -> VIP) within three probe intervals before the fault: an outage
+// of 0 ms is proven only for a stream that was crossing the faulted node when it failed.
+func crossedUntil(pkts []verdict.Packet, client, vip netip.Addr, port uint16, at time.Time) bool {
 	req := verdict.Match{Proto: "udp", Src: client, Dst: vip, DstPort: ProbePort}
 	for i := range pkts {
-		if req.Matches(&pkts[i]) && !pkts[i].Time.Before(at.Add(-3*probeInterval)) && !pkts[i].Time.After(at.Add(probeInterval)) {
+		if req.Matches(&pkts[i]) && pkts[i].SrcPort == port && !pkts[i].Time.Before(at.Add(-3*probeInterval)) && !pkts[i].Time.After(at.Add(probeInterval)) {
 			return true
 		}
 	}

@@ -94,3 +94,57 @@ func TestJudgeTCPWithSNAT(t *testing.T) {
 	assert.Equal(t, 1.0, r.Figures["tcp_reset_link-down"])
 	assert.NotContains(t, r.Figures, "tcp_backend_on_node_link-down")
 }
+
+// Every failure is kept longer than its budget, so that an outage it caused would
+// exceed it: a timer's failure (and the control) for longer than the detection time,
+// one the routers see at once for seconds beyond its budget — and not for the hold
+// time, which only a timer needs.
+func TestFailuresOutlastTheirBudgets(t *testing.T) {
+	l, err := lab.Load("")
+	require.NoError(t, err)
+	x := &Lab{Lab: l, Plan: l.Plan}
+	hold := time.Duration(l.Spec.Spec.BGP.HoldSeconds) * time.Second
+	for _, f := range append([]failure{silentDrop}, failoverFailures...) {
+		keep, budget := f.keepFor(hold), f.budgetFor(x)
+		assert.GreaterOrEqual(t, keep, budget+time.Second, f.name)
+		if !f.timed && f.budget == nil {
+			assert.Less(t, keep, hold, "%s: the routers see it at once; a timer's hold is not needed", f.name)
+		}
+	}
+}
+
+// The streams run together: only the measured one's packets (its source port) make
+// its outage. Port 41000 lost its replies for 1.5 s; 41001, beside it, none.
+func TestJudgeOutageOfOneStream(t *testing.T) {
+	l, err := lab.Load("")
+	require.NoError(t, err)
+	x := &Lab{Lab: l, Plan: l.Plan}
+	client := l.Plan.HostByRole("client").Address
+	vip := netip.MustParseAddr("2001:db8:0:101::2")
+	t0 := time.Date(2026, 12, 6, 1, 0, 0, 0, time.UTC)
+	var atClient, entry []verdict.Packet
+	for _, port := range []uint16{41000, 41001} {
+		for at := time.Duration(0); at < 5*time.Second; at += probeInterval {
+			req := verdict.Packet{Time: t0.Add(at), IPv6: true, Proto: layers.IPProtocolUDP, Src: client, Dst: vip, SrcPort: port, DstPort: ProbePort}
+			rep := req
+			rep.Time, rep.Src, rep.Dst, rep.SrcPort, rep.DstPort = req.Time.Add(time.Millisecond), vip, client, ProbePort, port
+			atClient = append(atClient, req)
+			entry = append(entry, req)
+			if port == 41001 || at < time.Second || at >= 2500*time.Millisecond {
+				atClient = append(atClient, rep)
+			}
+		}
+	}
+	run := failoverRun{entry: "agent1", vip: vip, faultAt: t0.Add(time.Second), restoredAt: t0.Add(4 * time.Second),
+		withdrawn: 80 * time.Millisecond, total: 5 * time.Second, caps: map[string]Captured{
+			x.HostLink("client"): {Packets: atClient}, x.Uplink("agent1"): {Packets: entry}}}
+	linkDown := failoverFailures[0]
+	for port, want := range map[uint16][]string{41000: {kindOutageOverBudget}, 41001: nil} {
+		run.port = port
+		r := Result{Pass: true}
+		measured, err := judgeOutage(x, linkDown, run, 1, &r)
+		require.NoError(t, err)
+		assert.True(t, measured, "%d", port)
+		assert.Equal(t, want, r.Failures, "%d: %s", port, r.Reason)
+	}
+}

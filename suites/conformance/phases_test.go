@@ -13,53 +13,63 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The suite's phases: upgrade-disruption (and whatever precedes the first concurrent
-// check) first, the concurrent checks together, then the rest in the suite's order,
-// where a concurrent check's control that breaks the lab keeps the check's place; every
-// check runs once and every control once.
+// The suite's phases: upgrade-disruption first; each concurrent group together, where
+// its first check stands; the rest in the suite's order, where a concurrent check's
+// control that breaks the lab follows its group; every check runs once and every
+// control once.
 func TestPlanPhases(t *testing.T) {
 	checks := Checks()
 	p := planPhases(checks)
 	name := func(i int) string { return checks[i].Name }
-	require.NotEmpty(t, p.before)
-	assert.Equal(t, "upgrade-disruption", name(p.before[0].check), "the upgrade first: the rest judge the new release")
-	require.NotEmpty(t, p.together, "no check runs concurrently")
+	require.NotEmpty(t, p)
+	require.Empty(t, p[0].together)
+	assert.Equal(t, "upgrade-disruption", name(p[0].step.check), "the upgrade first: the rest judge the new release")
 	runs, controls := map[string]int{}, map[string]int{}
-	for _, s := range append(append([]phaseStep{}, p.before...), p.after...) {
-		assert.False(t, checks[s.check].Concurrent && !s.controlOnly, "%s: concurrent, but run alone", name(s.check))
-		if s.controlOnly {
-			assert.NotNil(t, checks[s.check].Break, "%s: a variant control runs with its check", name(s.check))
-			controls[name(s.check)]++
+	groups := map[int]bool{}
+	ranAt := map[string]int{} // the phase a check ran in
+	var order []int           // the checks run alone, in the order they run
+	for k, ph := range p {
+		if len(ph.together) > 0 {
+			g := checks[ph.together[0]].Concurrent
+			assert.False(t, groups[g], "group %d runs once", g)
+			groups[g] = true
+			steering := 0
+			for _, i := range ph.together {
+				assert.Equal(t, g, checks[i].Concurrent, "%s: in the phase of another group", name(i))
+				runs[name(i)]++
+				ranAt[name(i)] = k
+				if checks[i].Break == nil {
+					controls[name(i)]++
+				}
+				if name(i) == "etp-local" || name(i) == "maglev-consistency" {
+					steering++
+				}
+			}
+			assert.True(t, slices.IsSorted(ph.together), "a group in the suite's order")
+			// Two checks that steer VIPs with static routes never run together.
+			assert.LessOrEqual(t, steering, 1, "etp-local and maglev-consistency both steer VIPs through the routers")
 			continue
 		}
-		runs[name(s.check)]++
-		controls[name(s.check)]++
-	}
-	for _, i := range p.together {
-		assert.True(t, checks[i].Concurrent, name(i))
-		runs[name(i)]++
-		if checks[i].Break == nil {
-			controls[name(i)]++
+		s := ph.step
+		c := checks[s.check]
+		if s.controlOnly {
+			assert.NotZero(t, c.Concurrent, "%s: only a concurrent check's control runs apart", c.Name)
+			assert.NotNil(t, c.Break, "%s: a variant control runs with its check", c.Name)
+			assert.Less(t, ranAt[c.Name], k, "%s: its control after its run", c.Name)
+			controls[c.Name]++
+			continue
 		}
+		assert.Zero(t, c.Concurrent, "%s: concurrent, but run alone", c.Name)
+		order = append(order, s.check)
+		runs[c.Name]++
+		controls[c.Name]++
 	}
+	assert.True(t, groups[withServices] && groups[withPolicies], "both groups run")
 	for _, c := range checks {
 		assert.Equal(t, 1, runs[c.Name], "%s: runs", c.Name)
 		assert.Equal(t, 1, controls[c.Name], "%s: controls", c.Name)
 	}
-	// The order of the rest is the suite's: indexes grow.
-	var order []int
-	for _, s := range p.after {
-		order = append(order, s.check)
-	}
-	assert.True(t, slices.IsSorted(order), "after the concurrent phase, the suite's order: %v", order)
-	// Two checks that steer VIPs with static routes never run together.
-	steering := 0
-	for _, i := range p.together {
-		if name(i) == "etp-local" || name(i) == "maglev-consistency" {
-			steering++
-		}
-	}
-	assert.LessOrEqual(t, steering, 1, "etp-local and maglev-consistency both steer VIPs through the routers")
+	assert.True(t, slices.IsSorted(order), "the checks run alone keep the suite's order: %v", order)
 }
 
 // Captures made under a check's capture log go to that log only, whatever runs

@@ -244,6 +244,19 @@ func TestJudgeMaglev(t *testing.T) {
 	assert.True(t, r.Pass, r.Reason)
 	assert.Equal(t, float64(maglevFlows), r.Figures["flows_same_backend"])
 
+	// A late reply of the flow before, at its own backend, inside the next flow's
+	// window (the lab under load) is not the next flow's.
+	r = Result{Pass: true}
+	caps = maglevCaps(pods, veths, phases, client, func(_, f int) int { return f % 3 })
+	late := segment(netip.AddrPortFrom(pods[0].IP, ProbePort), netip.AddrPortFrom(client, maglevSport), layers.IPProtocolUDP, 0)
+	late.Probe = &probewire.Probe{Seq: 3, Reply: true}
+	late.Time = phases[1].flows[1][0].Add(2 * time.Millisecond)
+	c := caps[veths[0]]
+	c.Packets = append(c.Packets, late)
+	caps[veths[0]] = c
+	judgeMaglev(pods, veths, caps, phases, client, block, &r)
+	assert.True(t, r.Pass, r.Reason)
+
 	// Flow 2 reaches another backend through the second node.
 	r = Result{Pass: true}
 	judgeMaglev(pods, veths, maglevCaps(pods, veths, phases, client, func(ph, f int) int {
@@ -360,6 +373,19 @@ func TestJudgePolicyProbe(t *testing.T) {
 	r := Result{Pass: true}
 	judgePolicyProbe("step", probe(false, true), Captured{File: "veth"}, Captured{File: "uplink"}, Captured{File: "far"}, &r)
 	assert.Equal(t, []string{kindNothingSeen}, r.Failures)
+	// A step's probes run at once: another pod's allowed probe arriving at the same
+	// target, and answered, in the same window is not this one getting through.
+	other := netip.AddrPortFrom(pods[2].IP, 40001)
+	require.NotEqual(t, from.IP, other.Addr())
+	theirs := Captured{File: "far", Packets: []verdict.Packet{
+		at(segment(other, to, layers.IPProtocolUDP, 0), "far"), at(segment(to, other, layers.IPProtocolUDP, 0), "far")}}
+	theirs.Packets[1].Probe = &probewire.Probe{Reply: true}
+	r = Result{Pass: true}
+	judgePolicyProbe("step", probe(false, false), veth, uplink, theirs, &r)
+	assert.True(t, r.Pass, r.Reason)
+	r = Result{Pass: true}
+	judgePolicyProbe("step", probe(true, false), veth, uplink, theirs, &r)
+	assert.Equal(t, []string{kindNotAllowed}, r.Failures, "another pod's answer is not this probe's")
 }
 
 func TestJudgeNDP(t *testing.T) {

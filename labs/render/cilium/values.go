@@ -7,6 +7,7 @@ package cilium
 
 import (
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"v6lab.dev/v6lab/fixtures/node/config"
@@ -123,8 +124,11 @@ type BPF struct {
 
 // IPAM holds ipam.* values.
 type IPAM struct {
-	Mode     string       `json:"mode"`
-	Operator IPAMOperator `json:"operator"`
+	Mode string `json:"mode"`
+	// MultiPoolPreAllocation: "pool=N,..." — how many free addresses each agent keeps
+	// of each pool from its start.
+	MultiPoolPreAllocation string       `json:"multiPoolPreAllocation,omitempty"`
+	Operator               IPAMOperator `json:"operator"`
 }
 
 // IPAMOperator holds ipam.operator.* values.
@@ -190,6 +194,20 @@ type Images struct {
 // DefaultPoolName is the pool pods use when their namespace names none.
 const DefaultPoolName = "default"
 
+// poolPreAllocation is how many free addresses of each pool an agent keeps at hand
+// (Cilium's default for its default pool).
+const poolPreAllocation = 8
+
+// preAllocation is ipam.multiPoolPreAllocation: the default pool and every
+// application's.
+func preAllocation(p *plan.Plan) string {
+	pools := []string{fmt.Sprintf("%s=%d", DefaultPoolName, poolPreAllocation)}
+	for _, a := range p.Apps {
+		pools = append(pools, fmt.Sprintf("%s=%d", a.Name, poolPreAllocation))
+	}
+	return strings.Join(pools, ",")
+}
+
 // ValuesFor renders the Helm values of a lab.
 func ValuesFor(p *plan.Plan, img Images) (Values, error) {
 	s := p.Spec
@@ -230,8 +248,12 @@ func ValuesFor(p *plan.Plan, img Images) (Values, error) {
 		// the node's management address, on the lab's own bridge.
 		Prometheus: Prometheus{Enabled: true, Port: MetricsPort},
 		// Multi-pool IPAM in both datapaths: the default pool is created at install
-		// time, the per-application pools are objects (see Objects).
-		IPAM: IPAM{Mode: "multi-pool", Operator: IPAMOperator{
+		// time, the per-application pools are objects (see Objects). Each agent takes
+		// a block of every pool as it starts (preAllocation): left to the first pod of
+		// a pool, the agent asks for one then, and that pod's sandbox fails ("pool not
+		// (yet) available") until kubelet retries — 44 s for the suite's workload on
+		// a new lab, 17 s once the blocks were there (measured).
+		IPAM: IPAM{Mode: "multi-pool", MultiPoolPreAllocation: preAllocation(p), Operator: IPAMOperator{
 			AutoCreateCiliumPodIPPools: map[string]AutoPool{
 				DefaultPoolName: {IPv6: PoolFamily{CIDRs: []string{p.Pods.Default.String()}, MaskSize: p.PodMaskSize}},
 			},
