@@ -95,7 +95,7 @@ func measureFailure(ctx context.Context, x *Lab, f failure, r *Result) error {
 	// attempts does, and 16 in a row never in practice ((1/8)^16).
 	const maxAttempts = 16
 	r.config("budget_ms_"+f.name, float64(f.budgetFor(x).Milliseconds()))
-	r.config("kept_ms_"+f.name, float64(f.keepFor(time.Duration(x.Lab.Spec.Spec.BGP.HoldSeconds)*time.Second).Milliseconds()))
+	r.config("kept_ms_"+f.name, float64(f.keepFor(bgpHold(x)).Milliseconds()))
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
 		run, err := failoverOnce(ctx, x, f, attempt)
 		if err != nil {

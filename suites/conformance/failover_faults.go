@@ -97,7 +97,12 @@ func edgeUplink(x *Lab, n *kubeNode) (edge, iface string) {
 // stream shows its new path for seconds before the restore. Configuration.
 const eventHold = 3 * eventBudget
 
-// keepFor is how long the failure is kept, hold being the BGP hold time. One only a
+// bgpHold is the spec's BGP hold time.
+func bgpHold(x *Lab) time.Duration {
+	return time.Duration(x.Lab.Spec.Spec.BGP.HoldSeconds) * time.Second
+}
+
+// keepFor is how long the failure is kept, hold being the BGP hold time (bgpHold). One only a
 // timer finds (timed), and the control, whose budget is the detection time, are kept
 // for the hold time and two seconds more, so that the timer fires within it (the
 // control one more, so that it outlasts its budget); one the routers see at once for
@@ -220,7 +225,7 @@ func detectionSpread(x *Lab) time.Duration {
 	if b.KeepaliveSeconds > 0 {
 		return time.Duration(b.KeepaliveSeconds) * time.Second
 	}
-	return time.Duration(b.HoldSeconds) * time.Second / 3
+	return bgpHold(x) / 3
 }
 
 // threshold is the longest outage the spec's failure detection allows: BFD's detection
@@ -230,5 +235,5 @@ func threshold(x *Lab) time.Duration {
 	if b.BFD.Enabled {
 		return time.Duration(b.BFD.DetectMultiplier*b.BFD.ReceiveIntervalMs)*time.Millisecond + time.Second
 	}
-	return time.Duration(b.HoldSeconds)*time.Second + time.Second
+	return bgpHold(x) + time.Second
 }

@@ -56,7 +56,7 @@ func failoverOnce(ctx context.Context, x *Lab, f failure, attempt int) (failover
 		return run, err
 	}
 	client := x.Plan.HostByRole("client")
-	hold := time.Duration(x.Lab.Spec.Spec.BGP.HoldSeconds) * time.Second
+	hold := bgpHold(x)
 	// A second to find the entry node, the failure, and the time after its restore.
 	total := f.keepFor(hold) + time.Second + f.after()
 	run.total = total

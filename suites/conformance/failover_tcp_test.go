@@ -103,7 +103,7 @@ func TestFailuresOutlastTheirBudgets(t *testing.T) {
 	l, err := lab.Load("")
 	require.NoError(t, err)
 	x := &Lab{Lab: l, Plan: l.Plan}
-	hold := time.Duration(l.Spec.Spec.BGP.HoldSeconds) * time.Second
+	hold := bgpHold(x)
 	for _, f := range append([]failure{silentDrop}, failoverFailures...) {
 		keep, budget := f.keepFor(hold), f.budgetFor(x)
 		assert.GreaterOrEqual(t, keep, budget+time.Second, f.name)

@@ -90,7 +90,9 @@ func TestServiceBackends(t *testing.T) {
 func TestInjectUndoesTheFaultOnAnyExit(t *testing.T) {
 	var undone int
 	do := func(context.Context) error { return nil }
-	f := failure{name: "test", fault: func(*Lab, *kubeNode) faults.Fault {
+	// Timed: kept for the hold time (a minute here) and more, which an interrupted
+	// run must not wait out (an event failure is kept only eventHold).
+	f := failure{name: "test", timed: true, fault: func(*Lab, *kubeNode) faults.Fault {
 		return faults.Fault{Name: "test", Do: do, Undo: func(ctx context.Context) error { undone++; return ctx.Err() }}
 	}}
 	ctx, cancel := context.WithCancel(context.Background())
