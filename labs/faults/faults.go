@@ -192,6 +192,11 @@ func (e Env) DropStream(router, iface string, port uint16, table string) Fault {
 	return e.Nft(fmt.Sprintf("drop udp/%d out of %s", port, iface), router, table, DropUDP(table, iface, port))
 }
 
+// DropStreamFrom is DropStream for one sender's packets only (src).
+func (e Env) DropStreamFrom(router, iface string, src netip.Addr, port uint16, table string) Fault {
+	return e.Nft(fmt.Sprintf("drop udp/%d from %s out of %s", port, src, iface), router, table, DropUDPFrom(table, iface, src, port))
+}
+
 // DropBFD drops the BFD control packets a router receives on iface: its BFD session
 // over that link goes down (and BGP with it, where BFD guards the session).
 func (e Env) DropBFD(router, iface, table string) Fault {
@@ -348,6 +353,14 @@ func DropUDP(table, iface string, port uint16) string {
 add chain inet %[1]s forward_c { type filter hook forward priority -300; }
 add rule inet %[1]s forward_c oifname %[2]s udp dport %[3]d drop
 `, table, iface, port)
+}
+
+// DropUDPFrom is DropUDP for the packets from src only.
+func DropUDPFrom(table, iface string, src netip.Addr, port uint16) string {
+	return fmt.Sprintf(`add table inet %[1]s
+add chain inet %[1]s forward_c { type filter hook forward priority -300; }
+add rule inet %[1]s forward_c oifname %[2]s ip6 saddr %[3]s udp dport %[4]d drop
+`, table, iface, src, port)
 }
 
 // DropToLocalUDP is an nft script that drops the UDP packets to port that a router

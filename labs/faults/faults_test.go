@@ -20,6 +20,7 @@ func TestBlackholeSilencesEveryDirection(t *testing.T) {
 	assert.Equal(t, 8, strings.Count(s, "inet v6lab_x"))
 	assert.Equal(t, []string{"nft", "delete", "table", "inet", "v6lab_x"}, Remove("v6lab_x"))
 	assert.Contains(t, DropUDP("t", "eth2", 9000), "forward_c oifname eth2 udp dport 9000 drop")
+	assert.Contains(t, DropUDPFrom("t", "eth2", netip.MustParseAddr("2001:db8:0:a01::7"), 9000), "forward_c oifname eth2 ip6 saddr 2001:db8:0:a01::7 udp dport 9000 drop")
 	assert.Contains(t, DropLarger("t", netip.MustParseAddr("2001:db8:0:101::2"), 1500), "forward_c ip6 daddr 2001:db8:0:101::2 meta length > 1500 drop")
 	assert.Contains(t, Masquerade("t", netip.MustParsePrefix("2001:db8:1::/64"), netip.MustParseAddr("2001:db8::1")),
 		"ip6 saddr 2001:db8:1::/64 snat to 2001:db8::1")

@@ -162,7 +162,9 @@ func waitCilium(ctx context.Context, p *plan.Plan, kubeconfig string, timeout ti
 			}
 			why = "nodes not Ready: " + strings.Join(notReady, ", ")
 		}
-		time.Sleep(3 * time.Second)
+		// Three reads of the API a second: the wait ends within a second of the
+		// last agent's readiness (every 3 s cost up's cilium step 1.5 s on average).
+		time.Sleep(time.Second)
 	}
 	return fmt.Errorf("Cilium not ready within %s: %s\n%s", timeout, why, ciliumDiagnosis(ctx, kubeconfig))
 }

@@ -69,7 +69,7 @@ func installMetalLB(ctx context.Context, dir, kubeconfig, chartDir string, p *pl
 			pods, _ := kubectlOut(ctx, kubeconfig, "-n", metallb.Namespace, "get", "pods", "-o", "wide")
 			return fmt.Errorf("MetalLB not ready within %s: %s\n%s", timeout, why, pods)
 		}
-		time.Sleep(3 * time.Second)
+		time.Sleep(time.Second)
 	}
 	return applyFiles(ctx, kubeconfig, timeout, filepath.Join(dir, "metallb", "objects.yaml"))
 }

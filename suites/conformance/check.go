@@ -111,11 +111,16 @@ type Check struct {
 	// suite's order. It says that neither its run nor its variant disturbs what another
 	// check of its group looks at, and that its verdicts and Hubble records count only
 	// its own traffic (its own Service, addresses and ports). Of the checks that steer
-	// a VIP with static routes on the routers (etp-local, maglev-consistency), one at
-	// most is in a group with the other: run together, one's routes moved the other's
+	// a VIP with static routes on the routers (etp-local, maglev-consistency, pmtu), one
+	// at most is in a group: run together, one's routes moved the other's
 	// flows (measured: etp-local's forced requests reached the backend's node,
 	// maglev-consistency's connections stalled after a move).
 	Concurrent int
+	// ControlGroup: the group of controls that break the lab this check's control runs
+	// with (0: alone). The controls of a group run at once — each its break, its run
+	// and its restore — after the last member's run. It says that its break touches
+	// nothing another control of its group looks at, nor its run another's break.
+	ControlGroup int
 	// PassDrops and ControlDrops are the drop reasons (as the agents' metrics name
 	// them) that the check's run and its control, restore included, may make Cilium
 	// count: no-unexpected-drops fails on any other in their windows.
@@ -129,9 +134,35 @@ const (
 	// gua-egress, dsr-return-path).
 	withServices = 1
 	// withPolicies: network-policy, whose policies select the applications' echo
-	// pods, beside checks on pods none of them selects (the DSR backend: nodeport;
-	// the removal pods: etp-local-withdrawal).
+	// pods, beside checks on pods none of them selects (the DSR backend: nodeport,
+	// and pmtu, which steers the DSR VIP with a kernel route on the routers; the
+	// removal pods: etp-local-withdrawal), and ipv4-free, whose probes go to the DSR
+	// backend's SNAT VIP and to a port of the world host no check counts.
 	withPolicies = 2
+	// withPods: pod-connectivity (the applications' echo pods to each other and to
+	// the world host, each exchange counted from its sender only), hubble-flows (a
+	// removal-echo pod to the world host, and a default-deny policy on the
+	// removal-echo pods), etp-local (the DSR backend's Local and SNAT Services, steered
+	// through the routers) and vip-reachability (the client to the echo VIPs, judged
+	// at the client by VIP), where pod-connectivity stands.
+	withPods = 3
+)
+
+// The groups of controls that break the lab and run together (Check.ControlGroup).
+const (
+	// disjointBreaks: pod-connectivity (ingress denied to the second application's
+	// pods; its probes from the first's), dns (CoreDNS's ingress denied; its queries,
+	// from the echo pods to port 53, are the only DNS of the suite), gua-egress (a pod
+	// of the first application from the second's pool: one backend more behind the
+	// first's echo VIP, which vip-reachability's restore waits out; its control probes
+	// the first application's pods to the world host's probe port, judged by the
+	// first's pool, which hubble-flows' pod is in), hubble-flows
+	// (a removal-echo pod's UDP to the probe port dropped at the world host's router),
+	// pmtu (large packets to the DSR VIP dropped at the client's
+	// router), vip-reachability (the first application's echo VIP without backends,
+	// probed from the client), ipv4-free (IPv4 on the client's link; its probes to
+	// another port of the world host and to the DSR backend's SNAT VIP).
+	disjointBreaks = 1
 )
 
 // Checks are the suite's checks, in the order they run: the ones whose controls

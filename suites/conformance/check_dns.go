@@ -32,6 +32,7 @@ func dns() Check {
 	return Check{
 		Name:         "dns",
 		Concurrent:   withServices,
+		ControlGroup: disjointBreaks,
 		Applies:      always,
 		Breakage:     "a NetworkPolicy denies every ingress to the CoreDNS pods (UDP and TCP 53), in effect in their agents",
 		Expect:       kindNoAnswer,

@@ -22,10 +22,11 @@ import (
 // forwarded from them with the entry node's address.
 func etpLocal() Check {
 	return Check{
-		Name:    "etp-local",
-		Applies: routedVIPs,
-		Variant: "the same backend behind a Service with externalTrafficPolicy Cluster in SNAT mode (every node announces it and forwards to the backend)",
-		Expect:  kindRouteViaNonBackend,
+		Name:       "etp-local",
+		Concurrent: withPods,
+		Applies:    routedVIPs,
+		Variant:    "the same backend behind a Service with externalTrafficPolicy Cluster in SNAT mode (every node announces it and forwards to the backend)",
+		Expect:     kindRouteViaNonBackend,
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
 			svc := LocalSvc
 			if control {

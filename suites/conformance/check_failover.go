@@ -74,12 +74,15 @@ func runFailover(ctx context.Context, x *Lab, control bool) (Result, error) {
 		// router's paths toward the VIP what they were (a path that comes back moves
 		// flows between the nodes: a stream measured meanwhile may leave the node
 		// the failure is injected on).
+		start := time.Now()
 		if err := runtime.WaitReady(ctx, x.Plan, x.Kubeconfig, 5*time.Minute); err != nil {
 			return r, fmt.Errorf("after %s: %w", f.name, err)
 		}
+		ready := time.Since(start)
 		if err := waitPaths(ctx, x, vip, whole, 2*time.Minute); err != nil {
 			return r, fmt.Errorf("after %s: %w", f.name, err)
 		}
+		slog.Info("failover: the lab whole again", "fault", f.name, "ready", ready.Round(time.Millisecond), "paths", (time.Since(start) - ready).Round(time.Millisecond))
 	}
 	return r, nil
 }

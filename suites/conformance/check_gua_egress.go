@@ -18,15 +18,16 @@ import (
 // A pod of each application talks to the world host; on the nodes' uplinks and at the
 // world host the source is the pod's own address, inside its application's /64, and
 // the responder echoes it. Control: a pod in the first application drawing its address
-// from another application's pool.
+// from another application's pool, and that application's pods probed.
 func guaEgress() Check {
 	const wrongPod = "wrong-pool"
 	return Check{
-		Name:       "gua-egress",
-		Concurrent: withServices,
-		Applies:    podsEgressAsThemselves,
-		Breakage:   "a pod of the first application takes its address from the second application's pool (ipam.cilium.io/ip-pool)",
-		Expect:     kindSourceOutsidePool,
+		Name:         "gua-egress",
+		Concurrent:   withServices,
+		ControlGroup: disjointBreaks,
+		Applies:      podsEgressAsThemselves,
+		Breakage:     "a pod of the first application takes its address from the second application's pool (ipam.cilium.io/ip-pool)",
+		Expect:       kindSourceOutsidePool,
 		// The pod drawing from the wrong pool starts.
 		ControlDrops: podStartDrops,
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
@@ -62,7 +63,14 @@ func guaEgress() Check {
 			var wire []hubble.Probe
 			var nodes []string
 			m := verdict.Match{Proto: "udp", DstPort: ProbePort, Dst: world.Address}
-			for _, app := range x.Plan.Apps {
+			apps := x.Plan.Apps
+			if control {
+				// The application the wrong pod joined: in another's window, other
+				// controls of its group (ControlGroup) send to the world host from the
+				// first application's pool.
+				apps = apps[:1]
+			}
+			for _, app := range apps {
 				pods, err := x.Pods(ctx, app.Namespace, EchoName)
 				if err != nil {
 					return r, err

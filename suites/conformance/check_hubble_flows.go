@@ -14,31 +14,56 @@ import (
 	"v6lab.dev/v6lab/reports"
 )
 
-// Hubble's account of a pod's traffic, set against the wire. A pod sends UDP probes to
-// the world host twice: as the lab is, and under a default-deny policy on its
-// application. The captures (the pod's veth, its node's uplink, the world host's link)
+// Hubble's account of a pod's traffic, set against the wire. A pod (a removal-echo pod
+// of the first application, on the first node) sends UDP probes to the world host
+// twice: as the lab is, and under a default-deny policy on its Deployment's pods. The captures (the pod's veth, its node's uplink, the world host's link)
 // say which probes left the pod and which arrived; the agent on the pod's node says,
 // through Hubble, what it did with them. They must tell the same story: what arrived
 // was FORWARDED, what the policy stopped was DROPPED with the reason POLICY_DENIED.
 // Every disagreement is in the report (its Hubble section). Control: the world host's
-// router drops the probes (nft, forward hook): the wire loses them where Cilium cannot
+// router drops the pod's probes (nft, forward hook): the wire loses them where Cilium cannot
 // see, and Hubble's FORWARDED no longer means delivered.
 func hubbleFlows() Check {
 	return Check{
-		Name:     "hubble-flows",
-		Applies:  podsEgressAsThemselves,
-		Breakage: "the world host's router drops UDP to the probe port on its link to the world host (outside Cilium's sight)",
-		Expect:   kindHubbleDisagrees,
+		Name:         "hubble-flows",
+		Concurrent:   withPods,
+		ControlGroup: disjointBreaks,
+		Applies:      podsEgressAsThemselves,
+		Breakage:     "the world host's router drops the pod's UDP to the probe port on its link to the world host (outside Cilium's sight)",
+		Expect:       kindHubbleDisagrees,
 		// The default-deny step drops the probes, in the run and in the control.
 		PassDrops:    []string{reasonPolicyDenied},
 		ControlDrops: []string{reasonPolicyDenied},
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
+			pod, err := hubblePod(ctx, x)
+			if err != nil {
+				return nil, err
+			}
 			w := x.Plan.HostByRole("world")
-			undo, err := faults.Inject(ctx, x.Faults().DropStream(w.Router, w.RouterIface, ProbePort, "v6lab_hubble"))
+			// The pod's probes only: other controls of its group (ControlGroup) send to
+			// the world host's probe port.
+			undo, err := faults.Inject(ctx, x.Faults().DropStreamFrom(w.Router, w.RouterIface, pod.IP, ProbePort, "v6lab_hubble"))
 			return func(context.Context) error { return undo() }, err
 		},
 		Run: runHubbleFlows,
 	}
+}
+
+// hubblePod is the pod whose traffic hubble-flows sets against Hubble's: the first
+// application's removal-echo pod on the first node. A policy on the removal-echo pods
+// selects none of the pods the checks beside this one send from or to
+// (Check.Concurrent, ControlGroup).
+func hubblePod(ctx context.Context, x *Lab) (Pod, error) {
+	app := x.Plan.Apps[0]
+	pods, err := x.Pods(ctx, app.Namespace, RemovalName)
+	if err != nil {
+		return Pod{}, err
+	}
+	pod := onNode(pods, x.Plan.KubeNodes[0].Name)
+	if pod.Name == "" {
+		return Pod{}, fmt.Errorf("hubble-flows needs a %s pod of %s on %s", RemovalName, app.Namespace, x.Plan.KubeNodes[0].Name)
+	}
+	return pod, nil
 }
 
 // Failure kinds of hubble-flows.
@@ -52,14 +77,9 @@ func runHubbleFlows(ctx context.Context, x *Lab, control bool) (Result, error) {
 	if err := x.StartResponder(ctx); err != nil {
 		return r, err
 	}
-	app := x.Plan.Apps[0]
-	pods, err := x.Pods(ctx, app.Namespace, EchoName)
+	pod, err := hubblePod(ctx, x)
 	if err != nil {
 		return r, err
-	}
-	pod := onNode(pods, x.Plan.KubeNodes[0].Name)
-	if pod.Name == "" {
-		return r, fmt.Errorf("hubble-flows needs an echo pod of %s on %s", app.Namespace, x.Plan.KubeNodes[0].Name)
 	}
 	ifaces, err := x.PodIfaces(ctx)
 	if err != nil {
@@ -87,7 +107,7 @@ func runHubbleFlows(ctx context.Context, x *Lab, control bool) (Result, error) {
 		if err := send(&probes[0]); err != nil {
 			return err
 		}
-		restore, err := x.denyAll(ctx, pod.Namespace, "v6lab-hubble-default-deny", []Pod{pod})
+		restore, err := x.denyAll(ctx, pod.Namespace, RemovalName, "v6lab-hubble-default-deny", []Pod{pod})
 		if restore != nil {
 			defer func() {
 				if rerr := restore(ctx); rerr != nil && err == nil {

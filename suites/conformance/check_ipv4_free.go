@@ -15,8 +15,12 @@ import (
 // kindIPv4OnDataLink: an IPv4 (or ARP) frame on a data link of an IPv6-only lab.
 const kindIPv4OnDataLink = "ipv4-on-data-link"
 
-// The lab is IPv6-only on the wire: while pods talk to the world host and the client
-// to a VIP, every data link — each node's uplink, each host's link and each fabric link
+// ipv4FreePort is the world host's UDP port the pods' probes of ipv4-free go to:
+// nothing serves it (the lab's ports: lab.go), and no other check counts it.
+const ipv4FreePort = 9009
+
+// The lab is IPv6-only on the wire: while pods send to the world host and the client
+// talks to a VIP (the DSR backend's SNAT Service), every data link — each node's uplink, each host's link and each fabric link
 // — carries frames, and none of them is IPv4 or ARP (judged by EtherType, VLAN-tagged
 // and malformed frames included; the captures have no filter that could hide them).
 // Control: an IPv4 address on each end of the client's link (TEST-NET-1, 192.0.2.0/24,
@@ -24,10 +28,12 @@ const kindIPv4OnDataLink = "ipv4-on-data-link"
 func ipv4Free() Check {
 	const clientV4, routerV4 = "192.0.2.2/24", "192.0.2.1/24"
 	return Check{
-		Name:     "ipv4-free",
-		Applies:  always,
-		Breakage: "IPv4 addresses (192.0.2.0/24) on both ends of the client's link and a ping across it",
-		Expect:   kindIPv4OnDataLink,
+		Name:         "ipv4-free",
+		Concurrent:   withPolicies,
+		ControlGroup: disjointBreaks,
+		Applies:      always,
+		Breakage:     "IPv4 addresses (192.0.2.0/24) on both ends of the client's link and a ping across it",
+		Expect:       kindIPv4OnDataLink,
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
 			client := x.Plan.HostByRole("client")
 			ends := [][2]string{{client.Name, client.Iface}, {client.Router, client.RouterIface}}
@@ -63,7 +69,9 @@ func ipv4Free() Check {
 				return r, err
 			}
 			points := dataLinks(x)
-			vip, err := x.VIP(ctx, x.Plan.Apps[0].Namespace, EchoName)
+			// The DSR backend's SNAT Service: a VIP no other control of its group
+			// (ControlGroup) probes.
+			vip, err := x.VIP(ctx, x.Plan.Apps[0].Namespace, SNATSvc)
 			if err != nil {
 				return r, err
 			}
@@ -76,7 +84,11 @@ func ipv4Free() Check {
 			// No filter: every frame of every data link, whatever its EtherType.
 			caps, err := x.Capture(ctx, "ipv4-free"+suffix(control), capture.Filter{}, points, func() error {
 				for _, p := range pods {
-					if _, err := x.PodExec(ctx, p, "v6lab-probe", "send", "--to", netip.AddrPortFrom(world.Address, ProbePort).String(),
+					// To a port of the world host nothing listens on: the frames are
+					// what the check needs (the host answers with Port Unreachable), and
+					// no check that counts probes to the world host's probe port
+					// (ProbePort) runs beside it counts these.
+					if _, err := x.PodExec(ctx, p, "v6lab-probe", "send", "--to", netip.AddrPortFrom(world.Address, ipv4FreePort).String(),
 						"--count", "20", "--interval", "10ms", "--wait", "200ms"); err != nil {
 						return err
 					}

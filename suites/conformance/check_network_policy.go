@@ -60,9 +60,13 @@ type policyProbe struct {
 // policyStep is one policy and its probes.
 type policyStep struct {
 	name, ns string
-	rule     map[string]any // the CiliumNetworkPolicy's spec, without enableDefaultDeny
-	egress   bool
-	probes   []policyProbe
+	// policy names the CiliumNetworkPolicy: consecutive steps that share it replace
+	// its rules in place (one policy change realized per step, not a removal and an
+	// apply).
+	policy string
+	rule   map[string]any // the CiliumNetworkPolicy's spec, without enableDefaultDeny
+	egress bool
+	probes []policyProbe
 }
 
 // kubeletPort answers TCP on every node's addresses (the kubelet): a probe of host
@@ -104,11 +108,11 @@ func runNetworkPolicy(ctx context.Context, x *Lab, control bool) (Result, error)
 		for i := range probes {
 			probes[i].egress = true
 		}
-		return policyStep{name: name, ns: b, egress: true, probes: probes,
+		return policyStep{name: name, ns: b, policy: "egress", egress: true, probes: probes,
 			rule: map[string]any{"endpointSelector": matchLabels(map[string]string{"app": EchoName}), "egress": []any{to}}}
 	}
 	steps := []policyStep{
-		{name: "ingress-selectors-l4", ns: a, probes: []policyProbe{
+		{name: "ingress-selectors-l4", ns: a, policy: "ingress", probes: []policyProbe{
 			{what: "namespace selector: " + b + "'s echo → UDP", from: bRemote, to: udp(target.IP), allowed: true},
 			{what: "label selector: " + a + "'s echo → UDP", from: aRemote, to: udp(target.IP), allowed: true},
 			{what: "L4: " + b + "'s echo → TCP, a port the rule leaves out", from: bRemote, to: netip.AddrPortFrom(target.IP, podHTTP), tcp: true},
@@ -158,13 +162,28 @@ func runNetworkPolicy(ctx context.Context, x *Lab, control bool) (Result, error)
 		add(x.Uplink(p.Node))
 	}
 	var ndpFrom, ndpTo time.Time
-	caps, err := x.Capture(ctx, "netpol"+suffix(control), capture.Filter{IPv6Only: true}, points, func() error {
+	caps, err := x.Capture(ctx, "netpol"+suffix(control), capture.Filter{IPv6Only: true}, points, func() (err error) {
+		// What a step left in place for the next to replace goes on any exit.
+		var left func(context.Context) error
+		defer func() {
+			if left != nil {
+				if rerr := left(ctx); err == nil && rerr != nil {
+					err = fmt.Errorf("network-policy's policy not removed: %w", rerr)
+				}
+			}
+		}()
 		for i := range steps {
-			if err := x.policyStep(ctx, &steps[i], control); err != nil {
+			keep := i+1 < len(steps) && steps[i+1].ns == steps[i].ns && steps[i+1].policy == steps[i].policy
+			l, err := x.policyStep(ctx, &steps[i], control, keep)
+			if err == nil || l != nil {
+				// A step that applied nothing (failed before its apply) left the
+				// previous step's policy as it was.
+				left = l
+			}
+			if err != nil {
 				return err
 			}
 		}
-		var err error
 		ndpFrom, ndpTo, err = x.ndpUnderDefaultDeny(ctx, bLocal, udp(world))
 		return err
 	}, silentOK(points...))
@@ -224,9 +243,12 @@ func matchLabels(l map[string]string) map[string]any {
 
 // policyStep applies a step's policy (the control: with enableDefaultDeny off), waits
 // until every agent realized it on the pods involved, runs its probes and deletes it,
-// on any exit, waiting until the deletion is realized too.
-func (x *Lab) policyStep(ctx context.Context, s *policyStep, control bool) (err error) {
-	name := "v6lab-netpol-" + s.name
+// waiting until the deletion is realized too. With keep, when the step succeeded, the
+// policy stays in place for the next step (the same policy name, the same pods) to
+// replace, and left deletes it. On an error, left deletes what the step applied (nil:
+// it applied nothing).
+func (x *Lab) policyStep(ctx context.Context, s *policyStep, control, keep bool) (left func(context.Context) error, err error) {
+	name := "v6lab-netpol-" + s.policy
 	spec := map[string]any{}
 	for k, v := range s.rule {
 		spec[k] = v
@@ -242,16 +264,24 @@ func (x *Lab) policyStep(ctx context.Context, s *policyStep, control bool) (err 
 		}
 	}
 	restore, err := x.applyCNP(ctx, s.ns, name, spec, pods)
-	if restore != nil {
-		defer func() {
-			if rerr := restore(ctx); err == nil && rerr != nil {
-				err = fmt.Errorf("policy %s not removed: %w", name, rerr)
-			}
-		}()
-	}
 	if err != nil {
-		return fmt.Errorf("policy %s: %w", name, err)
+		return restore, fmt.Errorf("policy %s (%s): %w", name, s.name, err)
 	}
+	if err := x.policyProbes(ctx, s); err != nil {
+		return restore, err
+	}
+	if keep {
+		return restore, nil
+	}
+	if err := restore(ctx); err != nil {
+		// Reported; not tried again on the way out.
+		return func(context.Context) error { return nil }, fmt.Errorf("policy %s not removed: %w", name, err)
+	}
+	return nil, nil
+}
+
+// policyProbes runs a step's probes.
+func (x *Lab) policyProbes(ctx context.Context, s *policyStep) error {
 	// The step's probes run at once: each has a sender, destination and protocol of its
 	// own in the step, by which its packets are told apart in overlapping windows.
 	var g errgroup.Group
@@ -332,7 +362,7 @@ func (x *Lab) waitPolicyRealized(ctx context.Context, pods []Pod, before map[net
 // send to dst: its kernel must first resolve its gateway. It returns the probe's
 // window; the policy is removed on any exit.
 func (x *Lab) ndpUnderDefaultDeny(ctx context.Context, p Pod, dst netip.AddrPort) (from, to time.Time, err error) {
-	restore, err := x.denyAll(ctx, p.Namespace, "v6lab-netpol-default-deny", []Pod{p})
+	restore, err := x.denyAll(ctx, p.Namespace, EchoName, "v6lab-netpol-default-deny", []Pod{p})
 	if restore != nil {
 		defer func() {
 			if rerr := restore(ctx); err == nil && rerr != nil {
@@ -359,10 +389,10 @@ echo "no process of %s on this node" >&2; exit 1`, p.IP, p.IP)
 	return from, time.Now(), nil
 }
 
-// denyAll applies a CiliumNetworkPolicy that allows nothing in or out of ns's echo
-// pods (applyCNP).
-func (x *Lab) denyAll(ctx context.Context, ns, name string, pods []Pod) (restore func(context.Context) error, err error) {
-	return x.applyCNP(ctx, ns, name, map[string]any{"endpointSelector": matchLabels(map[string]string{"app": EchoName}),
+// denyAll applies a CiliumNetworkPolicy that allows nothing in or out of ns's pods of
+// app (applyCNP).
+func (x *Lab) denyAll(ctx context.Context, ns, app, name string, pods []Pod) (restore func(context.Context) error, err error) {
+	return x.applyCNP(ctx, ns, name, map[string]any{"endpointSelector": matchLabels(map[string]string{"app": app}),
 		"ingress": []any{map[string]any{}}, "egress": []any{map[string]any{}}}, pods)
 }
 
@@ -428,7 +458,11 @@ func judgePolicyProbe(step string, p policyProbe, veth, uplink, far Captured, r 
 			case c.File == veth.File && q.Src == p.from.IP && q.Dst == p.to.Addr() && q.DstPort == p.to.Port():
 				sent++
 				sports[q.SrcPort] = true
-			case c.File == uplink.File && q.Dst == p.to.Addr() && q.DstPort == p.to.Port() && q.Proto != layers.IPProtocolICMPv6:
+			case c.File == uplink.File && q.Dst == p.to.Addr() && q.DstPort == p.to.Port() && q.Proto != layers.IPProtocolICMPv6 &&
+				(q.Src == p.from.IP || sports[q.SrcPort]):
+				// The sender's (or, masqueraded, from its source ports): the node's own
+				// traffic to the same address and port crosses the same uplink (the API
+				// server's connections to a kubelet, for another check's kubectl exec).
 				left++
 			case c.File == far.File && q.Dst == p.to.Addr() && q.DstPort == p.to.Port() && q.Proto != layers.IPProtocolICMPv6 &&
 				(q.Src == p.from.IP || p.egress):

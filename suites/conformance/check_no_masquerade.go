@@ -3,8 +3,11 @@ package conformance
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"v6lab.dev/v6lab/labs/hubble"
 	"v6lab.dev/v6lab/labs/verdict"
@@ -46,18 +49,58 @@ func noMasquerade() Check {
 			if _, err := x.kubectl(ctx, string(doc), "apply", "-f", "-"); err != nil {
 				return restore, err
 			}
-			return restore, x.restartAgents(ctx, 5*time.Minute, node)
+			if err := x.restartAgents(ctx, 5*time.Minute, node); err != nil {
+				return restore, err
+			}
+			return restore, x.waitMasqueraded(ctx, node, time.Minute)
 		},
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
 			if !control {
 				return noMasqueradeOnce(ctx, x, false)
 			}
-			// Agents Ready is not yet their host programs reloaded with masquerading
-			// (one control run probed a moment too early, 88 s after the restart): the
-			// control probes again, for at most 30 s, until the lab settles.
+			// The break waited until the wire showed one pod masqueraded
+			// (waitMasqueraded); should the node's other pods lag, the control
+			// probes again, for at most 30 s, until the lab settles.
 			return settle(ctx, x, true, func(ctx context.Context, x *Lab) (Result, error) { return noMasqueradeOnce(ctx, x, true) })
 		},
 	}
+}
+
+// waitMasqueraded waits until the world host sees another source than a pod's own for
+// the probes of an echo pod on node (the responder echoes the source it saw): the
+// agent Ready is not yet its programs reloaded with masquerading (one control run
+// probed a moment too early), so the control is in effect when the wire says so.
+func (x *Lab) waitMasqueraded(ctx context.Context, node string, timeout time.Duration) error {
+	pods, err := x.Pods(ctx, x.Plan.Apps[0].Namespace, EchoName)
+	if err != nil {
+		return err
+	}
+	p := onNode(pods, node)
+	if p.Name == "" {
+		return fmt.Errorf("no echo pod of %s on %s", x.Plan.Apps[0].Namespace, node)
+	}
+	if err := x.StartResponder(ctx); err != nil {
+		return err
+	}
+	to := netip.AddrPortFrom(x.Plan.HostByRole("world").Address, ProbePort)
+	var seen map[string]int
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		s, err := x.PodProbeUDP(ctx, p, to, "--count", "3", "--interval", "10ms", "--wait", "300ms")
+		if err != nil {
+			return false, nil
+		}
+		seen = s.Observed
+		for src := range s.Observed {
+			if src != p.IP.String() {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s's probes still reach the world host from its own address %s (seen: %v) %s after its agent came back: masquerading not in effect", p.Name, p.IP, seen, timeout)
+	}
+	return nil
 }
 
 // masqueradeConfig is the CiliumNodeConfig of no-masquerade's control.

@@ -33,10 +33,12 @@ import (
 // control passed so).
 func pmtu() Check {
 	return Check{
-		Name:     "pmtu",
-		Applies:  routedVIPs,
-		Breakage: "the client's router drops, silently (no Packet Too Big), every packet to the VIP longer than 1280 bytes (IPv6's minimum MTU: below any path MTU the client may have cached from an earlier Packet Too Big)",
-		Expect:   kindBlackHole,
+		Name:         "pmtu",
+		ControlGroup: disjointBreaks,
+		Concurrent:   withPolicies,
+		Applies:      routedVIPs,
+		Breakage:     "the client's router drops, silently (no Packet Too Big), every packet to the VIP longer than 1280 bytes (IPv6's minimum MTU: below any path MTU the client may have cached from an earlier Packet Too Big)",
+		Expect:       kindBlackHole,
 		// A full-size request the DSR option makes too big: Cilium drops it and sends the
 		// Packet Too Big the check waits for. The control's black hole eats the first
 		// fragments of the client's fragmented requests: the rest arrive alone.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"time"
 
 	"v6lab.dev/v6lab/labs/capture"
@@ -14,11 +16,14 @@ import (
 // Every application reaches every other one, across nodes and on one node, each way,
 // and the world host: each exchange judged from the captures where it must show (the
 // uplinks it crosses, or the two pods' veths on one node), never from the probe's own
-// report. A pair the workload cannot provide fails the check, naming it.
-// Control: a NetworkPolicy that denies all ingress in the last application.
+// report; each exchange counts only its sender's probes. A pair the workload cannot
+// provide fails the check, naming it. Control: a NetworkPolicy that denies all
+// ingress in the last application, and the pairs into it.
 func podConnectivity() Check {
 	return Check{
 		Name:         "pod-connectivity",
+		Concurrent:   withPods,
+		ControlGroup: disjointBreaks,
 		Applies:      always,
 		Breakage:     "a NetworkPolicy denying all ingress in the second application's namespace",
 		Expect:       kindUnanswered,
@@ -62,6 +67,19 @@ func runPodConnectivity(ctx context.Context, x *Lab, control bool) (Result, erro
 	for _, m := range missing {
 		r.fail(kindPairMissing, "the workload cannot provide the pair %s", m)
 	}
+	if control {
+		// The pairs into the application whose ingress the control denies: the
+		// others' exchanges go where other controls of its group break the lab
+		// (ControlGroup), and prove nothing about this one.
+		last := pods[x.Plan.Apps[len(x.Plan.Apps)-1].Name]
+		var into []podPair
+		for _, pp := range pairs {
+			if slices.ContainsFunc(last, func(p Pod) bool { return p.IP == pp.to.Addr() }) {
+				into = append(into, pp)
+			}
+		}
+		pairs = into
+	}
 	var points []string
 	seen := map[string]bool{}
 	for _, pp := range pairs {
@@ -97,8 +115,14 @@ func runPodConnectivity(ctx context.Context, x *Lab, control bool) (Result, erro
 			req, rep int
 		}
 		var legs []leg
+		// The pair's own probes: from the sender's address (or, masqueraded toward
+		// the world in tunnel mode, its node's), whatever other checks send meanwhile.
+		senders := []netip.Addr{pp.from.IP}
+		if n := x.node(pp.from.Node); n != nil {
+			senders = append(senders, n.Address)
+		}
 		for _, pt := range pp.points {
-			req, rep := exchange(caps[pt].Packets, pp.to, pp.start, pp.end)
+			req, rep := exchangeOf(caps[pt].Packets, senders, pp.to, pp.start, pp.end)
 			if pp.union && len(legs) == 1 {
 				legs[0].at += " + " + pt
 				legs[0].req, legs[0].rep = max(legs[0].req, req), max(legs[0].rep, rep)

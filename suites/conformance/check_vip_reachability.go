@@ -8,6 +8,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"golang.org/x/sync/errgroup"
+
 	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/labs/hubble"
 	"v6lab.dev/v6lab/labs/spec"
@@ -17,14 +19,17 @@ import (
 // The client reaches every application's VIP over HTTP (new connections) and UDP: every
 // request answered, every backend reached, the servers saw the client's own address,
 // and at the client every reply comes from the VIP (no backend address leaks, and
-// nothing on the client's side translated the VIP away). Control: the first
-// application's Service loses its backends (its selector matches no pod).
+// nothing on the client's side translated the VIP away). The applications are probed
+// at once, each with its own capture. Control: the first application's Service loses
+// its backends (its selector matches no pod), and that application is probed.
 func vipReachability() Check {
 	return Check{
-		Name:     "vip-reachability",
-		Applies:  always,
-		Breakage: "the first application's Service selects no pod (its VIP has no backend)",
-		Expect:   kindUnanswered,
+		Name:         "vip-reachability",
+		Concurrent:   withPods,
+		ControlGroup: disjointBreaks,
+		Applies:      always,
+		Breakage:     "the first application's Service selects no pod (its VIP has no backend)",
+		Expect:       kindUnanswered,
 		Break: func(ctx context.Context, x *Lab) (func(context.Context) error, error) {
 			ns := x.Plan.Apps[0].Namespace
 			// In effect when every agent's load balancer has the VIP without backends,
@@ -50,44 +55,66 @@ func vipReachability() Check {
 		Run: func(ctx context.Context, x *Lab, control bool) (Result, error) {
 			r := Result{Pass: true, Reason: "ok"}
 			client := x.Plan.HostByRole("client")
-			var wire []hubble.Probe
-			for _, app := range x.Plan.Apps {
-				vip, err := x.VIP(ctx, app.Namespace, EchoName)
-				if err != nil {
-					return r, err
-				}
-				pods, err := x.Pods(ctx, app.Namespace, EchoName)
-				if err != nil {
-					return r, err
-				}
-				// Every backend is held to answering: one that is not Ready is an
-				// error, never silently left out of "every backend reached".
-				if want := len(x.Plan.KubeNodes); !control && len(pods) != want {
-					return r, fmt.Errorf("%s: %d of the %d echo backends are Ready", app.Name, len(pods), want)
-				}
-				var hs HTTPSummary
-				var ps ProbeSummary
-				n := 10 * len(pods)
-				if control {
-					// A VIP without backends answers none: five unanswered requests show
-					// it, each waiting out its timeout (30 took 37 s a lab).
-					n = 5
-				}
-				var httpStart, udpStart, udpEnd time.Time
-				caps, err := x.Capture(ctx, "vip-"+app.Name+suffix(control), capture.Filter{IPv6Only: true}, []string{x.HostLink("client")}, func() error {
+			// Each application's exchange at once (its own VIP, capture and probes),
+			// then each judged in turn.
+			type appRun struct {
+				vip                         netip.Addr
+				pods                        []Pod
+				hs                          HTTPSummary
+				ps                          ProbeSummary
+				caps                        map[string]Captured
+				httpStart, udpStart, udpEnd time.Time
+			}
+			apps := x.Plan.Apps
+			if control {
+				// The broken application alone: the control runs beside others
+				// (ControlGroup) that may break the second's pods.
+				apps = apps[:1]
+			}
+			runs := make([]appRun, len(apps))
+			var g errgroup.Group
+			for i, app := range apps {
+				e := &runs[i]
+				g.Go(func() error {
 					var err error
-					httpStart = time.Now()
-					if hs, err = x.ProbeHTTP(ctx, client.Name, vip, n); err != nil {
+					if e.vip, err = x.VIP(ctx, app.Namespace, EchoName); err != nil {
 						return err
 					}
-					udpStart = time.Now()
-					ps, err = x.ProbeUDP(ctx, client.Name, netip.AddrPortFrom(vip, ProbePort), "--count", "20", "--interval", "10ms", "--wait", "500ms")
-					udpEnd = time.Now()
+					if e.pods, err = x.Pods(ctx, app.Namespace, EchoName); err != nil {
+						return err
+					}
+					// Every backend is held to answering: one that is not Ready is an
+					// error, never silently left out of "every backend reached".
+					if want := len(x.Plan.KubeNodes); !control && len(e.pods) != want {
+						return fmt.Errorf("%s: %d of the %d echo backends are Ready", app.Name, len(e.pods), want)
+					}
+					n := 10 * len(e.pods)
+					if control {
+						// A VIP without backends answers none: two unanswered requests show
+						// it, each waiting out its timeout (30 took 37 s a lab).
+						n = 2
+					}
+					e.caps, err = x.Capture(ctx, "vip-"+app.Name+suffix(control), capture.Filter{IPv6Only: true}, []string{x.HostLink("client")}, func() error {
+						var err error
+						e.httpStart = time.Now()
+						if e.hs, err = x.ProbeHTTP(ctx, client.Name, e.vip, n); err != nil {
+							return err
+						}
+						e.udpStart = time.Now()
+						e.ps, err = x.ProbeUDP(ctx, client.Name, netip.AddrPortFrom(e.vip, ProbePort), "--count", "20", "--interval", "10ms", "--wait", "500ms")
+						e.udpEnd = time.Now()
+						return err
+					})
 					return err
 				})
-				if err != nil {
-					return r, err
-				}
+			}
+			if err := g.Wait(); err != nil {
+				return r, err
+			}
+			var wire []hubble.Probe
+			for i, app := range apps {
+				vip, pods, hs, ps, caps := runs[i].vip, runs[i].pods, runs[i].hs, runs[i].ps, runs[i].caps
+				httpStart, udpStart, udpEnd := runs[i].httpStart, runs[i].udpStart, runs[i].udpEnd
 				r.pcaps(caps)
 				c := caps[x.HostLink("client")]
 				if hs.OK != hs.Requests || hs.Requests == 0 {

@@ -255,8 +255,10 @@ func colonOr(s string) string {
 // report. together: the check runs in its concurrent group (Check.Concurrent): its
 // window of Cilium's drop counters and of MetalLB's metrics is the phase's
 // (concurrentPhase), and a control that breaks the lab is left to controlFeature,
-// which runs it alone, in the check's place in the suite's order.
-func feature(c Check, rec *reports.Check, together bool) features.Feature {
+// which runs it alone, in the check's place in the suite's order. withControl: its
+// control runs in this feature, after the run (not: it breaks the lab and runs
+// later, alone or in its control group, Check.ControlGroup).
+func feature(c Check, rec *reports.Check, together, withControl bool) features.Feature {
 	b := features.New(c.Name).
 		WithLabel("check", c.Name).
 		Setup(func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
@@ -294,7 +296,7 @@ func feature(c Check, rec *reports.Check, together bool) features.Feature {
 			t.Logf("%s: %s %v", c.Name, rec.Reason, rec.Figures)
 			return ctx
 		})
-	if !together || c.Break == nil {
+	if withControl {
 		b = b.Assess("negative control fails", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			assessControl(ctx, t, c, rec, together)
 			return ctx
@@ -303,13 +305,15 @@ func feature(c Check, rec *reports.Check, together bool) features.Feature {
 	return b.Feature()
 }
 
-// controlFeature is the feature of a concurrent check's control that breaks the lab:
-// it runs alone, after the concurrent phase, and completes the check's record.
-func controlFeature(c Check, rec *reports.Check) features.Feature {
+// controlFeature is the feature of a control that breaks the lab run apart from its
+// check's run: alone, after the check's concurrent phase, or together with its control
+// group (together: the phase keeps the drop and MetalLB windows); it completes the
+// check's record.
+func controlFeature(c Check, rec *reports.Check, together bool) features.Feature {
 	return features.New(c.Name).
 		WithLabel("check", c.Name).
 		Assess("negative control fails", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
-			assessControl(ctx, t, c, rec, false)
+			assessControl(ctx, t, c, rec, together)
 			return ctx
 		}).Feature()
 }
@@ -433,55 +437,77 @@ func TestConformance(t *testing.T) {
 	checks := Checks()
 	recs := make([]reports.Check, len(checks))
 	for _, p := range planPhases(checks) {
-		if len(p.together) > 0 {
+		switch {
+		case len(p.together) > 0:
 			var together []features.Feature
 			for _, i := range p.together {
-				together = append(together, feature(checks[i], &recs[i], true))
+				// A variant control runs with its check; one that breaks the lab, later.
+				together = append(together, feature(checks[i], &recs[i], true, checks[i].Break == nil))
 			}
-			concurrentPhase(checks, recs, p.together, func() { testenv.TestInParallel(t, together...) })
-			continue
-		}
-		c := checks[p.step.check]
-		if p.step.controlOnly {
-			testenv.Test(t, controlFeature(c, &recs[p.step.check]))
-		} else {
-			testenv.Test(t, feature(c, &recs[p.step.check], false))
+			concurrentPhase(checks, recs, p.together, false, func() { testenv.TestInParallel(t, together...) })
+		case len(p.controls) > 0:
+			var controls []features.Feature
+			for _, i := range p.controls {
+				controls = append(controls, controlFeature(checks[i], &recs[i], true))
+			}
+			concurrentPhase(checks, recs, p.controls, true, func() { testenv.TestInParallel(t, controls...) })
+		case p.step.controlOnly:
+			testenv.Test(t, controlFeature(checks[p.step.check], &recs[p.step.check], false))
+		default:
+			testenv.Test(t, feature(checks[p.step.check], &recs[p.step.check], false, !p.step.runOnly))
 		}
 	}
 }
 
 // phase is one step of the suite's order: the checks of one concurrent group together,
-// or one check alone (or a concurrent check's control that breaks the lab).
+// the controls of one control group together, or one check alone (or a concurrent
+// check's control that breaks the lab).
 type phase struct {
 	together []int // indexes of the checks of the group
+	controls []int // indexes of the checks whose controls run together
 	step     phaseStep
 }
 
 type phaseStep struct {
 	check       int  // index of the check
 	controlOnly bool // its control alone (its run was concurrent)
+	runOnly     bool // its run alone (its control runs in its control group)
 }
 
 // planPhases orders the suite: the checks in the suite's order, where a concurrent
 // group runs where its first check stands (upgrade-disruption, first, judges the
-// upgrade the rest then judge) and a concurrent check's control that breaks the lab
-// keeps the check's place, after its group.
+// upgrade the rest then judge), a concurrent check's control that breaks the lab
+// keeps the check's place, after its group, and a control group runs after its last
+// member's run.
 func planPhases(checks []Check) []phase {
 	var out []phase
-	group := map[int]int{} // Check.Concurrent -> its phase
+	group := map[int]int{}     // Check.Concurrent -> its phase
+	lastOf := map[int]int{}    // Check.ControlGroup -> its last member
+	members := map[int][]int{} // Check.ControlGroup -> its members
 	for i, c := range checks {
-		if c.Concurrent == 0 {
-			out = append(out, phase{step: phaseStep{check: i}})
-			continue
+		if c.ControlGroup != 0 {
+			lastOf[c.ControlGroup] = i
+			members[c.ControlGroup] = append(members[c.ControlGroup], i)
 		}
-		if k, ok := group[c.Concurrent]; ok {
-			out[k].together = append(out[k].together, i)
-		} else {
-			group[c.Concurrent] = len(out)
-			out = append(out, phase{together: []int{i}})
+	}
+	for i, c := range checks {
+		grouped := c.ControlGroup != 0
+		switch {
+		case c.Concurrent == 0:
+			out = append(out, phase{step: phaseStep{check: i, runOnly: grouped}})
+		default:
+			if k, ok := group[c.Concurrent]; ok {
+				out[k].together = append(out[k].together, i)
+			} else {
+				group[c.Concurrent] = len(out)
+				out = append(out, phase{together: []int{i}})
+			}
+			if c.Break != nil && !grouped {
+				out = append(out, phase{step: phaseStep{check: i, controlOnly: true}})
+			}
 		}
-		if c.Break != nil {
-			out = append(out, phase{step: phaseStep{check: i, controlOnly: true}})
+		if grouped && lastOf[c.ControlGroup] == i {
+			out = append(out, phase{controls: members[c.ControlGroup]})
 		}
 	}
 	return out
@@ -490,7 +516,7 @@ func planPhases(checks []Check) []phase {
 // concurrentPhase runs a concurrent group's checks and gives those that ran one window
 // of Cilium's drop counters, labelled with their names and allowing what any of them
 // allows, and one of MetalLB's metrics, whose evidence goes to each of them.
-func concurrentPhase(checks []Check, recs []reports.Check, group []int, run func()) {
+func concurrentPhase(checks []Check, recs []reports.Check, group []int, controls bool, run func()) {
 	start := time.Now()
 	run()
 	x := theLab
@@ -507,8 +533,10 @@ func concurrentPhase(checks []Check, recs []reports.Check, group []int, run func
 		}
 		ran = append(ran, i)
 		names = append(names, c.Name)
-		allowed = append(allowed, c.PassDrops...)
-		if c.Break == nil {
+		if !controls {
+			allowed = append(allowed, c.PassDrops...)
+		}
+		if c.Break == nil || controls {
 			allowed = append(allowed, c.ControlDrops...)
 		}
 	}
@@ -516,7 +544,10 @@ func concurrentPhase(checks []Check, recs []reports.Check, group []int, run func
 		return
 	}
 	slices.Sort(allowed)
-	label := "concurrent checks (" + strings.Join(names, ", ") + ")"
+	label, what := "concurrent checks ("+strings.Join(names, ", ")+")", strings.Join(names, ", ")
+	if controls {
+		label, what = "concurrent controls ("+strings.Join(names, ", ")+")", "the controls of "+what
+	}
 	x.markDrops(ctx, label, slices.Compact(allowed))
 	if ev := x.markMetalLB(ctx, label); len(ev) > 0 {
 		for _, i := range ran {
@@ -524,7 +555,7 @@ func concurrentPhase(checks []Check, recs []reports.Check, group []int, run func
 			x.Record(recs[i])
 		}
 	}
-	announce("%-18s %s ran together in %s", "concurrent", strings.Join(names, ", "), reports.Human(time.Since(start)))
+	announce("%-18s %s ran together in %s", "concurrent", what, reports.Human(time.Since(start)))
 }
 
 // Every check is complete: a name, a control that either breaks the lab (with what
@@ -546,6 +577,8 @@ func TestChecksAreComplete(t *testing.T) {
 			t.Errorf("%s: a control that breaks nothing and is no variant asserts nothing", c.Name)
 		case c.Break != nil && strings.TrimSpace(c.Breakage) == "":
 			t.Errorf("%s: a break that does not say what it breaks", c.Name)
+		case c.ControlGroup != 0 && c.Break == nil:
+			t.Errorf("%s: in a control group, but its control is a variant (it runs with its check)", c.Name)
 		}
 	}
 }

@@ -85,10 +85,11 @@ func failoverOnce(ctx context.Context, x *Lab, f failure, attempt int) (failover
 		go func() {
 			defer wg.Done()
 			var sum TCPSummary
-			// Two seconds for the last echoes: a connection still stalled then has
-			// shown whether it survived (data after the restore, five seconds before
-			// the end); one whose backend was on the failed node waits no longer.
-			sum, tcpErr = x.ProbeTCP(ctx, client.Name, netip.AddrPortFrom(run.tcpVIP, TCPPort), "--conns", fmt.Sprint(tcpConns), "--interval", "100ms", "--duration", total.String(), "--grace", "2s")
+			// A second for the last echoes (an answered echo takes milliseconds): a
+			// connection still stalled then has shown whether it survived (data after
+			// the restore, five seconds before the end); one whose backend was on the
+			// failed node waits no longer.
+			sum, tcpErr = x.ProbeTCP(ctx, client.Name, netip.AddrPortFrom(run.tcpVIP, TCPPort), "--conns", fmt.Sprint(tcpConns), "--interval", "100ms", "--duration", total.String(), "--grace", "1s")
 			slog.Debug("failover: tcp", "fault", f.name, "summary", sum)
 		}()
 		wait := func() error {

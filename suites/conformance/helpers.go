@@ -8,11 +8,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/sync/errgroup"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/labs/hubble"
@@ -35,6 +38,27 @@ func exchange(pkts []verdict.Packet, dst netip.AddrPort, from, to time.Time) (re
 		case !p.Probe.Reply && p.Dst == dst.Addr() && p.DstPort == dst.Port():
 			requests++
 		case p.Probe.Reply && p.Src == dst.Addr() && p.SrcPort == dst.Port():
+			replies++
+		}
+	}
+	return requests, replies
+}
+
+// exchangeOf is exchange for one sender's probes: requests from one of srcs, replies to
+// one of them (a pod's address, and its node's where the node masquerades its egress).
+func exchangeOf(pkts []verdict.Packet, srcs []netip.Addr, dst netip.AddrPort, from, to time.Time) (requests, replies int) {
+	for i := range pkts {
+		if pkts[i].Time.Before(from) || pkts[i].Time.After(to) {
+			continue
+		}
+		p := pkts[i].Sent()
+		if !p.IPv6 || p.Probe == nil {
+			continue
+		}
+		switch {
+		case !p.Probe.Reply && p.Dst == dst.Addr() && p.DstPort == dst.Port() && slices.Contains(srcs, p.Src):
+			requests++
+		case p.Probe.Reply && p.Src == dst.Addr() && p.SrcPort == dst.Port() && slices.Contains(srcs, p.Dst):
 			replies++
 		}
 	}
@@ -88,20 +112,29 @@ func (x *Lab) worldAndUplinks() []string {
 func (x *Lab) podsToWorld(ctx context.Context, check string, pods []Pod, points []string) (map[string]Captured, map[Pod]ProbeSummary, error) {
 	world := x.Plan.HostByRole("world")
 	sums := map[Pod]ProbeSummary{}
+	var mu sync.Mutex
 	caps, err := x.Capture(ctx, check, capture.Filter{Proto: "udp", Port: ProbePort}, points, func() error {
+		// Every pod at once: each its own sender and summary (the verdicts count the
+		// window's packets together).
+		var g errgroup.Group
 		for _, p := range pods {
-			out, err := x.PodExec(ctx, p, "v6lab-probe", "send", "--to", netip.AddrPortFrom(world.Address, ProbePort).String(),
-				"--count", "10", "--interval", "10ms", "--wait", "300ms")
-			if err != nil {
-				return err
-			}
-			var s ProbeSummary
-			if err := decodeJSON(out, &s); err != nil {
-				return err
-			}
-			sums[p] = s
+			g.Go(func() error {
+				out, err := x.PodExec(ctx, p, "v6lab-probe", "send", "--to", netip.AddrPortFrom(world.Address, ProbePort).String(),
+					"--count", "10", "--interval", "10ms", "--wait", "300ms")
+				if err != nil {
+					return err
+				}
+				var s ProbeSummary
+				if err := decodeJSON(out, &s); err != nil {
+					return err
+				}
+				mu.Lock()
+				sums[p] = s
+				mu.Unlock()
+				return nil
+			})
 		}
-		return nil
+		return g.Wait()
 	})
 	return caps, sums, err
 }

@@ -15,8 +15,8 @@ import (
 
 // The suite's phases: upgrade-disruption first; each concurrent group together, where
 // its first check stands; the rest in the suite's order, where a concurrent check's
-// control that breaks the lab follows its group; every check runs once and every
-// control once.
+// control that breaks the lab follows its group, and a control group's controls run
+// together after their checks ran; every check runs once and every control once.
 func TestPlanPhases(t *testing.T) {
 	checks := Checks()
 	p := planPhases(checks)
@@ -25,7 +25,7 @@ func TestPlanPhases(t *testing.T) {
 	require.Empty(t, p[0].together)
 	assert.Equal(t, "upgrade-disruption", name(p[0].step.check), "the upgrade first: the rest judge the new release")
 	runs, controls := map[string]int{}, map[string]int{}
-	groups := map[int]bool{}
+	groups, controlGroups := map[int]bool{}, map[int]bool{}
 	ranAt := map[string]int{} // the phase a check ran in
 	var order []int           // the checks run alone, in the order they run
 	for k, ph := range p {
@@ -41,30 +41,50 @@ func TestPlanPhases(t *testing.T) {
 				if checks[i].Break == nil {
 					controls[name(i)]++
 				}
-				if name(i) == "etp-local" || name(i) == "maglev-consistency" {
+				if slices.Contains([]string{"etp-local", "maglev-consistency", "pmtu"}, name(i)) {
 					steering++
 				}
 			}
 			assert.True(t, slices.IsSorted(ph.together), "a group in the suite's order")
 			// Two checks that steer VIPs with static routes never run together.
-			assert.LessOrEqual(t, steering, 1, "etp-local and maglev-consistency both steer VIPs through the routers")
+			assert.LessOrEqual(t, steering, 1, "etp-local, maglev-consistency and pmtu steer VIPs through the routers")
+			continue
+		}
+		if len(ph.controls) > 0 {
+			g := checks[ph.controls[0]].ControlGroup
+			assert.False(t, controlGroups[g], "control group %d runs once", g)
+			controlGroups[g] = true
+			for _, i := range ph.controls {
+				c := checks[i]
+				assert.Equal(t, g, c.ControlGroup, "%s: in the phase of another control group", c.Name)
+				assert.NotNil(t, c.Break, "%s: a variant control runs with its check", c.Name)
+				_, ran := ranAt[c.Name]
+				assert.True(t, ran && ranAt[c.Name] < k, "%s: its control after its run", c.Name)
+				controls[c.Name]++
+			}
 			continue
 		}
 		s := ph.step
 		c := checks[s.check]
 		if s.controlOnly {
 			assert.NotZero(t, c.Concurrent, "%s: only a concurrent check's control runs apart", c.Name)
+			assert.Zero(t, c.ControlGroup, "%s: its control runs in its control group", c.Name)
 			assert.NotNil(t, c.Break, "%s: a variant control runs with its check", c.Name)
 			assert.Less(t, ranAt[c.Name], k, "%s: its control after its run", c.Name)
 			controls[c.Name]++
 			continue
 		}
 		assert.Zero(t, c.Concurrent, "%s: concurrent, but run alone", c.Name)
+		assert.Equal(t, c.ControlGroup != 0, s.runOnly, "%s: its control runs with its run unless in a control group", c.Name)
 		order = append(order, s.check)
+		ranAt[c.Name] = k
 		runs[c.Name]++
-		controls[c.Name]++
+		if !s.runOnly {
+			controls[c.Name]++
+		}
 	}
-	assert.True(t, groups[withServices] && groups[withPolicies], "both groups run")
+	assert.True(t, groups[withServices] && groups[withPolicies] && groups[withPods], "every group runs")
+	assert.True(t, controlGroups[disjointBreaks], "the control group runs")
 	for _, c := range checks {
 		assert.Equal(t, 1, runs[c.Name], "%s: runs", c.Name)
 		assert.Equal(t, 1, controls[c.Name], "%s: controls", c.Name)

@@ -386,6 +386,13 @@ func TestJudgePolicyProbe(t *testing.T) {
 	r = Result{Pass: true}
 	judgePolicyProbe("step", probe(true, false), veth, uplink, theirs, &r)
 	assert.Equal(t, []string{kindNotAllowed}, r.Failures, "another pod's answer is not this probe's")
+	// The node's own connections to the same address and port on its uplink (the API
+	// server on the server node to another node's kubelet, for a concurrent check's
+	// kubectl exec) are not this egress probe leaving the node.
+	nodeOwn := at(segment(netip.AddrPortFrom(netip.MustParseAddr("2001:db8::12"), 51234), to, layers.IPProtocolTCP, verdict.TCPSyn), "uplink")
+	r = Result{Pass: true}
+	judgePolicyProbe("step", probe(false, true), veth, Captured{File: "uplink", Packets: []verdict.Packet{nodeOwn}}, Captured{File: "far"}, &r)
+	assert.True(t, r.Pass, r.Reason)
 }
 
 func TestJudgeNDP(t *testing.T) {
@@ -544,4 +551,31 @@ func TestReturnPathProbe(t *testing.T) {
 	assert.Equal(t, "TCP", p.Proto)
 	assert.Equal(t, []netip.AddrPort{netip.AddrPortFrom(backend.IP, podHTTP)}, p.Backends)
 	assert.True(t, p.Replies)
+}
+
+// A pod-connectivity exchange counts its sender's probes only: another pod's probes to
+// the same destination in the same window (hubble-flows' to the world host, beside it
+// in its group), unanswered, neither add to it nor make it look unanswered.
+func TestExchangeOfOneSender(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
+	world := netip.MustParseAddrPort("[2001:db8:0:e00::10]:9000")
+	pod, other := netip.MustParseAddr("2001:db8:0:a01::10"), netip.MustParseAddr("2001:db8:0:a01:2::20")
+	probe := func(i int, src netip.Addr, reply bool) verdict.Packet {
+		p := segment(netip.AddrPortFrom(src, 40000), world, layers.IPProtocolUDP, 0)
+		if reply {
+			p = segment(world, netip.AddrPortFrom(src, 40000), layers.IPProtocolUDP, 0)
+		}
+		p.Time = t0.Add(time.Duration(i) * 10 * time.Millisecond)
+		p.Probe = &probewire.Probe{Reply: reply, Seq: uint64(i)}
+		return p
+	}
+	var pkts []verdict.Packet
+	for i := range 5 {
+		pkts = append(pkts, probe(i, pod, false), probe(i, pod, true), probe(i, other, false)) // the other's dropped
+	}
+	req, rep := exchangeOf(pkts, []netip.Addr{pod}, world, t0, t0.Add(time.Second))
+	assert.Equal(t, 5, req)
+	assert.Equal(t, 5, rep, "every request of the pair answered")
+	allReq, allRep := exchange(pkts, world, t0, t0.Add(time.Second))
+	assert.Greater(t, allReq, allRep, "without the sender's address, the other's probes look unanswered")
 }

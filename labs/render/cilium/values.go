@@ -8,6 +8,7 @@ package cilium
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"v6lab.dev/v6lab/fixtures/node/config"
@@ -48,6 +49,10 @@ type Values struct {
 	PreferIPv6    *bool         `json:"preferIpv6,omitempty"`
 	CNI           *CNI          `json:"cni,omitempty"`
 	Cgroup        Cgroup        `json:"cgroup"`
+	// Sysctlfix off: its init container writes a systemd-sysctl drop-in on the host,
+	// and a v6lab node has neither systemd nor a writable /proc/sys (read-only
+	// before anything starts in it: a lab never changes the host's kernel settings).
+	Sysctlfix Enabled `json:"sysctlfix"`
 	// Prometheus makes every agent serve its metrics (prometheus-serve-addr) on the
 	// node, where the suite scrapes its drop counters (no-unexpected-drops).
 	Prometheus Prometheus `json:"prometheus"`
@@ -77,7 +82,8 @@ const MetricsPort = 9962
 // Cgroup holds cgroup.* values: where the agent finds the cgroup2 hierarchy it attaches
 // its socket load balancer to. A v6lab node mounts its own cgroup there before anything
 // starts (see fixtures/node), so that one node's socket LB never translates the
-// connections of other processes on the machine; the agent uses an existing mount.
+// connections of other processes on the machine; the agent uses that mount, and
+// AutoMount is off (the mount-cgroup init container would only find it there).
 type Cgroup struct {
 	AutoMount Enabled `json:"autoMount"`
 	HostRoot  string  `json:"hostRoot"`
@@ -113,6 +119,10 @@ type Enabled struct {
 // BPF holds bpf.* values.
 type BPF struct {
 	Masquerade bool `json:"masquerade"`
+	// AutoMount off: the node mounts its own bpffs before anything starts in it
+	// (fixtures/node), so the agent's mount-bpf-fs init container has nothing to do
+	// and costs each agent start a container (about a second on the default lab).
+	AutoMount Enabled `json:"autoMount"`
 	// LBModeAnnotation lets one Service choose SNAT or DSR (service.cilium.io/forwarding-mode):
 	// the conformance suite's DSR negative control is a SNAT Service next to DSR ones.
 	LBModeAnnotation bool `json:"lbModeAnnotation,omitempty"`
@@ -162,8 +172,24 @@ type BGPControlPlane struct {
 
 // Operator holds operator.* values.
 type Operator struct {
-	Replicas int    `json:"replicas"`
-	Image    *Image `json:"image,omitempty"`
+	Replicas  int      `json:"replicas"`
+	Image     *Image   `json:"image,omitempty"`
+	ExtraArgs []string `json:"extraArgs,omitempty"`
+}
+
+// operatorArgs make the operator's leader election outlast a frozen node: the failover
+// check's node-stopped freezes a node for the BGP hold time and 2 s more, and the lab's
+// only API server runs on a node. With the default renew deadline (10 s) the operator
+// could not renew its lease while the server was frozen (11 s), exited ("Leader
+// election lost") and restarted into crash-loop back-off (measured: 3 restarts in one
+// suite, and the next wait for a ready lab 9.5 s). The operator releases its lease
+// when it stops (an upgrade's new operator does not wait out the longer lease).
+func operatorArgs(holdSeconds int) []string {
+	renew := time.Duration(holdSeconds+2+10) * time.Second
+	return []string{
+		"--leader-election-renew-deadline=" + renew.String(),
+		"--leader-election-lease-duration=" + (renew + 10*time.Second).String(),
+	}
 }
 
 // Image overrides an image reference (offline: the locally built images).
@@ -240,10 +266,11 @@ func ValuesFor(p *plan.Plan, img Images) (Values, error) {
 		// Hubble's observer in every agent (its flows are set against the capture:
 		// hubble.go in the suite) and hubble-relay, which v6lab observe reads; TLS
 		// between them as the chart sets it up (certificates Helm generates).
-		Hubble:   Hubble{Enabled: true, EventBufferCapacity: HubbleEventBuffer, Relay: HubbleRelay{Enabled: true}},
-		Operator: Operator{Replicas: 1},
-		BPF:      BPF{LBAlgorithmAnnotation: true},
-		Cgroup:   Cgroup{AutoMount: Enabled{true}, HostRoot: config.CiliumCgroupRoot},
+		Hubble:    Hubble{Enabled: true, EventBufferCapacity: HubbleEventBuffer, Relay: HubbleRelay{Enabled: true}},
+		Operator:  Operator{Replicas: 1, ExtraArgs: operatorArgs(s.BGP.HoldSeconds)},
+		BPF:       BPF{LBAlgorithmAnnotation: true, AutoMount: Enabled{false}},
+		Cgroup:    Cgroup{AutoMount: Enabled{false}, HostRoot: config.CiliumCgroupRoot},
+		Sysctlfix: Enabled{false},
 		// The agent runs in its node's namespace: the suite reads the metrics through
 		// the node's management address, on the lab's own bridge.
 		Prometheus: Prometheus{Enabled: true, Port: MetricsPort},
