@@ -151,5 +151,5 @@ func etpOnTheWire(ctx context.Context, x *Lab, vip netip.Addr, control bool, r *
 	if len(others) == 0 {
 		return nil
 	}
-	return forcedThrough(ctx, x, vip, r)
+	return forcedThrough(ctx, x, vip, pod.IP, r)
 }

@@ -10,13 +10,14 @@ import (
 	"v6lab.dev/v6lab/labs/capture"
 	"v6lab.dev/v6lab/labs/faults"
 	"v6lab.dev/v6lab/labs/plan"
+	"v6lab.dev/v6lab/labs/verdict"
 )
 
 // forcedThrough steers the client's requests to the VIP through a node without a
 // backend (static routes on the client's router and on that node's router, above
 // BGP's), checks from the captures that the node dropped them — none answered, none
 // reached the backend's node — and removes the routes, on any exit.
-func forcedThrough(ctx context.Context, x *Lab, vip netip.Addr, r *Result) error {
+func forcedThrough(ctx context.Context, x *Lab, vip, backend netip.Addr, r *Result) error {
 	client := x.Plan.HostByRole("client")
 	n := x.nonDSRNode()
 	steer, err := steerVIP(ctx, x, vip, n)
@@ -46,18 +47,30 @@ func forcedThrough(ctx context.Context, x *Lab, vip netip.Addr, r *Result) error
 	if in == 0 {
 		return fmt.Errorf("etp-local: the requests steered toward %s never reached it: the steering did not take", n.Name)
 	}
-	forwarded := 0
-	for _, p := range caps[x.Uplink(x.DSRNode())].Packets {
-		if s := p.Sent(); s.IPv6 && s.Probe != nil && !s.Probe.Reply && !p.Time.Before(start) && !p.Time.After(end) {
-			forwarded++
-		}
-	}
+	forwarded := countForwarded(caps[x.Uplink(x.DSRNode())].Packets, vip, backend, start, end)
 	if answered > 0 || forwarded > 0 {
 		r.fail(kindForwarded, "requests forced through %s, which has no backend: %d answered, %d reached the backend's node", n.Name, answered, forwarded)
 	}
 	r.figure("forced_requests", float64(in))
 	r.figure("forced_answered", float64(answered))
 	return undo()
+}
+
+// countForwarded counts the requests of the forced stream on the backend's node's
+// uplink in its window: to the VIP, or translated to the backend (from the client, or
+// from the node that forwarded them), on the probe port. Other probes cross that uplink
+// meanwhile (the checks beside etp-local in its group, Check.Concurrent: one run
+// counted 5 of them, to other pods of that node, as forwarded requests).
+func countForwarded(pkts []verdict.Packet, vip, backend netip.Addr, start, end time.Time) int {
+	n := 0
+	for i := range pkts {
+		p := &pkts[i]
+		if s := p.Sent(); s.IPv6 && s.Probe != nil && !s.Probe.Reply && !p.Time.Before(start) && !p.Time.After(end) &&
+			(s.Dst == vip || s.Dst == backend) && s.DstPort == ProbePort {
+			n++
+		}
+	}
+	return n
 }
 
 // steerVIP is the static routes that make the client's traffic to vip enter the

@@ -579,3 +579,21 @@ func TestExchangeOfOneSender(t *testing.T) {
 	allReq, allRep := exchange(pkts, world, t0, t0.Add(time.Second))
 	assert.Greater(t, allReq, allRep, "without the sender's address, the other's probes look unanswered")
 }
+
+// etp-local's forced stream: only its own requests on the backend's node's uplink count
+// as forwarded (to the VIP, or translated to the backend), never other checks' probes
+// to other pods of that node in the same window.
+func TestCountForwarded(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 5, 30, 0, 0, time.UTC)
+	vip, backend := netip.MustParseAddr("2001:db8:0:101::3"), netip.MustParseAddr("2001:db8:0:a01:2::30")
+	client, node := netip.MustParseAddr("2001:db8:0:e01::2"), netip.MustParseAddr("2001:db8::12")
+	other := netip.MustParseAddr("2001:db8:0:a02:2::40") // another pod of the backend's node
+	req := func(src, dst netip.Addr) verdict.Packet {
+		p := segment(netip.AddrPortFrom(src, 40000), netip.AddrPortFrom(dst, ProbePort), layers.IPProtocolUDP, 0)
+		p.Time, p.Probe = t0.Add(time.Millisecond), &probewire.Probe{}
+		return p
+	}
+	end := t0.Add(time.Second)
+	assert.Zero(t, countForwarded([]verdict.Packet{req(client, other), req(other, client)}, vip, backend, t0, end), "other probes are not the forced stream")
+	assert.Equal(t, 2, countForwarded([]verdict.Packet{req(client, vip), req(node, backend), req(client, other)}, vip, backend, t0, end))
+}
