@@ -26,26 +26,12 @@ import (
 // exchange counts, among packets captured in [from, to], the probe requests toward dst
 // and the replies from it (the pods' own packets: inside VXLAN where tunnelled).
 func exchange(pkts []verdict.Packet, dst netip.AddrPort, from, to time.Time) (requests, replies int) {
-	for i := range pkts {
-		if pkts[i].Time.Before(from) || pkts[i].Time.After(to) {
-			continue
-		}
-		p := pkts[i].Sent()
-		if !p.IPv6 || p.Probe == nil {
-			continue
-		}
-		switch {
-		case !p.Probe.Reply && p.Dst == dst.Addr() && p.DstPort == dst.Port():
-			requests++
-		case p.Probe.Reply && p.Src == dst.Addr() && p.SrcPort == dst.Port():
-			replies++
-		}
-	}
-	return requests, replies
+	return exchangeOf(pkts, nil, dst, from, to)
 }
 
 // exchangeOf is exchange for one sender's probes: requests from one of srcs, replies to
-// one of them (a pod's address, and its node's where the node masquerades its egress).
+// one of them (a pod's address, and its node's where the node masquerades its egress);
+// nil srcs: any sender's.
 func exchangeOf(pkts []verdict.Packet, srcs []netip.Addr, dst netip.AddrPort, from, to time.Time) (requests, replies int) {
 	for i := range pkts {
 		if pkts[i].Time.Before(from) || pkts[i].Time.After(to) {
@@ -56,9 +42,9 @@ func exchangeOf(pkts []verdict.Packet, srcs []netip.Addr, dst netip.AddrPort, fr
 			continue
 		}
 		switch {
-		case !p.Probe.Reply && p.Dst == dst.Addr() && p.DstPort == dst.Port() && slices.Contains(srcs, p.Src):
+		case !p.Probe.Reply && p.Dst == dst.Addr() && p.DstPort == dst.Port() && (srcs == nil || slices.Contains(srcs, p.Src)):
 			requests++
-		case p.Probe.Reply && p.Src == dst.Addr() && p.SrcPort == dst.Port() && slices.Contains(srcs, p.Dst):
+		case p.Probe.Reply && p.Src == dst.Addr() && p.SrcPort == dst.Port() && (srcs == nil || slices.Contains(srcs, p.Dst)):
 			replies++
 		}
 	}

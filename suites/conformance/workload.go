@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sort"
 	"time"
@@ -12,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 )
 
@@ -137,8 +139,8 @@ func (x *Lab) dsrBackend(ctx context.Context) (Pod, error) {
 // connections also enter through the others.
 func (x *Lab) DSRNode() string { return x.Plan.KubeNodes[len(x.Plan.KubeNodes)-1].Name }
 
-// Deploy creates the suite's workload (idempotent) and waits until its pods run and
-// its Services have VIPs.
+// Deploy creates the suite's workload (idempotent) and waits until its pods run, its
+// Services have VIPs, every agent knows every pod and the routers route the VIPs.
 func (x *Lab) Deploy(ctx context.Context) error {
 	for _, app := range x.Plan.Apps {
 		if err := x.apply(ctx, x.echoDeployment(app.Namespace, EchoName, int32(len(x.Plan.KubeNodes)), ""),
@@ -188,7 +190,11 @@ func (x *Lab) Deploy(ctx context.Context) error {
 			why = fmt.Sprintf("the DSR backend is not running (%v)", err)
 		}
 		if why == "" {
-			return x.WaitDatapath(ctx, time.Until(deadline))
+			if err := x.WaitDatapath(ctx, time.Until(deadline)); err != nil {
+				return err
+			}
+			x.waitRouted(ctx, min(time.Minute, time.Until(deadline)))
+			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("workload not ready after 5m: %s", why)
@@ -272,4 +278,31 @@ func (x *Lab) StartResponder(ctx context.Context) error {
 	_, err := run(ctx, "docker", []string{"exec", "-d", x.Plan.ContainerName(world.Name), "v6lab-probe", "serve", "--http", ""}, "")
 	time.Sleep(300 * time.Millisecond)
 	return err
+}
+
+// waitRouted waits, at most timeout, until the routers route the workload's VIPs
+// through every node that announces them (bgp-routes' state, routesOnce): the checks
+// that run first (Check.Concurrent) probe the VIPs at once, and on a lab just up a
+// speaker still announcing them moved a connection mid-way (a CI run: MetalLB on one
+// node went from 0 to 8 announced prefixes during the first group, and 1 of 30 HTTP
+// requests went unanswered). A lab whose routes do not settle is left to bgp-routes to
+// judge: the wait ends and says so.
+func (x *Lab) waitRouted(ctx context.Context, timeout time.Duration) {
+	start := time.Now()
+	var why string
+	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
+		r, err := routesOnce(ctx, x)
+		switch {
+		case err != nil:
+			why = err.Error()
+		case !r.Pass:
+			why = r.Reason
+		}
+		return err == nil && r.Pass, nil
+	})
+	if err != nil {
+		slog.Warn("the routers' routes toward the workload did not settle: bgp-routes will judge them", "waited", time.Since(start).Round(time.Millisecond), "why", why)
+		return
+	}
+	slog.Info("the routers route every VIP of the workload", "waited", time.Since(start).Round(time.Millisecond))
 }
