@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sync/errgroup"
 
 	"v6lab.dev/v6lab/labs/capture"
@@ -111,6 +113,10 @@ func vipReachability() Check {
 			if err := g.Wait(); err != nil {
 				return r, err
 			}
+			lbVIPs, err := x.lbVIPs(ctx)
+			if err != nil {
+				return r, err
+			}
 			var wire []hubble.Probe
 			for i, app := range apps {
 				vip, pods, hs, ps, caps := runs[i].vip, runs[i].pods, runs[i].hs, runs[i].ps, runs[i].caps
@@ -160,7 +166,7 @@ func vipReachability() Check {
 				// a backend of an earlier check's connection, abandoned by its client,
 				// goes on retransmitting to it from its own VIP for minutes (a CI run
 				// saw two such segments from another VIP here).
-				own := ownFlows(c.Packets, client.Address, vip)
+				own := ownFlows(c.Packets, client.Address, vip, slices.DeleteFunc(slices.Clone(lbVIPs), func(a netip.Addr) bool { return a == vip }))
 				fromClient, toVIP := 0, 0
 				for _, proto := range []string{"tcp", "udp"} {
 					v := verdict.Source(own, verdict.Match{Proto: proto, Dst: client.Address}, []netip.Prefix{netip.PrefixFrom(vip, 128)})
@@ -190,18 +196,27 @@ func vipReachability() Check {
 	}
 }
 
-// ownFlows keeps the packets from and to the client's ports that sent to vip.
-func ownFlows(pkts []verdict.Packet, client, vip netip.Addr) []verdict.Packet {
-	ports := map[uint16]bool{}
+// ownFlows keeps the packets from and to the client's ports (by protocol) that sent to
+// vip, but for those exchanged with another of the lab's VIPs (others): checks beside
+// this one (Check.Concurrent) send from the client too, and one's UDP socket took the
+// port of one of this check's TCP connections (a CI run: etp-local's 20 probes to its
+// VIP, and their replies, counted as this check's).
+func ownFlows(pkts []verdict.Packet, client, vip netip.Addr, others []netip.Addr) []verdict.Packet {
+	type flow struct {
+		proto layers.IPProtocol
+		port  uint16
+	}
+	flows := map[flow]bool{}
 	for i := range pkts {
 		if p := &pkts[i]; p.Src == client && p.Dst == vip {
-			ports[p.SrcPort] = true
+			flows[flow{p.Proto, p.SrcPort}] = true
 		}
 	}
 	var out []verdict.Packet
 	for i := range pkts {
 		p := &pkts[i]
-		if (p.Src == client && ports[p.SrcPort]) || (p.Dst == client && ports[p.DstPort]) {
+		if (p.Src == client && flows[flow{p.Proto, p.SrcPort}] && !slices.Contains(others, p.Dst)) ||
+			(p.Dst == client && flows[flow{p.Proto, p.DstPort}] && !slices.Contains(others, p.Src)) {
 			out = append(out, *p)
 		}
 	}

@@ -443,18 +443,27 @@ func TestJudgeWithdrawal(t *testing.T) {
 
 func TestOwnFlows(t *testing.T) {
 	client, vip, other := netip.MustParseAddr("2001:db8:0:e01::2"), netip.MustParseAddr("2001:db8:0:102::1"), netip.MustParseAddr("2001:db8:0:101::6")
+	backend := netip.MustParseAddr("2001:db8:0:a02::10")
 	pkts := []verdict.Packet{
 		segment(netip.AddrPortFrom(client, 40000), netip.AddrPortFrom(vip, HTTPPort), layers.IPProtocolTCP, verdict.TCPSyn),
 		segment(netip.AddrPortFrom(vip, HTTPPort), netip.AddrPortFrom(client, 40000), layers.IPProtocolTCP, verdict.TCPSyn|verdict.TCPAck),
-		// A reply of the check's flow from a wrong source: kept (the check must see it).
-		segment(netip.AddrPortFrom(other, HTTPPort), netip.AddrPortFrom(client, 40000), layers.IPProtocolTCP, verdict.TCPAck),
+		// A reply of the check's flow from a wrong source (a backend's address leaking):
+		// kept (the check must see it).
+		segment(netip.AddrPortFrom(backend, podHTTP), netip.AddrPortFrom(client, 40000), layers.IPProtocolTCP, verdict.TCPAck),
 		// An earlier check's abandoned connection, retransmitted from another VIP, and
 		// the client's reset: left out.
 		segment(netip.AddrPortFrom(other, TCPPort), netip.AddrPortFrom(client, 45000), layers.IPProtocolTCP, verdict.TCPAck),
 		segment(netip.AddrPortFrom(client, 45000), netip.AddrPortFrom(other, TCPPort), layers.IPProtocolTCP, verdict.TCPRst),
+		// A concurrent check's UDP probes from the port of one of this check's TCP
+		// connections, to another VIP, and their replies: left out.
+		segment(netip.AddrPortFrom(client, 40000), netip.AddrPortFrom(other, ProbePort), layers.IPProtocolUDP, 0),
+		segment(netip.AddrPortFrom(other, ProbePort), netip.AddrPortFrom(client, 40000), layers.IPProtocolUDP, 0),
 	}
-	own := ownFlows(pkts, client, vip)
+	own := ownFlows(pkts, client, vip, []netip.Addr{other})
 	assert.Len(t, own, 3)
+	// The same port, same protocol, to another VIP: left out by the VIPs it knows.
+	pkts = append(pkts, segment(netip.AddrPortFrom(client, 40000), netip.AddrPortFrom(other, HTTPPort), layers.IPProtocolTCP, verdict.TCPSyn))
+	assert.Len(t, ownFlows(pkts, client, vip, []netip.Addr{other}), 3)
 }
 
 // The wire's account of the client's exchange with a VIP: over UDP its probes to the

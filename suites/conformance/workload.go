@@ -259,6 +259,25 @@ func (x *Lab) VIP(ctx context.Context, ns, name string) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("service %s/%s has no VIP yet", ns, name)
 }
 
+// lbVIPs are the VIPs of every LoadBalancer Service in the applications' namespaces.
+func (x *Lab) lbVIPs(ctx context.Context) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, app := range x.Plan.Apps {
+		svcs, err := x.Client.CoreV1().Services(app.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range svcs.Items {
+			for _, i := range s.Status.LoadBalancer.Ingress {
+				if a, err := netip.ParseAddr(i.IP); err == nil {
+					out = append(out, a)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
 // Cleanup removes everything the suite created in the cluster.
 func (x *Lab) Cleanup(ctx context.Context) {
 	for _, app := range x.Plan.Apps {
