@@ -225,14 +225,20 @@ func settle(ctx context.Context, x *Lab, control bool, once func(context.Context
 // restored waits, for at most a minute, until a state check passes again after a
 // control restored the lab.
 func restored(ctx context.Context, x *Lab, what string, once func(context.Context, *Lab) (Result, error)) error {
-	deadline := time.Now().Add(time.Minute)
+	if r, err := untilPass(ctx, x, time.Minute, once); err != nil || !r.Pass {
+		return fmt.Errorf("%s not back a minute after the restore: %s (%v)", what, r.Reason, err)
+	}
+	return nil
+}
+
+// untilPass polls a state check, a second apart, until it passes, within has gone by
+// or ctx ends; it returns the last verdict.
+func untilPass(ctx context.Context, x *Lab, within time.Duration, once func(context.Context, *Lab) (Result, error)) (Result, error) {
+	deadline := time.Now().Add(within)
 	for {
 		r, err := once(ctx, x)
-		if err == nil && r.Pass {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not back a minute after the restore: %s (%v)", what, r.Reason, err)
+		if (err == nil && r.Pass) || time.Now().After(deadline) || ctx.Err() != nil {
+			return r, err
 		}
 		time.Sleep(time.Second)
 	}

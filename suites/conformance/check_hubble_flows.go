@@ -16,12 +16,13 @@ import (
 
 // Hubble's account of a pod's traffic, set against the wire. A pod (a removal-echo pod
 // of the first application, on the first node) sends UDP probes to the world host
-// twice: as the lab is, and under a default-deny policy on its Deployment's pods. The captures (the pod's veth, its node's uplink, the world host's link)
-// say which probes left the pod and which arrived; the agent on the pod's node says,
-// through Hubble, what it did with them. They must tell the same story: what arrived
-// was FORWARDED, what the policy stopped was DROPPED with the reason POLICY_DENIED.
-// Every disagreement is in the report (its Hubble section). Control: the world host's
-// router drops the pod's probes (nft, forward hook): the wire loses them where Cilium cannot
+// twice: as the lab is, and under a default-deny policy on its Deployment's pods. The
+// captures (the pod's veth, its node's uplink, the world host's link) say which probes
+// left the pod and which arrived; the agent on the pod's node says, through Hubble,
+// what it did with them. They must tell the same story: what arrived was FORWARDED,
+// what the policy stopped was DROPPED with the reason POLICY_DENIED. Every
+// disagreement is in the report (its Hubble section). Control: the world host's router
+// drops the pod's probes (nft, forward hook): the wire loses them where Cilium cannot
 // see, and Hubble's FORWARDED no longer means delivered.
 func hubbleFlows() Check {
 	return Check{

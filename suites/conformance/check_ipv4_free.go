@@ -20,9 +20,10 @@ const kindIPv4OnDataLink = "ipv4-on-data-link"
 const ipv4FreePort = 9009
 
 // The lab is IPv6-only on the wire: while pods send to the world host and the client
-// talks to a VIP (the DSR backend's SNAT Service), every data link — each node's uplink, each host's link and each fabric link
-// — carries frames, and none of them is IPv4 or ARP (judged by EtherType, VLAN-tagged
-// and malformed frames included; the captures have no filter that could hide them).
+// talks to a VIP (the DSR backend's SNAT Service), every data link — each node's
+// uplink, each host's link and each fabric link — carries frames, and none of them is
+// IPv4 or ARP (judged by EtherType, VLAN-tagged and malformed frames included; the
+// captures have no filter that could hide them).
 // Control: an IPv4 address on each end of the client's link (TEST-NET-1, 192.0.2.0/24,
 // on that link only) and a ping across it.
 func ipv4Free() Check {

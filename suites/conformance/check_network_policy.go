@@ -163,25 +163,31 @@ func runNetworkPolicy(ctx context.Context, x *Lab, control bool) (Result, error)
 	}
 	var ndpFrom, ndpTo time.Time
 	caps, err := x.Capture(ctx, "netpol"+suffix(control), capture.Filter{IPv6Only: true}, points, func() (err error) {
-		// What a step left in place for the next to replace goes on any exit.
-		var left func(context.Context) error
+		// The policy in place is removed when the next step does not replace it (the
+		// same policy name in the same namespace), and on any exit.
+		var remove func(context.Context) error
 		defer func() {
-			if left != nil {
-				if rerr := left(ctx); err == nil && rerr != nil {
+			if remove != nil {
+				if rerr := remove(ctx); err == nil && rerr != nil {
 					err = fmt.Errorf("network-policy's policy not removed: %w", rerr)
 				}
 			}
 		}()
-		for i := range steps {
-			keep := i+1 < len(steps) && steps[i+1].ns == steps[i].ns && steps[i+1].policy == steps[i].policy
-			l, err := x.policyStep(ctx, &steps[i], control, keep)
-			if err == nil || l != nil {
-				// A step that applied nothing (failed before its apply) left the
-				// previous step's policy as it was.
-				left = l
+		for i, s := range steps {
+			restore, err := x.policyStep(ctx, &steps[i], control)
+			if restore != nil { // nil: nothing applied, what was in place stays
+				remove = restore
 			}
 			if err != nil {
 				return err
+			}
+			if i+1 < len(steps) && steps[i+1].ns == s.ns && steps[i+1].policy == s.policy {
+				continue
+			}
+			rm := remove
+			remove = nil // reported below, not tried again on the way out
+			if err := rm(ctx); err != nil {
+				return fmt.Errorf("policy of step %s not removed: %w", s.name, err)
 			}
 		}
 		ndpFrom, ndpTo, err = x.ndpUnderDefaultDeny(ctx, bLocal, udp(world))
@@ -241,13 +247,11 @@ func matchLabels(l map[string]string) map[string]any {
 	return map[string]any{"matchLabels": l}
 }
 
-// policyStep applies a step's policy (the control: with enableDefaultDeny off), waits
-// until every agent realized it on the pods involved, runs its probes and deletes it,
-// waiting until the deletion is realized too. With keep, when the step succeeded, the
-// policy stays in place for the next step (the same policy name, the same pods) to
-// replace, and left deletes it. On an error, left deletes what the step applied (nil:
-// it applied nothing).
-func (x *Lab) policyStep(ctx context.Context, s *policyStep, control, keep bool) (left func(context.Context) error, err error) {
+// policyStep applies a step's policy (the control: with enableDefaultDeny off) — a
+// policy of the same name in place is replaced — waits until every agent realized it
+// on the pods involved, and runs its probes. restore deletes the policy, waiting until
+// the deletion is realized too (nil: nothing was applied).
+func (x *Lab) policyStep(ctx context.Context, s *policyStep, control bool) (restore func(context.Context) error, err error) {
 	name := "v6lab-netpol-" + s.policy
 	spec := map[string]any{}
 	for k, v := range s.rule {
@@ -263,21 +267,11 @@ func (x *Lab) policyStep(ctx context.Context, s *policyStep, control, keep bool)
 			pods = append(pods, Pod{IP: p.to.Addr()})
 		}
 	}
-	restore, err := x.applyCNP(ctx, s.ns, name, spec, pods)
+	restore, err = x.applyCNP(ctx, s.ns, name, spec, pods)
 	if err != nil {
 		return restore, fmt.Errorf("policy %s (%s): %w", name, s.name, err)
 	}
-	if err := x.policyProbes(ctx, s); err != nil {
-		return restore, err
-	}
-	if keep {
-		return restore, nil
-	}
-	if err := restore(ctx); err != nil {
-		// Reported; not tried again on the way out.
-		return func(context.Context) error { return nil }, fmt.Errorf("policy %s not removed: %w", name, err)
-	}
-	return nil, nil
+	return restore, x.policyProbes(ctx, s)
 }
 
 // policyProbes runs a step's probes.

@@ -482,11 +482,9 @@ type phaseStep struct {
 func planPhases(checks []Check) []phase {
 	var out []phase
 	group := map[int]int{}     // Check.Concurrent -> its phase
-	lastOf := map[int]int{}    // Check.ControlGroup -> its last member
-	members := map[int][]int{} // Check.ControlGroup -> its members
+	members := map[int][]int{} // Check.ControlGroup -> its members, in the suite's order
 	for i, c := range checks {
 		if c.ControlGroup != 0 {
-			lastOf[c.ControlGroup] = i
 			members[c.ControlGroup] = append(members[c.ControlGroup], i)
 		}
 	}
@@ -506,8 +504,8 @@ func planPhases(checks []Check) []phase {
 				out = append(out, phase{step: phaseStep{check: i, controlOnly: true}})
 			}
 		}
-		if grouped && lastOf[c.ControlGroup] == i {
-			out = append(out, phase{controls: members[c.ControlGroup]})
+		if m := members[c.ControlGroup]; grouped && m[len(m)-1] == i {
+			out = append(out, phase{controls: m})
 		}
 	}
 	return out

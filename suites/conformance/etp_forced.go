@@ -62,15 +62,9 @@ func forcedThrough(ctx context.Context, x *Lab, vip, backend netip.Addr, r *Resu
 // meanwhile (the checks beside etp-local in its group, Check.Concurrent: one run
 // counted 5 of them, to other pods of that node, as forwarded requests).
 func countForwarded(pkts []verdict.Packet, vip, backend netip.Addr, start, end time.Time) int {
-	n := 0
-	for i := range pkts {
-		p := &pkts[i]
-		if s := p.Sent(); s.IPv6 && s.Probe != nil && !s.Probe.Reply && !p.Time.Before(start) && !p.Time.After(end) &&
-			(s.Dst == vip || s.Dst == backend) && s.DstPort == ProbePort {
-			n++
-		}
-	}
-	return n
+	toVIP, _ := exchange(pkts, netip.AddrPortFrom(vip, ProbePort), start, end)
+	toBackend, _ := exchange(pkts, netip.AddrPortFrom(backend, ProbePort), start, end)
+	return toVIP + toBackend
 }
 
 // steerVIP is the static routes that make the client's traffic to vip enter the

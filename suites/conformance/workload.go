@@ -13,7 +13,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 )
 
@@ -308,19 +307,8 @@ func (x *Lab) StartResponder(ctx context.Context) error {
 // judge: the wait ends and says so.
 func (x *Lab) waitRouted(ctx context.Context, timeout time.Duration) {
 	start := time.Now()
-	var why string
-	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
-		r, err := routesOnce(ctx, x)
-		switch {
-		case err != nil:
-			why = err.Error()
-		case !r.Pass:
-			why = r.Reason
-		}
-		return err == nil && r.Pass, nil
-	})
-	if err != nil {
-		slog.Warn("the routers' routes toward the workload did not settle: bgp-routes will judge them", "waited", time.Since(start).Round(time.Millisecond), "why", why)
+	if r, err := untilPass(ctx, x, timeout, routesOnce); err != nil || !r.Pass {
+		slog.Warn("the routers' routes toward the workload did not settle: bgp-routes will judge them", "waited", time.Since(start).Round(time.Millisecond), "why", r.Reason, "err", err)
 		return
 	}
 	slog.Info("the routers route every VIP of the workload", "waited", time.Since(start).Round(time.Millisecond))
