@@ -32,7 +32,14 @@ type TCPStream struct {
 	Resets  int       `json:"resets"`
 	ResetAt time.Time `json:"reset_at,omitzero"`
 	ResetBy string    `json:"reset_by,omitempty"`
-	Fin     bool      `json:"fin"`
+	// StaleResets counts the client's RSTs before the server's SYN-ACK: the client's
+	// answer to an ACK that does not acknowledge its SYN (RFC 9293 3.5.1; RFC 5961's
+	// challenge ACK), sent by a server that still holds an earlier connection of the
+	// same addresses and ports — with a VIP's DNAT, one the client made to another
+	// address the same backend serves. The client then sends its SYN again; no
+	// connection of its own was reset, so these are not in Resets.
+	StaleResets int  `json:"stale_resets,omitempty"`
+	Fin         bool `json:"fin"`
 	// LastServerData is the time of the server's last data segment; LongestStall the
 	// longest time between two of them, or from the last one to the stream's last
 	// segment (a connection still stalled when the capture ended), from StallStart.
@@ -54,8 +61,9 @@ func (s TCPStream) Survived(t time.Time) bool {
 func TCPStreams(pkts Packets, m Match, client netip.Addr) ([]TCPStream, error) {
 	m.Proto = "tcp"
 	type state struct {
-		s    TCPStream
-		seqs map[uint32]bool
+		s        TCPStream
+		seqs     map[uint32]bool
+		synAcked bool // the server's SYN-ACK was seen
 	}
 	conns := map[[2]netip.AddrPort]*state{}
 	err := pkts(func(p *Packet) {
@@ -82,10 +90,17 @@ func TCPStreams(pkts Packets, m Match, client netip.Addr) ([]TCPStream, error) {
 		if fromClient && p.TCPFlags&TCPSyn != 0 && p.TCPFlags&TCPAck == 0 {
 			s.Handshake = true
 		}
+		if !fromClient && p.TCPFlags&(TCPSyn|TCPAck) == TCPSyn|TCPAck {
+			c.synAcked = true
+		}
 		if p.TCPFlags&TCPFin != 0 {
 			s.Fin = true
 		}
-		if p.TCPFlags&TCPRst != 0 {
+		switch {
+		case p.TCPFlags&TCPRst == 0:
+		case fromClient && s.Handshake && !c.synAcked:
+			s.StaleResets++
+		default:
 			if s.Resets == 0 {
 				s.ResetAt, s.ResetBy = p.Time, "server"
 				if fromClient {

@@ -94,3 +94,43 @@ func TestTCPStreamsLeavesOtherHostsOut(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, streams)
 }
+
+// A server that still holds an earlier connection of the same addresses and ports
+// answers the client's SYN with an ACK of that connection; the client resets it and
+// sends its SYN again (the failover check's CI run: the backend's pod held the client's
+// port from a connection to another VIP). That opened the connection, it reset none.
+func TestTCPStreamsStaleResetBeforeTheHandshake(t *testing.T) {
+	c, s := netip.AddrPortFrom(client, 41003), netip.AddrPortFrom(vip, 9001)
+	stale := []Frame{
+		{t0, TCPFrame(c, s, TCPSyn, 0, nil)},
+		{t0, TCPFrame(s, c, TCPAck, 777, nil)}, // the earlier connection's ACK
+		{t0, TCPFrame(c, s, TCPRst, 777, nil)},
+	}
+	conn := tcpConn(41003, 30, nil, -1)
+	for i := range conn {
+		conn[i].Time = conn[i].Time.Add(12 * time.Millisecond)
+	}
+	streams, err := TCPStreams(Slice(decodeFrames(t, append(stale, conn...))), Match{}, client)
+	require.NoError(t, err)
+	require.Len(t, streams, 1)
+	got := streams[0]
+	assert.Zero(t, got.Resets, "%+v", got)
+	assert.Equal(t, 1, got.StaleResets)
+	assert.True(t, got.Survived(t0.Add(time.Second)))
+
+	// The server's RST to the SYN is a reset (refused), and so is the client's once
+	// the handshake is done.
+	refused := []Frame{{t0, TCPFrame(c, s, TCPSyn, 0, nil)}, {t0, TCPFrame(s, c, TCPRst|TCPAck, 0, nil)}}
+	streams, err = TCPStreams(Slice(decodeFrames(t, refused)), Match{}, client)
+	require.NoError(t, err)
+	require.Len(t, streams, 1)
+	assert.Equal(t, 1, streams[0].Resets)
+	assert.Equal(t, "server", streams[0].ResetBy)
+	late := append(tcpConn(41003, 3, nil, -1), Frame{t0.Add(time.Second), TCPFrame(c, s, TCPRst, 100, nil)})
+	streams, err = TCPStreams(Slice(decodeFrames(t, late)), Match{}, client)
+	require.NoError(t, err)
+	require.Len(t, streams, 1)
+	assert.Equal(t, 1, streams[0].Resets)
+	assert.Zero(t, streams[0].StaleResets)
+	assert.Equal(t, "client", streams[0].ResetBy)
+}

@@ -36,7 +36,12 @@ func bfdSessions() Check {
 				if err := undo(); err != nil {
 					return err
 				}
-				return restored(ctx, x, "BFD", bfdOnce)
+				if err := restored(ctx, x, "BFD", bfdOnce); err != nil {
+					return err
+				}
+				// BFD down took the node's BGP session down with it: back when the
+				// routers route through the node again.
+				return restored(ctx, x, "the routes", routesOnce)
 			}
 			return restore, err
 		},

@@ -62,6 +62,14 @@ func runFailover(ctx context.Context, x *Lab, control bool) (Result, error) {
 	if err != nil {
 		return r, err
 	}
+	// "Whole" is taken once the routers route every VIP through every node that
+	// announces it (bgp-routes' state): a snapshot taken while a session was coming
+	// back holds fewer paths than the lab has, and no failure could restore it (a CI
+	// run: a node's MetalLB session had flapped just before and announced 1 of its 8
+	// prefixes when the snapshot was taken).
+	if rr, err := untilPass(ctx, x, time.Minute, routesOnce); err != nil || !rr.Pass {
+		return r, fmt.Errorf("the routers do not route the VIPs through every node before the first failure: %s (%v)", rr.Reason, err)
+	}
 	whole, err := vipRoutes(ctx, x, vip)
 	if err != nil {
 		return r, err

@@ -66,6 +66,10 @@ func judgeTCP(x *Lab, f failure, run failoverRun, r *Result) error {
 		}
 		conns++
 		ok := s.Survived(run.restoredAt)
+		if s.StaleResets > 0 {
+			r.Evidence = append(r.Evidence, reports.Evidence{Time: s.First, Src: "client",
+				Note: fmt.Sprintf("tcp %s: the server answered the SYN with an earlier connection's ACK; the client reset that and opened the connection (not a reset of it)", s.Client)})
+		}
 		if s.Resets > 0 {
 			reset++
 			r.Timeline = append(r.Timeline, reports.Event{At: s.ResetAt, Label: fmt.Sprintf("tcp %s reset by the %s", s.Client, s.ResetBy)})
