@@ -166,7 +166,7 @@ func vipReachability() Check {
 				// a backend of an earlier check's connection, abandoned by its client,
 				// goes on retransmitting to it from its own VIP for minutes (a CI run
 				// saw two such segments from another VIP here).
-				own := ownFlows(c.Packets, client.Address, vip, slices.DeleteFunc(slices.Clone(lbVIPs), func(a netip.Addr) bool { return a == vip }))
+				own := ownFlows(c.Packets, client.Address, vip, lbVIPs)
 				fromClient, toVIP := 0, 0
 				for _, proto := range []string{"tcp", "udp"} {
 					v := verdict.Source(own, verdict.Match{Proto: proto, Dst: client.Address}, []netip.Prefix{netip.PrefixFrom(vip, 128)})
@@ -197,11 +197,12 @@ func vipReachability() Check {
 }
 
 // ownFlows keeps the packets from and to the client's ports (by protocol) that sent to
-// vip, but for those exchanged with another of the lab's VIPs (others): checks beside
-// this one (Check.Concurrent) send from the client too, and one's UDP socket took the
-// port of one of this check's TCP connections (a CI run: etp-local's 20 probes to its
-// VIP, and their replies, counted as this check's).
-func ownFlows(pkts []verdict.Packet, client, vip netip.Addr, others []netip.Addr) []verdict.Packet {
+// vip, but for those exchanged with another of the lab's VIPs (labVIPs, vip among them
+// or not): checks beside this one (Check.Concurrent) send from the client too, and
+// one's UDP socket took the port of one of this check's TCP connections (a CI run:
+// etp-local's 20 probes to its VIP, and their replies, counted as this check's).
+func ownFlows(pkts []verdict.Packet, client, vip netip.Addr, labVIPs []netip.Addr) []verdict.Packet {
+	other := func(a netip.Addr) bool { return a != vip && slices.Contains(labVIPs, a) }
 	type flow struct {
 		proto layers.IPProtocol
 		port  uint16
@@ -215,8 +216,8 @@ func ownFlows(pkts []verdict.Packet, client, vip netip.Addr, others []netip.Addr
 	var out []verdict.Packet
 	for i := range pkts {
 		p := &pkts[i]
-		if (p.Src == client && flows[flow{p.Proto, p.SrcPort}] && !slices.Contains(others, p.Dst)) ||
-			(p.Dst == client && flows[flow{p.Proto, p.DstPort}] && !slices.Contains(others, p.Src)) {
+		if (p.Src == client && flows[flow{p.Proto, p.SrcPort}] && !other(p.Dst)) ||
+			(p.Dst == client && flows[flow{p.Proto, p.DstPort}] && !other(p.Src)) {
 			out = append(out, *p)
 		}
 	}

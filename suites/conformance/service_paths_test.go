@@ -459,7 +459,7 @@ func TestOwnFlows(t *testing.T) {
 		segment(netip.AddrPortFrom(client, 40000), netip.AddrPortFrom(other, ProbePort), layers.IPProtocolUDP, 0),
 		segment(netip.AddrPortFrom(other, ProbePort), netip.AddrPortFrom(client, 40000), layers.IPProtocolUDP, 0),
 	}
-	own := ownFlows(pkts, client, vip, []netip.Addr{other})
+	own := ownFlows(pkts, client, vip, []netip.Addr{vip, other})
 	assert.Len(t, own, 3)
 	// The same port, same protocol, to another VIP: left out by the VIPs it knows.
 	pkts = append(pkts, segment(netip.AddrPortFrom(client, 40000), netip.AddrPortFrom(other, HTTPPort), layers.IPProtocolTCP, verdict.TCPSyn))
